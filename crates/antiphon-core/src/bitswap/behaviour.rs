@@ -1,0 +1,594 @@
+//! The Bitswap `NetworkBehaviour`: client requests and server ledgers.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cid::Cid;
+use futures::FutureExt;
+use futures_timer::Delay;
+use libp2p::core::transport::PortUse;
+use libp2p::core::{Endpoint, Multiaddr};
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm,
+};
+use libp2p::PeerId;
+use web_time::Instant;
+
+use super::handler::{FromBehaviour, Handler, ToBehaviour};
+use super::message::{CidPrefix, Message, Presence, ReceivedBlock, WantEntry, WantType};
+use super::store::Blockstore;
+use crate::block::{Block, VerifyError};
+use crate::limits::{MAX_MESSAGE_BYTES, MAX_WANTLIST_ENTRIES};
+
+/// Settings of the Bitswap behaviour.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// How long a request waits for its block before it fails with [`RequestError::Timeout`].
+    pub request_timeout: Duration,
+    /// Most client requests in flight at once.
+    pub max_requests: usize,
+    /// Most bytes of blocks sent to one peer and not yet written to its stream.
+    pub max_outstanding_bytes_per_peer: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_requests: 1024,
+            max_outstanding_bytes_per_peer: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::request_timeout`].
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::max_requests`].
+    pub fn with_max_requests(mut self, max: usize) -> Self {
+        self.max_requests = max;
+        self
+    }
+}
+
+/// Whom a request asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Only these peers (they must be connected).
+    Peers(Vec<PeerId>),
+    /// Every peer connected when the request is made.
+    AnyConnected,
+}
+
+/// Identifies a client request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(u64);
+
+/// Why a request failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    /// None of the requested peers is connected.
+    #[error("no connected peer to ask")]
+    NoPeers,
+    /// Every peer asked answered DONT_HAVE, disconnected or could not be reached.
+    #[error("no peer asked has the block")]
+    NotFound,
+    /// No block arrived in time.
+    #[error("no block arrived within the request timeout")]
+    Timeout,
+    /// Too many requests are in flight.
+    #[error("too many bitswap requests in flight")]
+    TooManyRequests,
+    /// The peer sent bytes for this CID that do not hash to it.
+    #[error("peer {peer} sent a corrupt block: {error}")]
+    Corrupt {
+        /// The sender.
+        peer: PeerId,
+        /// What the verification found.
+        error: VerifyError,
+    },
+}
+
+/// What the behaviour reports.
+#[derive(Debug)]
+pub enum Event {
+    /// A wanted block arrived and verified.
+    Block {
+        /// The request it answers.
+        request: RequestId,
+        /// The verified block.
+        block: Block,
+        /// Who sent it.
+        peer: PeerId,
+        /// Time from the want to the block.
+        latency: Duration,
+    },
+    /// A request failed.
+    Failed {
+        /// The request.
+        request: RequestId,
+        /// The CID it wanted.
+        cid: Cid,
+        /// Why.
+        error: RequestError,
+    },
+    /// A peer answered DONT_HAVE.
+    DontHave {
+        /// Who.
+        peer: PeerId,
+        /// For what.
+        cid: Cid,
+    },
+    /// A peer sent a block matching none of the CIDs wanted from it: score it down.
+    CorruptBlock {
+        /// The sender.
+        peer: PeerId,
+        /// Size of the bad block.
+        bytes: usize,
+    },
+    /// A peer sent a block nobody asked for; it was dropped.
+    UnwantedBlock {
+        /// The sender.
+        peer: PeerId,
+        /// The block's CID.
+        cid: Cid,
+    },
+    /// A peer's stream carried something unreadable and was reset.
+    ProtocolViolation {
+        /// The peer.
+        peer: PeerId,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+struct Request {
+    cid: Cid,
+    /// Peers asked that have not yet said DONT_HAVE.
+    asked: Vec<PeerId>,
+    started: Instant,
+}
+
+/// A corrupt block from `peer` that could be the answer to one of `candidates`: once all but
+/// one of them arrive intact, the remaining one is the CID the corrupt block claimed to be.
+struct Suspicion {
+    peer: PeerId,
+    candidates: Vec<Cid>,
+    error: VerifyError,
+}
+
+const MAX_SUSPICIONS: usize = 64;
+
+#[derive(Default)]
+struct Ledger {
+    wants: VecDeque<WantEntry>,
+    outstanding: usize,
+}
+
+/// The Bitswap behaviour; see the [module documentation](super).
+pub struct Behaviour<S: Blockstore> {
+    config: Config,
+    store: S,
+    connections: HashMap<PeerId, HashSet<ConnectionId>>,
+    next_request: u64,
+    requests: HashMap<RequestId, Request>,
+    by_cid: HashMap<Cid, Vec<RequestId>>,
+    suspicions: VecDeque<Suspicion>,
+    ledgers: HashMap<PeerId, Ledger>,
+    serve_order: VecDeque<PeerId>,
+    outbox: VecDeque<(PeerId, Message)>,
+    events: VecDeque<Event>,
+    timer: Option<Delay>,
+}
+
+impl<S: Blockstore> Behaviour<S> {
+    /// A behaviour serving from and fetching for `store`.
+    pub fn new(store: S, config: Config) -> Self {
+        Self {
+            config,
+            store,
+            connections: HashMap::new(),
+            next_request: 0,
+            requests: HashMap::new(),
+            by_cid: HashMap::new(),
+            suspicions: VecDeque::new(),
+            ledgers: HashMap::new(),
+            serve_order: VecDeque::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            timer: None,
+        }
+    }
+
+    /// The blockstore.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Number of client requests in flight.
+    pub fn requests_in_flight(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Asks `source` for the block `cid` with a want-block. The answer comes as an
+    /// [`Event::Block`] or [`Event::Failed`] carrying the returned id.
+    pub fn get(&mut self, cid: Cid, source: Source) -> RequestId {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        if self.requests.len() >= self.config.max_requests {
+            self.events.push_back(Event::Failed { request: id, cid, error: RequestError::TooManyRequests });
+            return id;
+        }
+        let asked: Vec<PeerId> = match source {
+            Source::Peers(peers) => peers.into_iter().filter(|p| self.connections.contains_key(p)).collect(),
+            Source::AnyConnected => self.connections.keys().copied().collect(),
+        };
+        if asked.is_empty() {
+            self.events.push_back(Event::Failed { request: id, cid, error: RequestError::NoPeers });
+            return id;
+        }
+        let priority = i32::MAX - (id.0 % i32::MAX as u64) as i32;
+        for peer in &asked {
+            self.outbox.push_back((*peer, want(cid, priority, false)));
+        }
+        self.requests.insert(id, Request { cid, asked, started: Instant::now() });
+        self.by_cid.entry(cid).or_default().push(id);
+        id
+    }
+
+    /// Withdraws a request; peers asked receive a cancel.
+    pub fn cancel(&mut self, id: RequestId) {
+        if let Some(req) = self.remove_request(id) {
+            for peer in req.asked {
+                self.outbox.push_back((peer, want(req.cid, 0, true)));
+            }
+        }
+    }
+
+    fn remove_request(&mut self, id: RequestId) -> Option<Request> {
+        let req = self.requests.remove(&id)?;
+        if let Some(ids) = self.by_cid.get_mut(&req.cid) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_cid.remove(&req.cid);
+            }
+        }
+        Some(req)
+    }
+
+    fn fail(&mut self, id: RequestId, error: RequestError) {
+        if let Some(req) = self.remove_request(id) {
+            for peer in &req.asked {
+                self.outbox.push_back((*peer, want(req.cid, 0, true)));
+            }
+            self.events.push_back(Event::Failed { request: id, cid: req.cid, error });
+        }
+    }
+
+    /// Drops `peer` from the request; fails it when nobody is left to ask.
+    fn peer_gave_up(&mut self, id: RequestId, peer: PeerId) {
+        let Some(req) = self.requests.get_mut(&id) else { return };
+        req.asked.retain(|p| *p != peer);
+        if req.asked.is_empty() {
+            self.fail(id, RequestError::NotFound);
+        }
+    }
+
+    fn on_message(&mut self, peer: PeerId, msg: Message) {
+        self.on_wantlist(peer, &msg);
+        for block in msg.blocks {
+            self.on_block(peer, block);
+        }
+        for presence in msg.presences {
+            self.on_presence(peer, presence);
+        }
+    }
+
+    fn on_wantlist(&mut self, peer: PeerId, msg: &Message) {
+        if msg.wantlist.is_empty() && !msg.full_wantlist {
+            return;
+        }
+        let ledger = self.ledgers.entry(peer).or_default();
+        if msg.full_wantlist {
+            ledger.wants.clear();
+        }
+        for entry in &msg.wantlist {
+            ledger.wants.retain(|w| w.cid != entry.cid);
+            if !entry.cancel && ledger.wants.len() < MAX_WANTLIST_ENTRIES {
+                ledger.wants.push_back(entry.clone());
+            }
+        }
+        if !ledger.wants.is_empty() && !self.serve_order.contains(&peer) {
+            self.serve_order.push_back(peer);
+        }
+    }
+
+    fn on_block(&mut self, peer: PeerId, received: ReceivedBlock) {
+        let prefix = received.prefix;
+        let len = received.data.len();
+        let outcome = received.into_block();
+        if let Ok(block) = &outcome {
+            let matching: Vec<RequestId> = self
+                .by_cid
+                .get(block.cid())
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|id| self.requests.get(id).is_some_and(|r| r.asked.contains(&peer)))
+                .collect();
+            if !matching.is_empty() {
+                for id in matching {
+                    if let Some(req) = self.remove_request(id) {
+                        for other in req.asked.iter().filter(|p| **p != peer) {
+                            self.outbox.push_back((*other, want(req.cid, 0, true)));
+                        }
+                        self.events.push_back(Event::Block {
+                            request: id,
+                            block: block.clone(),
+                            peer,
+                            latency: req.started.elapsed(),
+                        });
+                    }
+                }
+                self.resolve_suspicions(peer, *block.cid());
+                return;
+            }
+        }
+        // Not a wanted block. If it carries the prefix of CIDs we asked this peer for, it is a
+        // corrupt answer to one of them.
+        let candidates: Vec<Cid> = self
+            .requests
+            .values()
+            .filter(|r| r.asked.contains(&peer) && CidPrefix::of(&r.cid) == prefix)
+            .map(|r| r.cid)
+            .collect();
+        match outcome {
+            Ok(block) if candidates.is_empty() => {
+                self.events.push_back(Event::UnwantedBlock { peer, cid: *block.cid() });
+            }
+            _ => {
+                self.events.push_back(Event::CorruptBlock { peer, bytes: len });
+                if candidates.is_empty() {
+                    return;
+                }
+                let error = match outcome {
+                    Ok(block) => VerifyError::Mismatch { cid: candidates[0], computed: *block.cid() },
+                    Err(e) => e,
+                };
+                if self.suspicions.len() >= MAX_SUSPICIONS {
+                    self.suspicions.pop_front();
+                }
+                self.suspicions.push_back(Suspicion { peer, candidates, error });
+                self.settle_suspicions();
+            }
+        }
+    }
+
+    fn resolve_suspicions(&mut self, peer: PeerId, cid: Cid) {
+        for s in self.suspicions.iter_mut().filter(|s| s.peer == peer) {
+            s.candidates.retain(|c| *c != cid);
+        }
+        self.settle_suspicions();
+    }
+
+    /// Fails the request named by every suspicion narrowed down to a single CID.
+    fn settle_suspicions(&mut self) {
+        let mut settled = Vec::new();
+        self.suspicions.retain(|s| match s.candidates.as_slice() {
+            [cid] => {
+                settled.push((s.peer, *cid, s.error.clone()));
+                false
+            }
+            [] => false,
+            _ => true,
+        });
+        for (peer, cid, error) in settled {
+            let error = match error {
+                VerifyError::Mismatch { computed, .. } => VerifyError::Mismatch { cid, computed },
+                other => other,
+            };
+            let ids: Vec<RequestId> = self.by_cid.get(&cid).into_iter().flatten().copied().collect();
+            for id in ids {
+                if self.requests.get(&id).is_some_and(|r| r.asked.contains(&peer)) {
+                    self.fail(id, RequestError::Corrupt { peer, error: error.clone() });
+                }
+            }
+        }
+    }
+
+    fn on_presence(&mut self, peer: PeerId, presence: Presence) {
+        if presence.have {
+            return;
+        }
+        self.events.push_back(Event::DontHave { peer, cid: presence.cid });
+        let ids: Vec<RequestId> = self.by_cid.get(&presence.cid).into_iter().flatten().copied().collect();
+        for id in ids {
+            self.peer_gave_up(id, peer);
+        }
+    }
+
+    fn on_send_failed(&mut self, peer: PeerId, msg: Message) {
+        if let Some(ledger) = self.ledgers.get_mut(&peer) {
+            ledger.outstanding = ledger.outstanding.saturating_sub(msg.block_bytes());
+        }
+        for entry in msg.wantlist.iter().filter(|e| !e.cancel) {
+            let ids: Vec<RequestId> = self.by_cid.get(&entry.cid).into_iter().flatten().copied().collect();
+            for id in ids {
+                self.peer_gave_up(id, peer);
+            }
+        }
+    }
+
+    /// Builds at most one reply for the next peer in round-robin order with wants pending and
+    /// room under its outstanding-bytes budget.
+    fn serve_one(&mut self) -> bool {
+        let max_out = self.config.max_outstanding_bytes_per_peer;
+        for _ in 0..self.serve_order.len() {
+            let Some(peer) = self.serve_order.pop_front() else { return false };
+            let Some(ledger) = self.ledgers.get_mut(&peer) else { continue };
+            if ledger.outstanding >= max_out {
+                self.serve_order.push_back(peer);
+                continue;
+            }
+            let mut reply = Message::default();
+            let mut size = 0usize;
+            while let Some(entry) = ledger.wants.front() {
+                let stored: Option<Bytes> = match self.store.get(&entry.cid) {
+                    Ok(stored) => stored,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "blockstore read failed while serving");
+                        None
+                    }
+                };
+                let cost = stored.as_ref().map_or(64, |d| d.len() + 64);
+                if !reply.is_empty()
+                    && (size + cost > MAX_MESSAGE_BYTES - 1024 || ledger.outstanding + size + cost > max_out)
+                {
+                    break;
+                }
+                let Some(entry) = ledger.wants.pop_front() else { break };
+                match (entry.want_type, stored) {
+                    (WantType::Block, Some(data)) => {
+                        reply.blocks.push(ReceivedBlock { prefix: CidPrefix::of(&entry.cid), data });
+                    }
+                    (WantType::Have, Some(_)) => reply.presences.push(Presence { cid: entry.cid, have: true }),
+                    (_, None) if entry.send_dont_have => {
+                        reply.presences.push(Presence { cid: entry.cid, have: false });
+                    }
+                    (_, None) => {}
+                }
+                size += cost;
+            }
+            ledger.outstanding += reply.block_bytes();
+            if !ledger.wants.is_empty() {
+                self.serve_order.push_back(peer);
+            }
+            if !reply.is_empty() {
+                self.outbox.push_back((peer, reply));
+                return true;
+            }
+        }
+        false
+    }
+
+    fn check_timeouts(&mut self) {
+        let timeout = self.config.request_timeout;
+        let expired: Vec<RequestId> =
+            self.requests.iter().filter(|(_, r)| r.started.elapsed() >= timeout).map(|(id, _)| *id).collect();
+        for id in expired {
+            self.fail(id, RequestError::Timeout);
+        }
+    }
+}
+
+fn want(cid: Cid, priority: i32, cancel: bool) -> Message {
+    Message {
+        wantlist: vec![WantEntry { cid, priority, cancel, want_type: WantType::Block, send_dont_have: true }],
+        ..Message::default()
+    }
+}
+
+impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
+    type ConnectionHandler = Handler;
+    type ToSwarm = Event;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(Handler::new())
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(Handler::new())
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        match event {
+            FromSwarm::ConnectionEstablished(e) => {
+                self.connections.entry(e.peer_id).or_default().insert(e.connection_id);
+            }
+            FromSwarm::ConnectionClosed(e) => {
+                let Some(conns) = self.connections.get_mut(&e.peer_id) else { return };
+                conns.remove(&e.connection_id);
+                if conns.is_empty() {
+                    self.connections.remove(&e.peer_id);
+                    self.ledgers.remove(&e.peer_id);
+                    self.serve_order.retain(|p| *p != e.peer_id);
+                    self.suspicions.retain(|s| s.peer != e.peer_id);
+                    let ids: Vec<RequestId> = self
+                        .requests
+                        .iter()
+                        .filter(|(_, r)| r.asked.contains(&e.peer_id))
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in ids {
+                        self.peer_gave_up(id, e.peer_id);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_connection_handler_event(&mut self, peer: PeerId, _: ConnectionId, event: THandlerOutEvent<Self>) {
+        match event {
+            ToBehaviour::Received(msg) => self.on_message(peer, msg),
+            ToBehaviour::Sent { block_bytes } => {
+                if let Some(ledger) = self.ledgers.get_mut(&peer) {
+                    ledger.outstanding = ledger.outstanding.saturating_sub(block_bytes);
+                }
+            }
+            ToBehaviour::SendFailed(msg) => self.on_send_failed(peer, msg),
+            ToBehaviour::InboundError(e) => {
+                self.events.push_back(Event::ProtocolViolation { peer, reason: e.to_string() });
+            }
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
+        if let Some(timer) = self.timer.as_mut() {
+            if timer.poll_unpin(cx).is_ready() {
+                self.timer = None;
+                self.check_timeouts();
+            }
+        }
+        if self.timer.is_none() && !self.requests.is_empty() {
+            let mut timer = Delay::new(Duration::from_millis(250));
+            let _ = timer.poll_unpin(cx);
+            self.timer = Some(timer);
+        }
+        if let Some(event) = self.events.pop_front() {
+            return Poll::Ready(ToSwarm::GenerateEvent(event));
+        }
+        if self.outbox.is_empty() {
+            self.serve_one();
+        }
+        if let Some((peer_id, msg)) = self.outbox.pop_front() {
+            return Poll::Ready(ToSwarm::NotifyHandler {
+                peer_id,
+                handler: NotifyHandler::Any,
+                event: FromBehaviour::Send(msg),
+            });
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,204 @@
+//! One connection's Bitswap streams.
+//!
+//! Outbound messages go over one long-lived stream that is reopened if it fails; inbound, the
+//! remote may open several streams (Helia opens its own to answer), each read frame by frame.
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, SelectAll};
+use futures::{FutureExt, StreamExt};
+use libp2p::core::upgrade::ReadyUpgrade;
+use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound, FullyNegotiatedOutbound};
+use libp2p::swarm::{ConnectionHandler, ConnectionHandlerEvent, Stream, StreamProtocol, SubstreamProtocol};
+
+use super::message::{Message, MessageError};
+use super::protocol::{FrameError, PROTOCOL, read_frame, write_frame};
+
+/// Most messages waiting to be written on one connection.
+const MAX_QUEUED_MESSAGES: usize = 64;
+/// Most inbound Bitswap streams read at once on one connection.
+const MAX_INBOUND_STREAMS: usize = 8;
+
+/// Commands from the behaviour to a connection.
+#[derive(Debug)]
+pub enum FromBehaviour {
+    /// Queue a message for the remote.
+    Send(Message),
+}
+
+/// Events from a connection to the behaviour.
+#[derive(Debug)]
+pub enum ToBehaviour {
+    /// A message arrived.
+    Received(Message),
+    /// An inbound stream sent something unreadable and was dropped.
+    InboundError(InboundError),
+    /// A message was written; it carried this many bytes of blocks.
+    Sent {
+        /// Bytes of block data in it.
+        block_bytes: usize,
+    },
+    /// A message could not be sent (the queue was full or the stream failed).
+    SendFailed(Message),
+}
+
+/// Why an inbound stream was dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    /// The framing was broken or the declared length too large.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The message did not decode.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+}
+
+enum Outbound {
+    None,
+    Requested,
+    Idle(Stream),
+    Busy(BoxFuture<'static, (Result<Stream, FrameError>, Message)>),
+}
+
+/// One connection's Bitswap streams (see the module documentation).
+pub struct Handler {
+    inbound: SelectAll<BoxStream<'static, Result<Message, InboundError>>>,
+    queue: VecDeque<Message>,
+    outbound: Outbound,
+    events: VecDeque<ToBehaviour>,
+}
+
+impl Handler {
+    pub(crate) fn new() -> Self {
+        Self { inbound: SelectAll::new(), queue: VecDeque::new(), outbound: Outbound::None, events: VecDeque::new() }
+    }
+}
+
+fn read_messages(stream: Stream) -> BoxStream<'static, Result<Message, InboundError>> {
+    futures::stream::unfold(Some(stream), |state| async move {
+        let mut stream = state?;
+        match read_frame(&mut stream).await {
+            Ok(Some(bytes)) => match Message::decode(bytes) {
+                Ok(msg) => Some((Ok(msg), Some(stream))),
+                // A malformed message resets the stream: nothing more is read from it.
+                Err(e) => Some((Err(e.into()), None)),
+            },
+            Ok(None) => None,
+            Err(e) => Some((Err(e.into()), None)),
+        }
+    })
+    .boxed()
+}
+
+async fn send(mut stream: Stream, msg: Message) -> (Result<Stream, FrameError>, Message) {
+    let bytes = match msg.encode() {
+        Ok(bytes) => bytes,
+        Err(_) => return (Ok(stream), msg),
+    };
+    let result = write_frame(&mut stream, &bytes).await.map(|()| stream);
+    (result, msg)
+}
+
+impl ConnectionHandler for Handler {
+    type FromBehaviour = FromBehaviour;
+    type ToBehaviour = ToBehaviour;
+    type InboundProtocol = ReadyUpgrade<StreamProtocol>;
+    type OutboundProtocol = ReadyUpgrade<StreamProtocol>;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = ();
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
+        SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL), ())
+    }
+
+    fn connection_keep_alive(&self) -> bool {
+        !self.queue.is_empty() || matches!(self.outbound, Outbound::Requested | Outbound::Busy(_))
+    }
+
+    fn on_behaviour_event(&mut self, event: FromBehaviour) {
+        let FromBehaviour::Send(msg) = event;
+        if self.queue.len() >= MAX_QUEUED_MESSAGES {
+            self.events.push_back(ToBehaviour::SendFailed(msg));
+        } else {
+            self.queue.push_back(msg);
+        }
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>,
+    ) {
+        match event {
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol: stream, .. }) => {
+                if self.inbound.len() >= MAX_INBOUND_STREAMS {
+                    tracing::debug!("dropping an inbound bitswap stream: too many open");
+                    drop(stream);
+                } else {
+                    self.inbound.push(read_messages(stream));
+                }
+            }
+            ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound { protocol: stream, .. }) => {
+                self.outbound = Outbound::Idle(stream);
+            }
+            ConnectionEvent::DialUpgradeError(e) => {
+                tracing::debug!(error = %e.error, "could not open a bitswap stream");
+                self.outbound = Outbound::None;
+                // The remote does not speak Bitswap (or the connection is failing): everything
+                // queued for it fails.
+                self.events.extend(self.queue.drain(..).map(ToBehaviour::SendFailed));
+            }
+            _ => {}
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, (), Self::ToBehaviour>> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
+            }
+            match std::mem::replace(&mut self.outbound, Outbound::None) {
+                Outbound::Busy(mut fut) => match fut.poll_unpin(cx) {
+                    Poll::Ready((Ok(stream), msg)) => {
+                        self.outbound = Outbound::Idle(stream);
+                        self.events.push_back(ToBehaviour::Sent { block_bytes: msg.block_bytes() });
+                        continue;
+                    }
+                    Poll::Ready((Err(e), msg)) => {
+                        tracing::debug!(error = %e, "bitswap send failed; the stream will be reopened");
+                        self.events.push_back(ToBehaviour::SendFailed(msg));
+                        continue;
+                    }
+                    Poll::Pending => self.outbound = Outbound::Busy(fut),
+                },
+                Outbound::Idle(stream) => match self.queue.pop_front() {
+                    Some(msg) => {
+                        self.outbound = Outbound::Busy(send(stream, msg).boxed());
+                        continue;
+                    }
+                    None => self.outbound = Outbound::Idle(stream),
+                },
+                Outbound::None if !self.queue.is_empty() => {
+                    self.outbound = Outbound::Requested;
+                    return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                        protocol: SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL), ()),
+                    });
+                }
+                other => self.outbound = other,
+            }
+            match self.inbound.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(msg))) => {
+                    return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::Received(msg)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(ToBehaviour::InboundError(e)));
+                }
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The Bitswap message: its protobuf schema (written here from the spec) and typed, bounded
+//! conversions from and to it.
+
+use bytes::Bytes;
+use cid::Cid;
+use prost::Message as _;
+
+use crate::block::{Block, SHA2_256, VerifyError, sha2_256};
+use crate::limits::{MAX_BLOCK_BYTES, MAX_CID_BYTES, MAX_MESSAGE_BYTES};
+
+/// The protobuf schema of `/ipfs/bitswap/1.2.0`.
+pub(crate) mod pb {
+    /// A whole message.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Message {
+        #[prost(message, optional, tag = "1")]
+        pub(crate) wantlist: Option<Wantlist>,
+        /// Bitswap 1.0.0 blocks (bare data, CIDv0 implied); read, never written.
+        #[prost(bytes = "bytes", repeated, tag = "2")]
+        pub(crate) blocks: Vec<bytes::Bytes>,
+        #[prost(message, repeated, tag = "3")]
+        pub(crate) payload: Vec<Payload>,
+        #[prost(message, repeated, tag = "4")]
+        pub(crate) block_presences: Vec<BlockPresence>,
+        #[prost(int32, tag = "5")]
+        pub(crate) pending_bytes: i32,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Wantlist {
+        #[prost(message, repeated, tag = "1")]
+        pub(crate) entries: Vec<Entry>,
+        #[prost(bool, tag = "2")]
+        pub(crate) full: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Entry {
+        #[prost(bytes = "vec", tag = "1")]
+        pub(crate) block: Vec<u8>,
+        #[prost(int32, tag = "2")]
+        pub(crate) priority: i32,
+        #[prost(bool, tag = "3")]
+        pub(crate) cancel: bool,
+        #[prost(int32, tag = "4")]
+        pub(crate) want_type: i32,
+        #[prost(bool, tag = "5")]
+        pub(crate) send_dont_have: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct Payload {
+        #[prost(bytes = "vec", tag = "1")]
+        pub(crate) prefix: Vec<u8>,
+        #[prost(bytes = "bytes", tag = "2")]
+        pub(crate) data: bytes::Bytes,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct BlockPresence {
+        #[prost(bytes = "vec", tag = "1")]
+        pub(crate) cid: Vec<u8>,
+        #[prost(int32, tag = "2")]
+        pub(crate) r#type: i32,
+    }
+}
+
+/// What a wantlist entry asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WantType {
+    /// Send the block.
+    Block,
+    /// Say whether you have the block.
+    Have,
+}
+
+/// One wantlist entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantEntry {
+    /// The wanted CID.
+    pub cid: Cid,
+    /// Higher is more urgent.
+    pub priority: i32,
+    /// This entry withdraws an earlier want for the CID.
+    pub cancel: bool,
+    /// Block or have.
+    pub want_type: WantType,
+    /// Ask for an explicit DONT_HAVE when the peer lacks the block.
+    pub send_dont_have: bool,
+}
+
+/// A block presence: the sender has, or does not have, a CID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presence {
+    /// The CID concerned.
+    pub cid: Cid,
+    /// True for HAVE, false for DONT_HAVE.
+    pub have: bool,
+}
+
+/// A block as received: the CID prefix the sender claims, and the bytes.
+///
+/// It is not a [`Block`] until its bytes have been hashed: see [`ReceivedBlock::into_block`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReceivedBlock {
+    /// The CID prefix (version, codec, hash function, digest length).
+    pub prefix: CidPrefix,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+impl std::fmt::Debug for ReceivedBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceivedBlock").field("prefix", &self.prefix).field("len", &self.data.len()).finish()
+    }
+}
+
+impl ReceivedBlock {
+    /// Hashes the bytes as the prefix says and returns the verified block with the CID they
+    /// actually have. Whether that CID was wanted is the caller's question.
+    pub fn into_block(self) -> Result<Block, VerifyError> {
+        let cid = self.prefix.cid_of(&self.data)?;
+        Block::new(cid, self.data)
+    }
+}
+
+/// A decoded Bitswap message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Wantlist entries.
+    pub wantlist: Vec<WantEntry>,
+    /// The wantlist replaces the whole previous one.
+    pub full_wantlist: bool,
+    /// Blocks received (decoding) or to send (encoding).
+    pub blocks: Vec<ReceivedBlock>,
+    /// HAVE / DONT_HAVE answers.
+    pub presences: Vec<Presence>,
+}
+
+/// Why a message was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// Not a protobuf of the Bitswap schema.
+    #[error("malformed bitswap message")]
+    Protobuf(#[from] prost::DecodeError),
+    /// A CID in the message is invalid or too long.
+    #[error("invalid CID in bitswap message")]
+    Cid(#[source] Option<cid::Error>),
+    /// A block exceeds [`MAX_BLOCK_BYTES`].
+    #[error("block of {0} bytes exceeds the {MAX_BLOCK_BYTES}-byte limit")]
+    BlockTooLarge(usize),
+    /// A CID prefix is malformed.
+    #[error("invalid CID prefix in bitswap message")]
+    Prefix,
+    /// The encoded message would exceed [`MAX_MESSAGE_BYTES`].
+    #[error("message of {0} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")]
+    TooLarge(usize),
+}
+
+/// The first four fields of a CID: what a receiver needs to rebuild it from the block's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CidPrefix {
+    /// CID version (0 or 1).
+    pub version: u64,
+    /// Multicodec of the content.
+    pub codec: u64,
+    /// Multihash function code.
+    pub mh_code: u64,
+    /// Digest length in bytes.
+    pub mh_len: u64,
+}
+
+impl CidPrefix {
+    /// The prefix of `cid`.
+    pub fn of(cid: &Cid) -> Self {
+        Self {
+            version: u64::from(cid.version()),
+            codec: cid.codec(),
+            mh_code: cid.hash().code(),
+            mh_len: u64::from(cid.hash().size()),
+        }
+    }
+
+    /// Encodes the prefix as four unsigned varints.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8);
+        for v in [self.version, self.codec, self.mh_code, self.mh_len] {
+            let mut buf = unsigned_varint::encode::u64_buffer();
+            out.extend_from_slice(unsigned_varint::encode::u64(v, &mut buf));
+        }
+        out
+    }
+
+    /// Parses four unsigned varints.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, MessageError> {
+        let mut rest = bytes;
+        let mut fields = [0u64; 4];
+        for field in &mut fields {
+            let (v, r) = unsigned_varint::decode::u64(rest).map_err(|_| MessageError::Prefix)?;
+            *field = v;
+            rest = r;
+        }
+        if !rest.is_empty() {
+            return Err(MessageError::Prefix);
+        }
+        let [version, codec, mh_code, mh_len] = fields;
+        Ok(Self { version, codec, mh_code, mh_len })
+    }
+
+    /// The CID `data` has under this prefix. Only sha2-256 is computed; other hash functions are
+    /// refused rather than trusted.
+    pub fn cid_of(&self, data: &[u8]) -> Result<Cid, VerifyError> {
+        let mh = sha2_256(data);
+        let unsupported = |code| VerifyError::UnsupportedHash { cid: Cid::new_v1(self.codec, mh), code };
+        if self.mh_code != SHA2_256 || self.mh_len != 32 {
+            return Err(unsupported(self.mh_code));
+        }
+        match self.version {
+            0 => Cid::new_v0(mh).map_err(|_| unsupported(self.mh_code)),
+            _ => Ok(Cid::new_v1(self.codec, mh)),
+        }
+    }
+}
+
+fn parse_cid(bytes: &[u8]) -> Result<Cid, MessageError> {
+    if bytes.len() > MAX_CID_BYTES {
+        return Err(MessageError::Cid(None));
+    }
+    Cid::try_from(bytes).map_err(|e| MessageError::Cid(Some(e)))
+}
+
+impl Message {
+    /// True when the message carries nothing.
+    pub fn is_empty(&self) -> bool {
+        self.wantlist.is_empty() && self.blocks.is_empty() && self.presences.is_empty() && !self.full_wantlist
+    }
+
+    /// Bytes of block data the message carries.
+    pub fn block_bytes(&self) -> usize {
+        self.blocks.iter().map(|b| b.data.len()).sum()
+    }
+
+    /// Adds a verified block to send.
+    pub fn push_block(&mut self, block: &Block) {
+        self.blocks.push(ReceivedBlock { prefix: CidPrefix::of(block.cid()), data: block.data().clone() });
+    }
+
+    /// Decodes a message already bounded by the framing. Every CID and block is bounded.
+    pub fn decode(bytes: Bytes) -> Result<Self, MessageError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(MessageError::TooLarge(bytes.len()));
+        }
+        let raw = pb::Message::decode(bytes)?;
+        let mut msg = Message::default();
+        if let Some(wl) = raw.wantlist {
+            msg.full_wantlist = wl.full;
+            for e in wl.entries {
+                msg.wantlist.push(WantEntry {
+                    cid: parse_cid(&e.block)?,
+                    priority: e.priority,
+                    cancel: e.cancel,
+                    want_type: if e.want_type == 1 { WantType::Have } else { WantType::Block },
+                    send_dont_have: e.send_dont_have,
+                });
+            }
+        }
+        for data in raw.blocks {
+            if data.len() > MAX_BLOCK_BYTES {
+                return Err(MessageError::BlockTooLarge(data.len()));
+            }
+            let prefix = CidPrefix { version: 0, codec: crate::block::DAG_PB, mh_code: SHA2_256, mh_len: 32 };
+            msg.blocks.push(ReceivedBlock { prefix, data });
+        }
+        for p in raw.payload {
+            if p.data.len() > MAX_BLOCK_BYTES {
+                return Err(MessageError::BlockTooLarge(p.data.len()));
+            }
+            msg.blocks.push(ReceivedBlock { prefix: CidPrefix::from_bytes(&p.prefix)?, data: p.data });
+        }
+        for p in raw.block_presences {
+            msg.presences.push(Presence { cid: parse_cid(&p.cid)?, have: p.r#type == 0 });
+        }
+        Ok(msg)
+    }
+
+    /// Encodes the message, refusing one larger than [`MAX_MESSAGE_BYTES`].
+    pub fn encode(&self) -> Result<Vec<u8>, MessageError> {
+        let raw = pb::Message {
+            wantlist: (!self.wantlist.is_empty() || self.full_wantlist).then(|| pb::Wantlist {
+                entries: self
+                    .wantlist
+                    .iter()
+                    .map(|e| pb::Entry {
+                        block: e.cid.to_bytes(),
+                        priority: e.priority,
+                        cancel: e.cancel,
+                        want_type: matches!(e.want_type, WantType::Have) as i32,
+                        send_dont_have: e.send_dont_have,
+                    })
+                    .collect(),
+                full: self.full_wantlist,
+            }),
+            blocks: Vec::new(),
+            payload: self
+                .blocks
+                .iter()
+                .map(|b| pb::Payload { prefix: b.prefix.to_bytes(), data: b.data.clone() })
+                .collect(),
+            block_presences: self
+                .presences
+                .iter()
+                .map(|p| pb::BlockPresence { cid: p.cid.to_bytes(), r#type: if p.have { 0 } else { 1 } })
+                .collect(),
+            pending_bytes: 0,
+        };
+        let len = raw.encoded_len();
+        if len > MAX_MESSAGE_BYTES {
+            return Err(MessageError::TooLarge(len));
+        }
+        Ok(raw.encode_to_vec())
+    }
+
+    /// Bytes a block adds to an encoded message, with generous framing overhead.
+    pub fn block_cost(block: &Block) -> usize {
+        block.data().len() + 64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::RAW;
+
+    #[test]
+    fn round_trip() {
+        let block = Block::from_data(RAW, b"segment".to_vec()).unwrap();
+        let mut msg = Message {
+            wantlist: vec![WantEntry {
+                cid: *block.cid(),
+                priority: 7,
+                cancel: false,
+                want_type: WantType::Block,
+                send_dont_have: true,
+            }],
+            full_wantlist: false,
+            blocks: Vec::new(),
+            presences: vec![Presence { cid: *block.cid(), have: false }],
+        };
+        msg.push_block(&block);
+        let bytes = msg.encode().unwrap();
+        let back = Message::decode(bytes.into()).unwrap();
+        assert_eq!(back, msg);
+        assert_eq!(back.blocks[0].clone().into_block().unwrap(), block);
+    }
+
+    #[test]
+    fn cidv0_prefix() {
+        let prefix = CidPrefix::from_bytes(&[0, 0x70, 0x12, 0x20]).unwrap();
+        let cid = prefix.cid_of(b"x").unwrap();
+        assert_eq!(cid.version(), cid::Version::V0);
+        assert_eq!(CidPrefix::of(&cid), prefix);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bytes in [&b"\xff\xff\xff"[..], b"\x0a\x05\x0a\x03\x0a\x01", b"\x1a\x04\x0a\x02\xff\xff"] {
+            let _ = Message::decode(Bytes::copy_from_slice(bytes));
+        }
+        assert!(CidPrefix::from_bytes(&[0xff; 12]).is_err());
+    }
+}

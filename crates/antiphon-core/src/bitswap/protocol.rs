@@ -1,0 +1,102 @@
+//! Framing of Bitswap messages on a stream: an unsigned-varint length, then the protobuf.
+//!
+//! The declared length is checked against [`MAX_MESSAGE_BYTES`] before a single byte of the
+//! message is read or allocated.
+
+use bytes::Bytes;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+
+use crate::limits::MAX_MESSAGE_BYTES;
+
+/// The protocol name Antiphon speaks and advertises.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The stream failed.
+    #[error("bitswap stream I/O failed")]
+    Io(#[from] std::io::Error),
+    /// The length prefix is not a valid varint.
+    #[error("invalid length prefix on bitswap stream")]
+    BadLength,
+    /// The declared length exceeds the limit; nothing was read.
+    #[error("peer declared a {declared}-byte message, the limit is {MAX_MESSAGE_BYTES}")]
+    TooLarge {
+        /// What the peer declared.
+        declared: u64,
+    },
+}
+
+/// Reads one frame. Returns `Ok(None)` on a clean end of stream between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(io: &mut R) -> Result<Option<Bytes>, FrameError> {
+    let mut len: u64 = 0;
+    for i in 0..10 {
+        let mut byte = [0u8; 1];
+        match io.read(&mut byte).await? {
+            0 if i == 0 => return Ok(None),
+            0 => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            _ => {}
+        }
+        len |= u64::from(byte[0] & 0x7f) << (7 * i);
+        if byte[0] & 0x80 == 0 {
+            if len > MAX_MESSAGE_BYTES as u64 {
+                return Err(FrameError::TooLarge { declared: len });
+            }
+            let mut buf = vec![0u8; len as usize];
+            io.read_exact(&mut buf).await?;
+            return Ok(Some(Bytes::from(buf)));
+        }
+        // Stop early once the value can no longer fit under the limit.
+        if len > MAX_MESSAGE_BYTES as u64 {
+            return Err(FrameError::TooLarge { declared: len });
+        }
+    }
+    Err(FrameError::BadLength)
+}
+
+/// Writes one frame and flushes it.
+pub async fn write_frame<W: AsyncWrite + Unpin>(io: &mut W, payload: &[u8]) -> Result<(), FrameError> {
+    if payload.len() > MAX_MESSAGE_BYTES {
+        return Err(FrameError::TooLarge { declared: payload.len() as u64 });
+    }
+    let mut buf = unsigned_varint::encode::usize_buffer();
+    let prefix = unsigned_varint::encode::usize(payload.len(), &mut buf);
+    io.write_all(prefix).await?;
+    io.write_all(payload).await?;
+    io.flush().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+
+    #[test]
+    fn round_trip_and_eof() {
+        futures::executor::block_on(async {
+            let mut out = Cursor::new(Vec::new());
+            write_frame(&mut out, b"abc").await.unwrap();
+            write_frame(&mut out, b"").await.unwrap();
+            let mut input = Cursor::new(out.into_inner());
+            assert_eq!(read_frame(&mut input).await.unwrap().unwrap(), &b"abc"[..]);
+            assert_eq!(read_frame(&mut input).await.unwrap().unwrap(), &b""[..]);
+            assert!(read_frame(&mut input).await.unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn huge_declared_length_is_refused_before_reading() {
+        futures::executor::block_on(async {
+            // 1 GiB declared, no body at all: must fail on the length alone.
+            let mut buf = unsigned_varint::encode::u64_buffer();
+            let prefix = unsigned_varint::encode::u64(1 << 30, &mut buf).to_vec();
+            let err = read_frame(&mut Cursor::new(prefix)).await.unwrap_err();
+            assert!(matches!(err, FrameError::TooLarge { .. }));
+            let err = read_frame(&mut Cursor::new(vec![0xff; 11])).await.unwrap_err();
+            assert!(matches!(err, FrameError::TooLarge { .. } | FrameError::BadLength));
+        });
+    }
+}

@@ -1,0 +1,20 @@
+//! Target-neutral core of Antiphon.
+//!
+//! Everything here compiles for native targets and for `wasm32-unknown-unknown`: it has no
+//! web-sys, no tokio and no storage engine. It holds
+//!
+//! - [`block`]: CIDs, blocks and their verification (every byte that arrives is re-hashed);
+//! - [`manifest`]: the dag-cbor track manifest that names a track's segments;
+//! - [`segment`]: cutting a stream of codec frames into ~6 s segments on frame boundaries;
+//! - [`bitswap`]: the `/ipfs/bitswap/1.2.0` protocol as a libp2p `NetworkBehaviour`;
+//! - [`limits`]: every bound the core enforces on untrusted input.
+
+pub mod bitswap;
+pub mod block;
+pub mod limits;
+pub mod manifest;
+pub mod segment;
+
+pub use block::{Block, VerifyError};
+pub use cid::Cid;
+pub use manifest::{ManifestError, SegmentRef, TrackManifest};

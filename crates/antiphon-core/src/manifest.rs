@@ -1,0 +1,238 @@
+//! The track manifest: a dag-cbor node whose links are the track's segments.
+//!
+//! The manifest's CID is the track's identity. Its segment links are real IPLD links (CBOR tag
+//! 42), so pinning the manifest in any IPFS implementation pins the whole track. Decoding is
+//! strict: unknown fields, wrong types, impossible counts and sizes that do not add up are all
+//! refused. The format is specified in `docs/manifest.md`.
+
+use cid::Cid;
+use serde::{Deserialize, Serialize};
+
+use crate::block::{Block, DAG_CBOR, VerifyError};
+use crate::limits::{MAX_BLOCK_BYTES, MAX_MANIFEST_BYTES, MAX_SEGMENTS, MAX_TEXT_BYTES};
+
+/// The manifest format version this build writes and reads.
+pub const MANIFEST_VERSION: u64 = 1;
+
+/// Codecs (MSE MIME types) a manifest may name.
+pub const KNOWN_CODECS: &[&str] = &["audio/mpeg", "audio/aac"];
+
+/// One segment of a track: about six seconds of audio cut on frame boundaries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentRef {
+    /// CID of the segment's bytes (a raw block, or a UnixFS file root for large segments).
+    pub cid: Cid,
+    /// Length of the segment's bytes.
+    pub bytes: u64,
+    /// Duration of the segment in samples per channel, at the track's sample rate.
+    pub samples: u64,
+}
+
+/// A track: its codec, its audio parameters and its segments in playback order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackManifest {
+    /// Format version, [`MANIFEST_VERSION`].
+    pub version: u64,
+    /// MIME type of the segments as Media Source Extensions expects it, e.g. `audio/mpeg`.
+    pub codec: String,
+    /// Samples per second per channel.
+    pub sample_rate: u32,
+    /// Number of audio channels.
+    pub channels: u32,
+    /// Total duration in samples per channel: the sum of the segments' samples.
+    pub total_samples: u64,
+    /// The segments in playback order.
+    pub segments: Vec<SegmentRef>,
+    /// Title of the track, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Artist of the track, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artist: Option<String>,
+}
+
+/// Why bytes were refused as a track manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The encoded manifest is larger than [`MAX_MANIFEST_BYTES`].
+    #[error("manifest of {0} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// The bytes are not a dag-cbor manifest of the expected shape.
+    #[error("manifest is not valid dag-cbor of the expected shape")]
+    Decode(#[source] serde_ipld_dagcbor::DecodeError<std::convert::Infallible>),
+    /// The manifest could not be encoded.
+    #[error("manifest could not be encoded")]
+    Encode(#[source] serde_ipld_dagcbor::EncodeError<std::collections::TryReserveError>),
+    /// The manifest decoded but its content is inconsistent or out of bounds.
+    #[error("invalid manifest: {0}")]
+    Invalid(String),
+    /// The manifest block does not hash to its CID.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+}
+
+impl TrackManifest {
+    /// Decodes and validates a manifest.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge(bytes.len()));
+        }
+        let manifest: Self = serde_ipld_dagcbor::from_slice(bytes).map_err(ManifestError::Decode)?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Validates and encodes the manifest as canonical dag-cbor.
+    pub fn encode(&self) -> Result<Vec<u8>, ManifestError> {
+        self.validate()?;
+        let bytes = serde_ipld_dagcbor::to_vec(self).map_err(ManifestError::Encode)?;
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge(bytes.len()));
+        }
+        Ok(bytes)
+    }
+
+    /// Encodes the manifest into its dag-cbor block; the block's CID is the track's CID.
+    pub fn to_block(&self) -> Result<Block, ManifestError> {
+        Ok(Block::from_data(DAG_CBOR, self.encode()?)?)
+    }
+
+    /// Decodes a manifest from a verified block, refusing blocks that are not dag-cbor.
+    pub fn from_block(block: &Block) -> Result<Self, ManifestError> {
+        if block.cid().codec() != DAG_CBOR {
+            return Err(ManifestError::Invalid(format!(
+                "{} has codec {:#x}, a manifest is dag-cbor (0x71)",
+                block.cid(),
+                block.cid().codec()
+            )));
+        }
+        Self::decode(block.data())
+    }
+
+    /// Total duration in seconds.
+    pub fn duration_secs(&self) -> f64 {
+        self.total_samples as f64 / f64::from(self.sample_rate)
+    }
+
+    /// Start time of segment `index` in seconds, from the durations of the segments before it.
+    pub fn segment_start_secs(&self, index: usize) -> f64 {
+        let before: u64 = self.segments.iter().take(index).map(|s| s.samples).sum();
+        before as f64 / f64::from(self.sample_rate)
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        let invalid = |msg: String| Err(ManifestError::Invalid(msg));
+        if self.version != MANIFEST_VERSION {
+            return invalid(format!("version {} is not supported (expected {MANIFEST_VERSION})", self.version));
+        }
+        if !KNOWN_CODECS.contains(&self.codec.as_str()) {
+            return invalid(format!("codec {:?} is not one of {KNOWN_CODECS:?}", truncate(&self.codec)));
+        }
+        if !(8_000..=192_000).contains(&self.sample_rate) {
+            return invalid(format!("sample rate {} Hz is out of range", self.sample_rate));
+        }
+        if !(1..=8).contains(&self.channels) {
+            return invalid(format!("{} channels is out of range", self.channels));
+        }
+        if self.segments.is_empty() || self.segments.len() > MAX_SEGMENTS {
+            return invalid(format!("{} segments (expected 1 to {MAX_SEGMENTS})", self.segments.len()));
+        }
+        for field in [&self.title, &self.artist].into_iter().flatten() {
+            if field.len() > MAX_TEXT_BYTES {
+                return invalid(format!("a text field of {} bytes exceeds {MAX_TEXT_BYTES}", field.len()));
+            }
+        }
+        let mut sum: u64 = 0;
+        for (i, seg) in self.segments.iter().enumerate() {
+            if seg.samples == 0 || seg.bytes == 0 {
+                return invalid(format!("segment {i} is empty"));
+            }
+            if seg.bytes > (MAX_BLOCK_BYTES as u64) * 1024 {
+                return invalid(format!("segment {i} claims {} bytes", seg.bytes));
+            }
+            // No segment may be longer than a minute: it bounds what a player buffers.
+            if seg.samples > u64::from(self.sample_rate) * 60 {
+                return invalid(format!("segment {i} lasts longer than 60 s"));
+            }
+            sum = sum.saturating_add(seg.samples);
+        }
+        if sum != self.total_samples {
+            return invalid(format!(
+                "segments add up to {sum} samples but total_samples is {}",
+                self.total_samples
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{RAW, cid_v1};
+
+    pub(crate) fn sample() -> TrackManifest {
+        let segments = (0..3u8)
+            .map(|i| SegmentRef { cid: cid_v1(RAW, &[i]), bytes: 1000, samples: 44_100 * 6 })
+            .collect();
+        TrackManifest {
+            version: MANIFEST_VERSION,
+            codec: "audio/mpeg".into(),
+            sample_rate: 44_100,
+            channels: 2,
+            total_samples: 44_100 * 18,
+            segments,
+            title: Some("Test".into()),
+            artist: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_is_canonical() {
+        let m = sample();
+        let bytes = m.encode().unwrap();
+        let back = TrackManifest::decode(&bytes).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.encode().unwrap(), bytes);
+        assert!((m.duration_secs() - 18.0).abs() < 1e-9);
+        assert!((m.segment_start_secs(2) - 12.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn links_are_ipld_links() {
+        let bytes = sample().encode().unwrap();
+        // CBOR tag 42 (0xd8 0x2a) precedes every CID.
+        let tags = bytes.windows(2).filter(|w| w == &[0xd8, 0x2a]).count();
+        assert_eq!(tags, 3);
+    }
+
+    #[test]
+    fn durations_must_add_up() {
+        let mut m = sample();
+        m.total_samples += 1;
+        assert!(matches!(m.encode(), Err(ManifestError::Invalid(_))));
+    }
+
+    #[test]
+    fn unknown_fields_and_garbage_are_refused() {
+        assert!(TrackManifest::decode(b"\xa1\x61x\x01").is_err());
+        assert!(TrackManifest::decode(&[0xff; 40]).is_err());
+        assert!(TrackManifest::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn unknown_codec_is_refused() {
+        let mut m = sample();
+        m.codec = "video/x-nonsense".into();
+        assert!(matches!(m.encode(), Err(ManifestError::Invalid(_))));
+    }
+}

@@ -1,0 +1,88 @@
+//! Cutting a stream of codec frames into segments of about [`TARGET_SEGMENT_SECS`] seconds.
+//!
+//! The segmenter never splits a frame and never changes a byte: a segment is the exact
+//! concatenation of the frames it holds. Which frames exist is the demuxer's business (the node
+//! uses symphonia); this module only decides where the cuts fall.
+
+/// Target duration of a segment in seconds.
+pub const TARGET_SEGMENT_SECS: u32 = 6;
+
+/// A finished segment: frame bytes passed through untouched, and their duration.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// The concatenated frames.
+    pub data: Vec<u8>,
+    /// Duration in samples per channel.
+    pub samples: u64,
+    /// Number of frames in the segment.
+    pub frames: u32,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("bytes", &self.data.len())
+            .field("samples", &self.samples)
+            .field("frames", &self.frames)
+            .finish()
+    }
+}
+
+/// Groups frames into segments, cutting before the frame that would pass the target duration.
+#[derive(Debug)]
+pub struct Segmenter {
+    target_samples: u64,
+    current: Segment,
+}
+
+impl Segmenter {
+    /// A segmenter for audio at `sample_rate` aiming at `target_secs` per segment.
+    pub fn new(sample_rate: u32, target_secs: u32) -> Self {
+        Self {
+            target_samples: u64::from(sample_rate) * u64::from(target_secs.max(1)),
+            current: Segment { data: Vec::new(), samples: 0, frames: 0 },
+        }
+    }
+
+    /// Adds one frame; returns the segment it closed, if adding it crossed the target.
+    pub fn push(&mut self, frame: &[u8], samples: u64) -> Option<Segment> {
+        let closed = if self.current.frames > 0 && self.current.samples + samples > self.target_samples {
+            Some(std::mem::replace(&mut self.current, Segment { data: Vec::new(), samples: 0, frames: 0 }))
+        } else {
+            None
+        };
+        self.current.data.extend_from_slice(frame);
+        self.current.samples += samples;
+        self.current.frames += 1;
+        closed
+    }
+
+    /// Returns the last, possibly shorter, segment.
+    pub fn finish(self) -> Option<Segment> {
+        (self.current.frames > 0).then_some(self.current)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_on_frame_boundaries_without_changing_bytes() {
+        let mut seg = Segmenter::new(44_100, 6);
+        let mut out = Vec::new();
+        let mut input = Vec::new();
+        for i in 0..1000u32 {
+            let frame = vec![(i % 251) as u8; 417];
+            input.extend_from_slice(&frame);
+            out.extend(seg.push(&frame, 1152));
+        }
+        out.extend(seg.finish());
+        // 1152 samples per frame: 229 frames fit in 6 s at 44.1 kHz.
+        assert_eq!(out[0].frames, 229);
+        assert!(out[..out.len() - 1].iter().all(|s| s.samples <= 44_100 * 6));
+        let joined: Vec<u8> = out.iter().flat_map(|s| s.data.iter().copied()).collect();
+        assert_eq!(joined, input);
+        assert_eq!(out.iter().map(|s| s.samples).sum::<u64>(), 1000 * 1152);
+    }
+}

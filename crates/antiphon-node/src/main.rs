@@ -1,0 +1,210 @@
+//! `antiphon-node`: the Antiphon creator node.
+//!
+//! Ingests audio into verified ~6 s segments, stores them in redb, and serves them to browsers
+//! and any IPFS peer over Bitswap (WebRTC-direct, WebSocket, TCP) with an HTTP API beside.
+
+mod demo_track;
+mod http;
+mod identity;
+mod ingest;
+mod network;
+mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use antiphon_core::Cid;
+use clap::{Parser, Subcommand};
+use libp2p::Multiaddr;
+use tokio::sync::watch;
+
+/// Antiphon creator node: ingest audio, store it as verified blocks, serve it to browsers and
+/// IPFS peers.
+#[derive(Parser)]
+#[command(name = "antiphon-node", version, about, long_about = None)]
+struct Cli {
+    /// Directory holding the store, the node's identity key and its WebRTC certificate.
+    #[arg(long, global = true, env = "ANTIPHON_DATA", default_value = "antiphon-data")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Cut an MP3 file into ~6 s segments on frame boundaries, store them and their manifest,
+    /// and print the track CID.
+    Ingest {
+        /// The MP3 file.
+        file: PathBuf,
+        /// Title recorded in the manifest.
+        #[arg(long)]
+        title: Option<String>,
+        /// Artist recorded in the manifest.
+        #[arg(long)]
+        artist: Option<String>,
+    },
+    /// Serve stored tracks over libp2p (Bitswap) and HTTP until Ctrl-C or SIGTERM.
+    Serve {
+        /// libp2p listen address; repeat for several. Defaults: TCP 4001, WebSocket 4002 and
+        /// WebRTC-direct UDP 4003, all on 127.0.0.1.
+        #[arg(long = "listen", value_name = "MULTIADDR")]
+        listen: Vec<Multiaddr>,
+        /// HTTP API address (GET /peer, GET /tracks, and the demo page).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        http: SocketAddr,
+        /// Directory of static files served at / (the built demo page, www/dist).
+        #[arg(long, value_name = "DIR")]
+        www: Option<PathBuf>,
+    },
+    /// Write the embedded default track: synthesised music encoded to MP3 with LAME.
+    DemoTrack {
+        /// Output file.
+        #[arg(short, long, default_value = "antiphon-default.mp3")]
+        output: PathBuf,
+        /// Length in seconds.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=600))]
+        seconds: u32,
+    },
+    /// Fault injection for tests: flip one bit of a stored block so it no longer matches its CID.
+    #[command(hide = true)]
+    CorruptBlock {
+        /// The block's CID.
+        cid: Cid,
+        /// Byte offset to flip.
+        #[arg(long, default_value_t = 100)]
+        offset: usize,
+    },
+}
+
+fn default_listen() -> Vec<Multiaddr> {
+    ["/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/tcp/4002/ws", "/ip4/127.0.0.1/udp/4003/webrtc-direct"]
+        .iter()
+        .map(|s| s.parse().expect("default listen addresses are valid multiaddrs"))
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,libp2p_webrtc=warn,webrtc=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Ingest { file, title, artist } => ingest(&cli.data, &file, title, artist),
+        Command::Serve { listen, http, www } => {
+            let listen = if listen.is_empty() { default_listen() } else { listen };
+            tokio::runtime::Runtime::new()?.block_on(serve(&cli.data, listen, http, www))
+        }
+        Command::DemoTrack { output, seconds } => {
+            let mp3 = demo_track::encode_mp3(seconds)?;
+            std::fs::write(&output, &mp3).with_context(|| format!("cannot write {}", output.display()))?;
+            eprintln!("wrote {} ({} bytes, {seconds} s)", output.display(), mp3.len());
+            Ok(())
+        }
+        Command::CorruptBlock { cid, offset } => {
+            let store = store::Store::open(&cli.data)?;
+            anyhow::ensure!(store.corrupt_block(&cid, offset)?, "{cid} is not in the store");
+            eprintln!("flipped a bit of {cid} at offset {offset}");
+            Ok(())
+        }
+    }
+}
+
+fn ingest(data: &Path, file: &Path, title: Option<String>, artist: Option<String>) -> anyhow::Result<()> {
+    // Read and check the whole file before the store is even opened: a refused file changes
+    // nothing.
+    let track = ingest::ingest_mp3(file, title, artist)?;
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    let store = store::Store::open(data)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    store.put_track(&track.manifest_block, &track.segments, now)?;
+    let m = &track.manifest;
+    eprintln!(
+        "ingested {}: {} segments, {:.1} s, {} Hz, {} channel(s), {} bytes",
+        file.display(),
+        m.segments.len(),
+        m.duration_secs(),
+        m.sample_rate,
+        m.channels,
+        m.segments.iter().map(|s| s.bytes).sum::<u64>()
+    );
+    println!("{}", track.manifest_block.cid());
+    Ok(())
+}
+
+async fn serve(data: &Path, listen: Vec<Multiaddr>, http_addr: SocketAddr, www: Option<PathBuf>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    let key = identity::load_or_create_keypair(data)?;
+    let cert = identity::load_or_create_certificate(data)?;
+    let store = store::Store::open(data)?;
+    let peer_id = key.public().to_peer_id();
+    let swarm = network::build_swarm(key, cert, store.clone()).await?;
+
+    let (addrs_tx, addrs_rx) = watch::channel(Vec::new());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("cannot bind the HTTP API to {http_addr}"))?;
+    let bound = listener.local_addr()?;
+    let app = http::router(http::AppState { peer_id, addrs: addrs_rx, store }, www);
+
+    let mut http_shutdown = shutdown_rx.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.changed().await;
+            })
+            .await
+    });
+    let net_task = tokio::spawn(async move { network::run(swarm, &listen, addrs_tx, shutdown_rx).await });
+
+    tracing::info!(%peer_id, "node started");
+    println!("antiphon-node {peer_id} serving; open http://{bound}/");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    net_task.await??;
+    http_task.await??;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,139 @@
+//! The node's libp2p swarm: TCP, WebSocket and WebRTC-direct listeners; Bitswap serving from
+//! the store; identify (which advertises Bitswap, as Helia requires) and ping.
+//!
+//! The swarm is owned by one task; the rest of the node sees its listen addresses through a
+//! watch channel.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use antiphon_core::bitswap;
+use futures::StreamExt;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, Transport, identify, noise, ping, tcp, yamux};
+use libp2p_webrtc::tokio::Certificate;
+use tokio::sync::watch;
+
+use crate::store::Store;
+
+/// Protocol version string sent in identify.
+pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
+
+/// The node's behaviours.
+#[derive(NetworkBehaviour)]
+pub struct NodeBehaviour {
+    /// Bitswap, serving from the store.
+    pub bitswap: bitswap::Behaviour<Store>,
+    /// Identify: tells peers (Helia among them) which protocols the node speaks.
+    pub identify: identify::Behaviour,
+    /// Ping: keeps NAT and browser connections measured.
+    pub ping: ping::Behaviour,
+}
+
+/// Builds the swarm with every transport the node listens on.
+pub async fn build_swarm(key: Keypair, cert: Certificate, store: Store) -> anyhow::Result<Swarm<NodeBehaviour>> {
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+        .with_other_transport(|key| {
+            libp2p_webrtc::tokio::Transport::new(key.clone(), cert)
+                .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
+        })?
+        .with_dns()?
+        .with_websocket(noise::Config::new, yamux::Config::default)
+        .await?
+        .with_behaviour(|key| NodeBehaviour {
+            bitswap: bitswap::Behaviour::new(store, bitswap::Config::default()),
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                    .with_agent_version(format!("antiphon-node/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::default(),
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    Ok(swarm)
+}
+
+/// Short name of the transport a multiaddr uses, for logs and metrics.
+pub fn transport_name(addr: &Multiaddr) -> &'static str {
+    let mut name = "tcp";
+    for p in addr.iter() {
+        match p {
+            Protocol::WebRTCDirect => return "webrtc-direct",
+            Protocol::Ws(_) | Protocol::Wss(_) => return "websocket",
+            Protocol::Udp(_) => name = "udp",
+            _ => {}
+        }
+    }
+    name
+}
+
+/// Starts listening on `addrs` and runs the swarm until `shutdown` flips to true. Listen
+/// addresses (with `/p2p/<peer id>`) are published on `addrs_tx` as they come and go.
+pub async fn run(
+    mut swarm: Swarm<NodeBehaviour>,
+    listen: &[Multiaddr],
+    addrs_tx: watch::Sender<Vec<Multiaddr>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    for addr in listen {
+        swarm.listen_on(addr.clone()).with_context(|| format!("cannot listen on {addr}"))?;
+    }
+    let local: PeerId = *swarm.local_peer_id();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    let full = address.with(Protocol::P2p(local));
+                    tracing::info!(%full, "listening");
+                    addrs_tx.send_modify(|a| a.push(full));
+                }
+                SwarmEvent::ExpiredListenAddr { address, .. } => {
+                    let full = address.with(Protocol::P2p(local));
+                    addrs_tx.send_modify(|a| a.retain(|x| *x != full));
+                }
+                SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
+                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                    let addr = endpoint.get_remote_address();
+                    tracing::info!(%peer_id, transport = transport_name(endpoint.get_local_address_or(addr)), %addr, "connected");
+                }
+                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                    tracing::info!(%peer_id, cause = ?cause.map(|c| c.to_string()), "disconnected");
+                }
+                SwarmEvent::Behaviour(NodeBehaviourEvent::Bitswap(event)) => log_bitswap(event),
+                SwarmEvent::IncomingConnectionError { error, send_back_addr, .. } => {
+                    tracing::debug!(%error, %send_back_addr, "incoming connection failed");
+                }
+                _ => {}
+            }
+        }
+    }
+    tracing::info!("network stopped");
+    Ok(())
+}
+
+fn log_bitswap(event: bitswap::Event) {
+    match event {
+        bitswap::Event::CorruptBlock { peer, bytes } => tracing::warn!(%peer, bytes, "peer sent a corrupt block"),
+        bitswap::Event::ProtocolViolation { peer, reason } => tracing::warn!(%peer, reason, "bitswap protocol violation"),
+        other => tracing::debug!(?other, "bitswap"),
+    }
+}
+
+trait EndpointExt {
+    fn get_local_address_or<'a>(&'a self, fallback: &'a Multiaddr) -> &'a Multiaddr;
+}
+
+impl EndpointExt for libp2p::core::ConnectedPoint {
+    fn get_local_address_or<'a>(&'a self, fallback: &'a Multiaddr) -> &'a Multiaddr {
+        match self {
+            libp2p::core::ConnectedPoint::Listener { local_addr, .. } => local_addr,
+            libp2p::core::ConnectedPoint::Dialer { .. } => fallback,
+        }
+    }
+}

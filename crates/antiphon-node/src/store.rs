@@ -1,0 +1,163 @@
+//! The node's block and track store, in one redb database file.
+//!
+//! Blocks are keyed by CID bytes. A track is written with all its blocks in one transaction,
+//! so an ingest that fails or is interrupted leaves nothing half-stored.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use antiphon_core::bitswap::{Blockstore, BlockstoreError};
+use antiphon_core::{Block, Cid};
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
+/// Track manifest CID -> unix time (seconds) the track was added.
+const TRACKS: TableDefinition<&[u8], u64> = TableDefinition::new("tracks");
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "store.redb";
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb could not open the database.
+    #[error("could not open the store {path}")]
+    Open {
+        /// The database file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: redb::DatabaseError,
+    },
+    /// A transaction failed.
+    #[error("store transaction failed")]
+    Transaction(#[from] redb::TransactionError),
+    /// A table could not be opened.
+    #[error("store table failed")]
+    Table(#[from] redb::TableError),
+    /// Reading or writing failed.
+    #[error("store I/O failed")]
+    Storage(#[from] redb::StorageError),
+    /// Committing failed.
+    #[error("store commit failed")]
+    Commit(#[from] redb::CommitError),
+    /// A stored key is not a CID.
+    #[error("stored key is not a CID")]
+    BadKey(#[from] cid::Error),
+}
+
+/// A cheaply cloneable handle to the store.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        let db = Database::create(&path)
+            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        let txn = db.begin_write()?;
+        txn.open_table(BLOCKS)?;
+        txn.open_table(TRACKS)?;
+        txn.commit()?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Stores a track's blocks and records its manifest CID as a track, in one transaction.
+    pub fn put_track(&self, manifest: &Block, blocks: &[Block], added_unix: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(BLOCKS)?;
+            for block in blocks.iter().chain(std::iter::once(manifest)) {
+                table.insert(block.cid().to_bytes().as_slice(), block.data().as_ref())?;
+            }
+            let mut tracks = txn.open_table(TRACKS)?;
+            tracks.insert(manifest.cid().to_bytes().as_slice(), added_unix)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The tracks stored, oldest first, with the unix time each was added.
+    pub fn tracks(&self) -> Result<Vec<(Cid, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TRACKS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.push((Cid::try_from(k.value())?, v.value()));
+        }
+        out.sort_by_key(|(cid, added)| (*added, cid.to_bytes()));
+        Ok(out)
+    }
+
+    /// The stored bytes of `cid`.
+    pub fn block(&self, cid: &Cid) -> Result<Option<Bytes>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BLOCKS)?;
+        Ok(table.get(cid.to_bytes().as_slice())?.map(|v| Bytes::copy_from_slice(v.value())))
+    }
+
+    /// Number of blocks stored.
+    pub fn block_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(BLOCKS)?.len()?)
+    }
+
+    /// Fault injection for tests: flips one bit of the stored bytes of `cid` without changing
+    /// its key, so the store now serves bytes that do not match their CID.
+    pub fn corrupt_block(&self, cid: &Cid, offset: usize) -> Result<bool, StoreError> {
+        let Some(data) = self.block(cid)? else { return Ok(false) };
+        let mut data = data.to_vec();
+        let i = offset.min(data.len().saturating_sub(1));
+        if let Some(byte) = data.get_mut(i) {
+            *byte ^= 0x01;
+        }
+        let txn = self.db.begin_write()?;
+        txn.open_table(BLOCKS)?.insert(cid.to_bytes().as_slice(), data.as_slice())?;
+        txn.commit()?;
+        Ok(true)
+    }
+}
+
+impl Blockstore for Store {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, BlockstoreError> {
+        self.block(cid).map_err(|e| BlockstoreError(Box::new(e)))
+    }
+
+    fn put(&self, block: &Block) -> Result<(), BlockstoreError> {
+        let write = || -> Result<(), StoreError> {
+            let txn = self.db.begin_write()?;
+            txn.open_table(BLOCKS)?.insert(block.cid().to_bytes().as_slice(), block.data().as_ref())?;
+            txn.commit()?;
+            Ok(())
+        };
+        write().map_err(|e| BlockstoreError(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use antiphon_core::block::{DAG_CBOR, RAW};
+
+    #[test]
+    fn track_round_trip_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = Block::from_data(RAW, vec![1u8; 100]).unwrap();
+        let manifest = Block::from_data(DAG_CBOR, vec![0xa0]).unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_track(&manifest, std::slice::from_ref(&seg), 42).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.tracks().unwrap(), vec![(*manifest.cid(), 42)]);
+        assert_eq!(store.block(seg.cid()).unwrap().unwrap(), seg.data());
+        assert_eq!(store.block_count().unwrap(), 2);
+        assert!(store.corrupt_block(seg.cid(), 10).unwrap());
+        assert_ne!(store.block(seg.cid()).unwrap().unwrap(), seg.data());
+    }
+}

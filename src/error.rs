@@ -1,0 +1,218 @@
+//! The browser peer's errors. Each has a stable [`ErrorCode`] that JavaScript can match on, and
+//! reaches JavaScript as an `Error` whose `code` property holds it and whose `cause` chain keeps
+//! the underlying errors.
+
+use antiphon_core::bitswap::RequestError;
+use antiphon_core::{ManifestError, VerifyError};
+
+/// Stable, machine-readable error codes (the `code` property of the JS `Error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// A CID string did not parse.
+    InvalidCid,
+    /// An address (multiaddr or URL) did not parse or names no usable transport.
+    InvalidAddress,
+    /// No connection could be made to the creator node.
+    DialFailed,
+    /// An HTTP request failed.
+    HttpFailed,
+    /// A block could not be fetched (not found, timed out, peer gone).
+    FetchFailed,
+    /// A block's bytes did not hash to its CID; it was refused.
+    VerificationFailed,
+    /// The track manifest is invalid.
+    InvalidManifest,
+    /// The browser cannot play the track's codec through Media Source Extensions.
+    MediaUnsupported,
+    /// Media Source Extensions failed.
+    MediaFailed,
+    /// The peer or player was stopped.
+    Stopped,
+}
+
+impl ErrorCode {
+    /// The code as JavaScript sees it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidCid => "INVALID_CID",
+            Self::InvalidAddress => "INVALID_ADDRESS",
+            Self::DialFailed => "DIAL_FAILED",
+            Self::HttpFailed => "HTTP_FAILED",
+            Self::FetchFailed => "FETCH_FAILED",
+            Self::VerificationFailed => "VERIFICATION_FAILED",
+            Self::InvalidManifest => "INVALID_MANIFEST",
+            Self::MediaUnsupported => "MEDIA_UNSUPPORTED",
+            Self::MediaFailed => "MEDIA_FAILED",
+            Self::Stopped => "STOPPED",
+        }
+    }
+}
+
+/// An error of the browser peer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// See [`ErrorCode::InvalidCid`].
+    #[error("invalid CID {input:?}")]
+    InvalidCid {
+        /// What was given.
+        input: String,
+        /// Why it did not parse.
+        #[source]
+        source: cid::Error,
+    },
+    /// See [`ErrorCode::InvalidAddress`].
+    #[error("invalid address {input:?}: {reason}")]
+    InvalidAddress {
+        /// What was given.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// See [`ErrorCode::DialFailed`].
+    #[error("could not connect to {target}: {reason}")]
+    DialFailed {
+        /// Whom we tried.
+        target: String,
+        /// What happened on each attempt.
+        reason: String,
+    },
+    /// See [`ErrorCode::HttpFailed`].
+    #[error("HTTP request to {url} failed: {reason}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// What happened.
+        reason: String,
+    },
+    /// See [`ErrorCode::FetchFailed`].
+    #[error("could not fetch {cid}")]
+    Fetch {
+        /// The block.
+        cid: cid::Cid,
+        /// Why.
+        #[source]
+        source: RequestError,
+    },
+    /// See [`ErrorCode::VerificationFailed`].
+    #[error("block {cid} from {peer} failed verification and was refused")]
+    Verification {
+        /// The CID the bytes were supposed to have.
+        cid: cid::Cid,
+        /// The peer that sent them.
+        peer: String,
+        /// What the hash check found.
+        #[source]
+        source: VerifyError,
+    },
+    /// See [`ErrorCode::InvalidManifest`].
+    #[error("track manifest {cid} is invalid")]
+    Manifest {
+        /// The manifest CID.
+        cid: cid::Cid,
+        /// Why.
+        #[source]
+        source: ManifestError,
+    },
+    /// See [`ErrorCode::MediaUnsupported`].
+    #[error("this browser cannot play {mime} through Media Source Extensions")]
+    MediaUnsupported {
+        /// The MIME type.
+        mime: String,
+    },
+    /// See [`ErrorCode::MediaFailed`].
+    #[error("media source failed: {0}")]
+    Media(String),
+    /// See [`ErrorCode::Stopped`].
+    #[error("the peer or player has been stopped")]
+    Stopped,
+}
+
+impl Error {
+    /// The stable code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidCid { .. } => ErrorCode::InvalidCid,
+            Self::InvalidAddress { .. } => ErrorCode::InvalidAddress,
+            Self::DialFailed { .. } => ErrorCode::DialFailed,
+            Self::Http { .. } => ErrorCode::HttpFailed,
+            Self::Fetch { .. } => ErrorCode::FetchFailed,
+            Self::Verification { .. } => ErrorCode::VerificationFailed,
+            Self::Manifest { .. } => ErrorCode::InvalidManifest,
+            Self::MediaUnsupported { .. } => ErrorCode::MediaUnsupported,
+            Self::Media(_) => ErrorCode::MediaFailed,
+            Self::Stopped => ErrorCode::Stopped,
+        }
+    }
+
+    /// Turns a failed Bitswap request into the error the player reports: a corrupt block is a
+    /// verification failure, anything else a fetch failure.
+    pub fn from_request(cid: cid::Cid, error: RequestError) -> Self {
+        match error {
+            RequestError::Corrupt { peer, error } => Self::Verification { cid, peer: peer.to_string(), source: error },
+            other => Self::Fetch { cid, source: other },
+        }
+    }
+
+    /// The CID this error concerns, if any.
+    pub fn cid(&self) -> Option<cid::Cid> {
+        match self {
+            Self::Fetch { cid, .. } | Self::Verification { cid, .. } | Self::Manifest { cid, .. } => Some(*cid),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+impl From<Error> for wasm_bindgen::JsValue {
+    fn from(error: Error) -> Self {
+        use std::error::Error as _;
+        let js = js_sys::Error::new(&error.to_string());
+        js.set_name("AntiphonError");
+        let _ = js_sys::Reflect::set(&js, &"code".into(), &error.code().as_str().into());
+        if let Some(cid) = error.cid() {
+            let _ = js_sys::Reflect::set(&js, &"cid".into(), &cid.to_string().into());
+        }
+        // Keep the chain of sources as nested `cause`s.
+        let mut causes = Vec::new();
+        let mut source = error.source();
+        while let Some(s) = source {
+            causes.push(js_sys::Error::new(&s.to_string()));
+            source = s.source();
+        }
+        let mut next: Option<js_sys::Error> = None;
+        for cause in causes.into_iter().rev() {
+            if let Some(inner) = next.take() {
+                cause.set_cause(&inner);
+            }
+            next = Some(cause);
+        }
+        if let Some(first) = next {
+            js.set_cause(&first);
+        }
+        js.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use antiphon_core::block::{RAW, cid_v1};
+
+    #[test]
+    fn corrupt_request_becomes_verification_error_naming_the_cid() {
+        let cid = cid_v1(RAW, b"a");
+        let computed = cid_v1(RAW, b"b");
+        let peer = libp2p_identity_peer();
+        let e = Error::from_request(
+            cid,
+            RequestError::Corrupt { peer, error: VerifyError::Mismatch { cid, computed } },
+        );
+        assert_eq!(e.code(), ErrorCode::VerificationFailed);
+        assert!(e.to_string().contains(&cid.to_string()));
+        assert_eq!(e.cid(), Some(cid));
+    }
+
+    fn libp2p_identity_peer() -> antiphon_core::bitswap::PeerId {
+        antiphon_core::bitswap::PeerId::random()
+    }
+}

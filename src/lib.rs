@@ -1,0 +1,51 @@
+//! Antiphon's browser peer: an IPFS peer inside the page that fetches audio segments by CID
+//! over Bitswap (WebRTC-direct or WebSocket), verifies every block against its hash, and plays
+//! them through Media Source Extensions.
+//!
+//! From JavaScript:
+//!
+//! ```js
+//! import { Peer } from "antiphon";
+//! const peer = await Peer.connect("http://127.0.0.1:8080");   // a creator node
+//! const player = peer.attach(document.querySelector("audio"));
+//! player.onEvent((e) => console.log(e));
+//! await player.load(trackCid);
+//! await audio.play();
+//! ```
+//!
+//! The crate is split the way the peer will be split across threads: [`net`] (swarm, Bitswap,
+//! verification) talks to the rest only through a small command handle, and [`media`] only
+//! ever receives verified segment bytes.
+
+#![cfg_attr(not(target_arch = "wasm32"), allow(unused))]
+
+pub mod error;
+
+#[cfg(target_arch = "wasm32")]
+pub mod media;
+#[cfg(target_arch = "wasm32")]
+pub mod net;
+#[cfg(target_arch = "wasm32")]
+mod peer;
+#[cfg(target_arch = "wasm32")]
+mod player;
+#[cfg(target_arch = "wasm32")]
+mod util;
+
+pub use error::{Error, ErrorCode};
+#[cfg(target_arch = "wasm32")]
+pub use peer::Peer;
+#[cfg(target_arch = "wasm32")]
+pub use player::Player;
+
+/// Installs the panic hook and the console logger; runs once when the module loads.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen(start)]
+pub fn start() {
+    use tracing_subscriber::layer::SubscriberExt;
+    console_error_panic_hook::set_once();
+    let config = tracing_wasm::WASMLayerConfigBuilder::new().set_max_level(tracing::Level::INFO).build();
+    let subscriber = tracing_subscriber::Registry::default().with(tracing_wasm::WASMLayer::new(config));
+    // A second initialisation (a page loading the module twice) is harmless.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
