@@ -45,7 +45,7 @@ pub fn load_or_create_certificate(data_dir: &Path) -> anyhow::Result<Certificate
         let pem = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         return Certificate::from_pem(&pem).with_context(|| format!("{} is not a WebRTC certificate", path.display()));
     }
-    let cert = Certificate::generate(&mut rand::thread_rng())?;
+    let cert = Certificate::generate(&mut rand::rng())?;
     write_private(&path, cert.serialize_pem().as_bytes())?;
     Ok(cert)
 }

@@ -3,12 +3,6 @@
 //! Ingests audio into verified ~6 s segments, stores them in redb, and serves them to browsers
 //! and any IPFS peer over Bitswap (WebRTC-direct, WebSocket, TCP) with an HTTP API beside.
 
-mod demo_track;
-mod http;
-mod identity;
-mod ingest;
-mod network;
-mod store;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use antiphon_core::Cid;
+use antiphon_node::{demo_track, http, identity, ingest, network, store};
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 use tokio::sync::watch;
@@ -92,7 +87,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,libp2p_webrtc=warn,webrtc=warn".into()),
+                .unwrap_or_else(|_| "info,libp2p_webrtc=warn,webrtc=warn,symphonia_core=off,symphonia_bundle_mp3=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

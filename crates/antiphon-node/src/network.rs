@@ -22,15 +22,23 @@ use crate::store::Store;
 /// Protocol version string sent in identify.
 pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
 
-/// The node's behaviours.
-#[derive(NetworkBehaviour)]
-pub struct NodeBehaviour {
-    /// Bitswap, serving from the store.
-    pub bitswap: bitswap::Behaviour<Store>,
-    /// Identify: tells peers (Helia among them) which protocols the node speaks.
-    pub identify: identify::Behaviour,
-    /// Ping: keeps NAT and browser connections measured.
-    pub ping: ping::Behaviour,
+pub use behaviour::{NodeBehaviour, NodeBehaviourEvent};
+
+mod behaviour {
+    // The derive generates `NodeBehaviourEvent`, whose variants cannot carry doc comments.
+    #![allow(missing_docs)]
+    use super::*;
+
+    /// The node's behaviours.
+    #[derive(NetworkBehaviour)]
+    pub struct NodeBehaviour {
+        /// Bitswap, serving from the store.
+        pub bitswap: bitswap::Behaviour<Store>,
+        /// Identify: tells peers (Helia among them) which protocols the node speaks.
+        pub identify: identify::Behaviour,
+        /// Ping: keeps connections measured and alive.
+        pub ping: ping::Behaviour,
+    }
 }
 
 /// Builds the swarm with every transport the node listens on.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use antiphon_core::bitswap::{Blockstore, BlockstoreError};
 use antiphon_core::{Block, Cid};
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 /// Track manifest CID -> unix time (seconds) the track was added.
