@@ -14,7 +14,7 @@ use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound, FullyNegot
 use libp2p::swarm::{ConnectionHandler, ConnectionHandlerEvent, Stream, StreamProtocol, SubstreamProtocol};
 
 use super::message::{Message, MessageError};
-use super::protocol::{FrameError, PROTOCOL, read_frame, write_frame};
+use super::protocol::{FrameError, PROTOCOL, read_frame, write_framed};
 
 /// Most messages waiting to be written on one connection.
 const MAX_QUEUED_MESSAGES: usize = 64;
@@ -93,11 +93,14 @@ fn read_messages(stream: Stream) -> BoxStream<'static, Result<Message, InboundEr
 }
 
 async fn send(mut stream: Stream, msg: Message) -> (Result<Stream, FrameError>, Message) {
-    let bytes = match msg.encode() {
-        Ok(bytes) => bytes,
-        Err(_) => return (Ok(stream), msg),
+    let frame = match msg.encode_framed() {
+        Ok(frame) => frame,
+        Err(e) => {
+            tracing::warn!(error = %e, "dropping a bitswap message that cannot be encoded");
+            return (Ok(stream), msg);
+        }
     };
-    let result = write_frame(&mut stream, &bytes).await.map(|()| stream);
+    let result = write_framed(&mut stream, &frame).await.map(|()| stream);
     (result, msg)
 }
 
@@ -169,7 +172,7 @@ impl ConnectionHandler for Handler {
                         continue;
                     }
                     Poll::Ready((Err(e), msg)) => {
-                        tracing::debug!(error = %e, "bitswap send failed; the stream will be reopened");
+                        tracing::debug!(error = ?e, "bitswap send failed; the stream will be reopened");
                         self.events.push_back(ToBehaviour::SendFailed(msg));
                         continue;
                     }

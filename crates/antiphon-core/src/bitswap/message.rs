@@ -285,6 +285,17 @@ impl Message {
 
     /// Encodes the message, refusing one larger than [`MAX_MESSAGE_BYTES`].
     pub fn encode(&self) -> Result<Vec<u8>, MessageError> {
+        let raw = self.to_pb()?;
+        Ok(raw.encode_to_vec())
+    }
+
+    /// Encodes the message with its unsigned-varint length prefix, ready for the stream.
+    pub fn encode_framed(&self) -> Result<Vec<u8>, MessageError> {
+        let raw = self.to_pb()?;
+        Ok(raw.encode_length_delimited_to_vec())
+    }
+
+    fn to_pb(&self) -> Result<pb::Message, MessageError> {
         let raw = pb::Message {
             wantlist: (!self.wantlist.is_empty() || self.full_wantlist).then(|| pb::Wantlist {
                 entries: self
@@ -317,7 +328,7 @@ impl Message {
         if len > MAX_MESSAGE_BYTES {
             return Err(MessageError::TooLarge(len));
         }
-        Ok(raw.encode_to_vec())
+        Ok(raw)
     }
 
     /// Bytes a block adds to an encoded message, with generous framing overhead.
@@ -348,8 +359,12 @@ mod tests {
         };
         msg.push_block(&block);
         let bytes = msg.encode().unwrap();
-        let back = Message::decode(bytes.into()).unwrap();
+        let back = Message::decode(bytes.clone().into()).unwrap();
         assert_eq!(back, msg);
+        let framed = msg.encode_framed().unwrap();
+        assert!(framed.ends_with(&bytes));
+        let mut buf = unsigned_varint::encode::usize_buffer();
+        assert_eq!(&framed[..framed.len() - bytes.len()], unsigned_varint::encode::usize(bytes.len(), &mut buf));
         assert_eq!(back.blocks[0].clone().into_block().unwrap(), block);
     }
 

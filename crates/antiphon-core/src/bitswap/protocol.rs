@@ -56,15 +56,26 @@ pub async fn read_frame<R: AsyncRead + Unpin>(io: &mut R) -> Result<Option<Bytes
     Err(FrameError::BadLength)
 }
 
-/// Writes one frame and flushes it.
+/// Writes one frame (length prefix and payload) and flushes it.
+///
+/// The frame goes down in a single `write_all` of one buffer. libp2p-webrtc 0.10 coalesces a
+/// short write (such as a bare length prefix) with the following 16 KiB chunk into one SCTP
+/// message larger than the 16384-byte maximum, which fails the stream; one buffer avoids that.
 pub async fn write_frame<W: AsyncWrite + Unpin>(io: &mut W, payload: &[u8]) -> Result<(), FrameError> {
     if payload.len() > MAX_MESSAGE_BYTES {
         return Err(FrameError::TooLarge { declared: payload.len() as u64 });
     }
     let mut buf = unsigned_varint::encode::usize_buffer();
     let prefix = unsigned_varint::encode::usize(payload.len(), &mut buf);
-    io.write_all(prefix).await?;
-    io.write_all(payload).await?;
+    let mut frame = Vec::with_capacity(prefix.len() + payload.len());
+    frame.extend_from_slice(prefix);
+    frame.extend_from_slice(payload);
+    write_framed(io, &frame).await
+}
+
+/// Writes bytes that already carry their length prefix, in one `write_all`, and flushes.
+pub async fn write_framed<W: AsyncWrite + Unpin>(io: &mut W, frame: &[u8]) -> Result<(), FrameError> {
+    io.write_all(frame).await?;
     io.flush().await?;
     Ok(())
 }

@@ -1,0 +1,196 @@
+//! The network side of the browser peer: one task owns the libp2p swarm (WebRTC-direct and
+//! WebSocket transports; Bitswap, identify, ping); the rest of the program holds a
+//! [`NetHandle`] and sends it commands over a bounded channel with oneshot replies.
+//!
+//! Every block this side hands out has been hashed and matched to the CID that was asked for.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use antiphon_core::bitswap::{self, MemoryBlockstore, RequestId, Source};
+use antiphon_core::{Block, Cid};
+use futures::channel::{mpsc, oneshot};
+use futures::{SinkExt, StreamExt};
+use libp2p::core::upgrade::Version;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, Transport, identify, noise, ping, webrtc_websys, websocket_websys, yamux};
+
+use crate::error::Error;
+
+/// Commands queued for the swarm task at most.
+const COMMAND_QUEUE: usize = 64;
+/// Bytes of verified blocks the peer keeps in memory to serve to others.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A block fetched and verified, with who sent it.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The verified block.
+    pub block: Block,
+    /// The peer that delivered it.
+    pub peer: PeerId,
+    /// Time from the want to the block.
+    pub latency: Duration,
+}
+
+enum Command {
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, String>> },
+    Get { cid: Cid, peer: PeerId, reply: oneshot::Sender<Result<Fetched, Error>> },
+}
+
+pub use behaviour::{BrowserBehaviour, BrowserBehaviourEvent};
+
+mod behaviour {
+    // The derive generates `BrowserBehaviourEvent`, whose variants cannot carry doc comments.
+    #![allow(missing_docs)]
+    use super::*;
+
+    /// The browser peer's behaviours.
+    #[derive(NetworkBehaviour)]
+    pub struct BrowserBehaviour {
+        /// Bitswap over an in-memory, bounded cache of verified blocks.
+        pub bitswap: bitswap::Behaviour<MemoryBlockstore>,
+        /// Identify, advertising Bitswap.
+        pub identify: identify::Behaviour,
+        /// Ping.
+        pub ping: ping::Behaviour,
+    }
+}
+
+/// A cheap, cloneable handle to the swarm task. The task stops when every handle is dropped.
+#[derive(Clone)]
+pub struct NetHandle {
+    commands: mpsc::Sender<Command>,
+    local_peer_id: PeerId,
+}
+
+/// The transport a multiaddr uses, as the API reports it.
+pub fn transport_of(addr: &Multiaddr) -> &'static str {
+    if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
+        "webrtc-direct"
+    } else if addr.iter().any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_))) {
+        "websocket"
+    } else {
+        "unsupported"
+    }
+}
+
+impl NetHandle {
+    /// Builds the swarm and starts its task on the page's event loop.
+    pub fn spawn() -> Result<Self, Error> {
+        let swarm = build_swarm()?;
+        let local_peer_id = *swarm.local_peer_id();
+        let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+        wasm_bindgen_futures::spawn_local(run(swarm, rx));
+        Ok(Self { commands, local_peer_id })
+    }
+
+    /// This peer's ID.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// Dials `addr`; resolves with the remote's peer ID once the connection is up.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.clone().send(Command::Dial { addr, reply }).await.map_err(|_| "peer stopped".to_owned())?;
+        rx.await.map_err(|_| "peer stopped".to_owned())?
+    }
+
+    /// Fetches `cid` from `peer` by Bitswap; the block is verified before it is returned.
+    pub async fn get(&self, cid: Cid, peer: PeerId) -> Result<Fetched, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.clone().send(Command::Get { cid, peer, reply }).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+}
+
+fn build_swarm() -> Result<Swarm<BrowserBehaviour>, Error> {
+    let transport_err = |e: &dyn std::fmt::Display| Error::DialFailed { target: "(setup)".into(), reason: e.to_string() };
+    let swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_wasm_bindgen()
+        .with_other_transport(|key| webrtc_websys::Transport::new(webrtc_websys::Config::new(key)))
+        .map_err(|e| transport_err(&e))?
+        .with_other_transport(|key| {
+            let noise = noise::Config::new(key).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+            Ok(websocket_websys::Transport::default()
+                .upgrade(Version::V1Lazy)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default()))
+        })
+        .map_err(|e| transport_err(&e))?
+        .with_behaviour(|key| BrowserBehaviour {
+            bitswap: bitswap::Behaviour::new(MemoryBlockstore::new(CACHE_BYTES), bitswap::Config::default()),
+            identify: identify::Behaviour::new(
+                identify::Config::new("/ipfs/id/1.0.0".into(), key.public())
+                    .with_agent_version(format!("antiphon-browser/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::default(),
+        })
+        .map_err(|e| transport_err(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    Ok(swarm)
+}
+
+async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Command>) {
+    let mut dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>> = HashMap::new();
+    let mut gets: HashMap<RequestId, oneshot::Sender<Result<Fetched, Error>>> = HashMap::new();
+    loop {
+        futures::select! {
+            command = commands.next() => match command {
+                None => break,
+                Some(Command::Dial { addr, reply }) => {
+                    let opts = DialOpts::unknown_peer_id().address(addr).build();
+                    let id = opts.connection_id();
+                    match swarm.dial(opts) {
+                        Ok(()) => { dials.insert(id, reply); }
+                        Err(e) => { let _ = reply.send(Err(e.to_string())); }
+                    }
+                }
+                Some(Command::Get { cid, peer, reply }) => {
+                    let id = swarm.behaviour_mut().bitswap.get(cid, Source::Peers(vec![peer]));
+                    gets.insert(id, reply);
+                }
+            },
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                    tracing::info!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
+                    if let Some(reply) = dials.remove(&connection_id) {
+                        let _ = reply.send(Ok(peer_id));
+                    }
+                }
+                SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                    if let Some(reply) = dials.remove(&connection_id) {
+                        let _ = reply.send(Err(error.to_string()));
+                    }
+                }
+                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                    tracing::info!(%peer_id, cause = ?cause.map(|c| c.to_string()), "disconnected");
+                }
+                SwarmEvent::Behaviour(BrowserBehaviourEvent::Bitswap(event)) => match event {
+                    bitswap::Event::Block { request, block, peer, latency } => {
+                        // Keep what was verified, to serve it to others later.
+                        let _ = antiphon_core::bitswap::Blockstore::put(swarm.behaviour().bitswap.store(), &block);
+                        if let Some(reply) = gets.remove(&request) {
+                            let _ = reply.send(Ok(Fetched { block, peer, latency }));
+                        }
+                    }
+                    bitswap::Event::Failed { request, cid, error } => {
+                        if let Some(reply) = gets.remove(&request) {
+                            let _ = reply.send(Err(Error::from_request(cid, error)));
+                        }
+                    }
+                    bitswap::Event::CorruptBlock { peer, bytes } => {
+                        tracing::warn!(%peer, bytes, "peer sent a block that does not match its CID; dropped");
+                    }
+                    other => tracing::debug!(?other, "bitswap"),
+                },
+                _ => {}
+            },
+        }
+    }
+    tracing::info!("network task stopped");
+}

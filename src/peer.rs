@@ -1,0 +1,137 @@
+//! `Peer`: the JS entry point. Connects to a creator node and hands out players.
+
+use std::time::Duration;
+
+use futures::future::{Either, select};
+use futures_timer::Delay;
+use libp2p::{Multiaddr, PeerId};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+use web_sys::HtmlMediaElement;
+
+use crate::error::Error;
+use crate::net::{NetHandle, transport_of};
+use crate::player::Player;
+use crate::util::fetch_json;
+
+const DEFAULT_DIAL_TIMEOUT_MS: u32 = 10_000;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConnectOptions {
+    /// "webrtc-direct" or "websocket" to use only that transport.
+    transport: Option<String>,
+    dial_timeout_ms: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct PeerInfo {
+    multiaddrs: Vec<String>,
+}
+
+/// An IPFS peer in the page, connected to a creator node.
+#[wasm_bindgen]
+pub struct Peer {
+    net: NetHandle,
+    remote: PeerId,
+    remote_addr: Multiaddr,
+    dial_ms: f64,
+}
+
+#[wasm_bindgen]
+impl Peer {
+    /// Connects to a creator node. `target` is the node's HTTP base URL (its `/peer` lists its
+    /// addresses) or one multiaddr. WebRTC-direct is tried first, WebSocket when it fails.
+    /// `options`: `{ transport?: "webrtc-direct" | "websocket", dialTimeoutMs?: number }`.
+    pub async fn connect(target: String, options: JsValue) -> Result<Peer, Error> {
+        let options: ConnectOptions = if options.is_undefined() || options.is_null() {
+            ConnectOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options)
+                .map_err(|e| Error::InvalidAddress { input: target.clone(), reason: format!("bad options: {e}") })?
+        };
+        let mut addrs = resolve(&target).await?;
+        if let Some(only) = &options.transport {
+            addrs.retain(|a| transport_of(a) == only);
+        }
+        // WebRTC-direct first: it needs no TLS certificate from a CA.
+        addrs.retain(|a| transport_of(a) != "unsupported");
+        addrs.sort_by_key(|a| transport_of(a) != "webrtc-direct");
+        if addrs.is_empty() {
+            return Err(Error::InvalidAddress {
+                input: target,
+                reason: "no WebRTC-direct or WebSocket address to dial".into(),
+            });
+        }
+        let net = NetHandle::spawn()?;
+        let timeout = Duration::from_millis(u64::from(options.dial_timeout_ms.unwrap_or(DEFAULT_DIAL_TIMEOUT_MS)));
+        let mut failures = Vec::new();
+        for addr in addrs {
+            let started = js_sys::Date::now();
+            let dial = Box::pin(net.dial(addr.clone()));
+            let outcome = match select(dial, Delay::new(timeout)).await {
+                Either::Left((result, _)) => result,
+                Either::Right(_) => Err(format!("timed out after {} ms", timeout.as_millis())),
+            };
+            match outcome {
+                Ok(remote) => {
+                    let dial_ms = js_sys::Date::now() - started;
+                    tracing::info!(%addr, dial_ms, "connected to creator node");
+                    return Ok(Peer { net, remote, remote_addr: addr, dial_ms });
+                }
+                Err(reason) => {
+                    tracing::warn!(%addr, %reason, "dial failed");
+                    failures.push(format!("{}: {reason}", transport_of(&addr)));
+                }
+            }
+        }
+        Err(Error::DialFailed { target, reason: failures.join("; ") })
+    }
+
+    /// The transport of the connection: `"webrtc-direct"` or `"websocket"`.
+    #[wasm_bindgen(getter)]
+    pub fn transport(&self) -> String {
+        transport_of(&self.remote_addr).to_owned()
+    }
+
+    /// The creator node's peer ID.
+    #[wasm_bindgen(getter, js_name = remotePeerId)]
+    pub fn remote_peer_id(&self) -> String {
+        self.remote.to_string()
+    }
+
+    /// This peer's ID.
+    #[wasm_bindgen(getter, js_name = localPeerId)]
+    pub fn local_peer_id(&self) -> String {
+        self.net.local_peer_id().to_string()
+    }
+
+    /// The multiaddr that was dialled.
+    #[wasm_bindgen(getter, js_name = remoteAddr)]
+    pub fn remote_addr(&self) -> String {
+        self.remote_addr.to_string()
+    }
+
+    /// Milliseconds the successful dial took.
+    #[wasm_bindgen(getter, js_name = dialMs)]
+    pub fn dial_ms(&self) -> f64 {
+        self.dial_ms
+    }
+
+    /// A player that plays tracks from this peer into `element`.
+    pub fn attach(&self, element: HtmlMediaElement) -> Player {
+        Player::new(self.net.clone(), self.remote, self.transport(), element)
+    }
+}
+
+/// Turns a connect target into multiaddrs: an HTTP(S) URL is asked for its `/peer`.
+async fn resolve(target: &str) -> Result<Vec<Multiaddr>, Error> {
+    let invalid = |reason: String| Error::InvalidAddress { input: target.to_owned(), reason };
+    if target.starts_with("http://") || target.starts_with("https://") {
+        let url = format!("{}/peer", target.trim_end_matches('/'));
+        let info: PeerInfo = fetch_json(&url).await?;
+        info.multiaddrs.iter().map(|s| s.parse().map_err(|e| invalid(format!("{s}: {e}")))).collect()
+    } else {
+        Ok(vec![target.parse().map_err(|e| invalid(format!("{e}")))?])
+    }
+}

@@ -1,0 +1,59 @@
+//! Small browser helpers: awaiting DOM events, HTTP JSON, and JS object building.
+
+use js_sys::{Object, Promise, Reflect};
+use serde::de::DeserializeOwned;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AddEventListenerOptions, EventTarget};
+
+use crate::error::Error;
+
+/// Resolves when `target` fires `event`, rejects when it fires `error_event` first.
+pub(crate) async fn next_event(target: &EventTarget, event: &str, error_event: Option<&str>) -> Result<(), JsValue> {
+    let target = target.clone();
+    let event = event.to_owned();
+    let error_event = error_event.map(str::to_owned);
+    let promise = Promise::new(&mut |resolve, reject| {
+        let options = AddEventListenerOptions::new();
+        options.set_once(true);
+        let _ = target.add_event_listener_with_callback_and_add_event_listener_options(&event, &resolve, &options);
+        if let Some(error_event) = &error_event {
+            let _ =
+                target.add_event_listener_with_callback_and_add_event_listener_options(error_event, &reject, &options);
+        }
+    });
+    JsFuture::from(promise).await.map(|_| ())
+}
+
+/// GETs `url` and decodes its JSON body.
+pub(crate) async fn fetch_json<T: DeserializeOwned>(url: &str) -> Result<T, Error> {
+    let http = |reason: String| Error::Http { url: url.to_owned(), reason };
+    let global: web_sys::Window = js_sys::global().dyn_into().map_err(|_| http("no window object".into()))?;
+    let response = JsFuture::from(global.fetch_with_str(url)).await.map_err(|e| http(describe(&e)))?;
+    let response: web_sys::Response = response.dyn_into().map_err(|e| http(describe(&e)))?;
+    if !response.ok() {
+        return Err(http(format!("status {}", response.status())));
+    }
+    let json = JsFuture::from(response.json().map_err(|e| http(describe(&e)))?)
+        .await
+        .map_err(|e| http(describe(&e)))?;
+    serde_wasm_bindgen::from_value(json).map_err(|e| http(format!("unexpected response: {e}")))
+}
+
+/// A readable description of a thrown JS value.
+pub(crate) fn describe(value: &JsValue) -> String {
+    if let Some(e) = value.dyn_ref::<js_sys::Error>() {
+        return String::from(e.message());
+    }
+    value.as_string().unwrap_or_else(|| format!("{value:?}"))
+}
+
+/// Builds a plain JS object from key/value pairs.
+pub(crate) fn object(fields: &[(&str, JsValue)]) -> JsValue {
+    let obj = Object::new();
+    for (k, v) in fields {
+        let _ = Reflect::set(&obj, &JsValue::from_str(k), v);
+    }
+    obj.into()
+}

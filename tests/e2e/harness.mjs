@@ -1,0 +1,112 @@
+// Shared pieces of the browser end-to-end tests: the creator node as a child process and
+// Debian's Chromium driven by Playwright, both inside the private network namespace that
+// scripts/netns.sh creates.
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
+import { chromium } from "playwright-core";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const NODE_BIN = process.env.ANTIPHON_NODE_BIN || join(ROOT, "target", "debug", "antiphon-node");
+export const WWW = join(ROOT, "www", "dist");
+/// The namespace's own address (scripts/netns.sh): never the machine's network.
+export const HOST = "10.200.0.1";
+export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+
+export function assertInNamespace() {
+  if (process.env.ANTIPHON_NETNS !== "inside") {
+    throw new Error("browser end-to-end tests run only inside scripts/netns.sh (private network namespace)");
+  }
+}
+
+export function tempDir(name) {
+  return mkdtempSync(join(tmpdir(), `antiphon-${name}-`));
+}
+
+export function removeDir(dir) {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Runs antiphon-node to completion and returns its stdout. */
+export function nodeCli(args) {
+  return execFileSync(NODE_BIN, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+}
+
+/** Starts `antiphon-node serve` on the namespace address; resolves once it serves HTTP. */
+export async function startNode(dataDir, basePort) {
+  const args = [
+    "--data", dataDir, "serve",
+    "--listen", `/ip4/${HOST}/tcp/${basePort + 1}/ws`,
+    "--listen", `/ip4/${HOST}/udp/${basePort + 2}/webrtc-direct`,
+    "--http", `${HOST}:${basePort}`,
+    "--www", WWW,
+  ];
+  const child = spawn(NODE_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const url = `http://${HOST}:${basePort}`;
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`antiphon-node exited early:\n${stderr}`);
+    try {
+      const peer = await (await fetch(`${url}/peer`)).json();
+      if (peer.multiaddrs.some((a) => a.includes("/webrtc-direct/")) && peer.multiaddrs.some((a) => a.includes("/ws/"))) {
+        return { child, url, peer, logs: () => stderr };
+      }
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill("SIGKILL");
+  throw new Error(`antiphon-node did not start serving:\n${stderr}`);
+}
+
+export async function stopNode(node) {
+  if (!node || node.child.exitCode !== null) return;
+  const exited = new Promise((r) => node.child.once("exit", r));
+  node.child.kill("SIGTERM");
+  const timer = setTimeout(() => node.child.kill("SIGKILL"), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * Playwright's own `--disable-features` list: ours must be merged into it, since a second
+ * `--disable-features` switch would replace it.
+ */
+function playwrightDisabledFeatures() {
+  try {
+    const bundle = readFileSync(join(dirname(createRequire(import.meta.url).resolve("playwright-core")), "lib", "coreBundle.js"), "utf8");
+    const m = bundle.match(/disabledFeatures = \[([^\]]*)\]/);
+    if (m) return [...m[1].matchAll(/"([^"]+)"/g)].map((x) => x[1]);
+  } catch {}
+  // The list of playwright-core 1.65.1, the version package.json pins.
+  return ["AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding", "ThirdPartyStoragePartitioning",
+    "AvoidCorsURLLoaderRestartOnRedirect", "TcpPortRandomizationWin", "OptimizationHints", "NetworkTimeServiceQuerying",
+    "AimEnabled", "PreconnectToSearch", "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion"];
+}
+
+/** Launches headless Chromium with the flags that keep it off any outside network. */
+export async function launchBrowser(userDataDir) {
+  const ours = playwrightDisabledFeatures();
+  return chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    ignoreDefaultArgs: [`--disable-features=${ours.join(",")}`],
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--autoplay-policy=no-user-gesture-required",
+      `--disable-features=${[...ours, "WebRtcHideLocalIpsWithMdns"].join(",")}`,
+    ],
+  });
+}
+
+/** Polls `fn` in the page until it returns a truthy value or `ms` pass. */
+export async function waitInPage(page, fn, arg, ms) {
+  const handle = await page.waitForFunction(fn, arg, { timeout: ms, polling: 100 });
+  return handle.jsonValue();
+}

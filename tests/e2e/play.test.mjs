@@ -1,0 +1,118 @@
+// End to end: a creator node serves the default track and headless Chromium plays it from the
+// demo page, once over WebRTC-direct and once over WebSocket; then a flipped byte in the
+// node's store is refused by the browser. Runs only inside scripts/netns.sh.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  ROOT, assertInNamespace, launchBrowser, nodeCli, removeDir, startNode, stopNode, tempDir, waitInPage,
+} from "./harness.mjs";
+
+assertInNamespace();
+
+const work = tempDir("e2e");
+const outDir = join(ROOT, "tests", "e2e", "out");
+let track;
+const results = {};
+
+before(() => {
+  mkdirSync(outDir, { recursive: true });
+  const mp3 = join(work, "default.mp3");
+  nodeCli(["demo-track", "-o", mp3]);
+  mkdirSync(join(work, "good"));
+  track = nodeCli(["--data", join(work, "good"), "ingest", mp3, "--title", "Antiphon default track"]);
+  assert.match(track, /^bafy/);
+});
+
+after(() => {
+  writeFileSync(join(outDir, "results.json"), JSON.stringify(results, null, 2));
+  removeDir(work);
+});
+
+async function playOver(transport, port) {
+  const node = await startNode(join(work, "good"), port);
+  const profile = tempDir("chromium");
+  const browser = await launchBrowser(profile);
+  try {
+    const page = await browser.newPage();
+    const consoleLines = [];
+    page.on("console", (m) => consoleLines.push(m.text()));
+    await page.goto(`${node.url}/?transport=${transport}&autoplay=1`);
+    try {
+      await waitInPage(page, () => window.antiphon && window.antiphon.loadToPlayingMs !== undefined, null, 30_000);
+      // Past 8 s at least one segment boundary (~6 s) has been crossed.
+      await waitInPage(page, () => document.getElementById("audio").currentTime > 8, null, 30_000);
+    } catch (e) {
+      const state = await page.evaluate(() => JSON.stringify({ ...window.antiphon, player: undefined }));
+      throw new Error(`${e.message}\npage state: ${state}\nconsole:\n${consoleLines.join("\n")}\nnode:\n${node.logs()}`);
+    }
+    const state = await page.evaluate(() => ({
+      transport: window.antiphon.transport,
+      loadToPlayingMs: window.antiphon.loadToPlayingMs,
+      dialMs: window.antiphon.dialMs,
+      errors: window.antiphon.errors,
+      currentTime: document.getElementById("audio").currentTime,
+      stats: window.antiphon.player.stats(),
+    }));
+    await page.screenshot({ path: join(outDir, `playing-${transport}.png`) });
+    return state;
+  } finally {
+    await browser.close();
+    removeDir(profile);
+    await stopNode(node);
+  }
+}
+
+for (const [transport, port] of [["webrtc-direct", 18080], ["websocket", 18090]]) {
+  test(`the default track plays over ${transport}`, async () => {
+    const state = await playOver(transport, port);
+    results[transport] = { loadToPlayingMs: state.loadToPlayingMs, dialMs: state.dialMs };
+    assert.equal(state.transport, transport, "the page connected over the transport it was asked for");
+    assert.equal(state.stats.transport, transport);
+    assert.deepEqual(state.errors, []);
+    assert.ok(state.currentTime > 8);
+    assert.ok(state.stats.appended.length >= 2, "at least two verified segments were appended");
+    assert.ok(state.stats.bytes > 0);
+  });
+}
+
+test("a block corrupted in the node's store is refused and never appended", async () => {
+  const data = join(work, "corrupt");
+  mkdirSync(data);
+  copyFileSync(join(work, "good", "store.redb"), join(data, "store.redb"));
+  const manifest = JSON.parse(
+    await (async () => {
+      const node = await startNode(data, 18100);
+      try {
+        return await (await fetch(`${node.url}/tracks/${track}`)).text();
+      } finally {
+        await stopNode(node);
+      }
+    })(),
+  );
+  const victim = manifest.segments[1].cid;
+  nodeCli(["--data", data, "corrupt-block", victim]);
+
+  const node = await startNode(data, 18110);
+  const profile = tempDir("chromium");
+  const browser = await launchBrowser(profile);
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${node.url}/?transport=websocket&autoplay=1`);
+    const error = await waitInPage(page, () => window.antiphon && window.antiphon.errors[0], null, 30_000);
+    assert.equal(error.code, "VERIFICATION_FAILED");
+    assert.equal(error.cid, victim, "the error names the corrupted block's CID");
+    assert.match(error.message, new RegExp(victim));
+    assert.equal(error.index, 1);
+    const stats = await page.evaluate(() => window.antiphon.player.stats());
+    assert.ok(!stats.appended.includes(1), "the refused segment was never appended");
+    assert.deepEqual(stats.appended, [0], "nothing after the gap was appended either");
+    assert.equal(stats.segments[1], "failed");
+    assert.equal(stats.errorCode, "VERIFICATION_FAILED");
+  } finally {
+    await browser.close();
+    removeDir(profile);
+    await stopNode(node);
+  }
+});

@@ -1,0 +1,112 @@
+// The demo dapp: lists the creator node's tracks and plays one through the Antiphon peer.
+//
+// Query parameters: ?node=<http base URL> (default: this page's origin), ?track=<cid>
+// (default: the node's first track), ?transport=webrtc-direct|websocket (default: try
+// WebRTC-direct, then WebSocket), ?autoplay=1.
+import { Peer } from "antiphon";
+
+const params = new URLSearchParams(location.search);
+const nodeUrl = params.get("node") || location.origin;
+const $ = (id) => document.getElementById(id);
+
+// What the end-to-end tests read.
+const state = (window.antiphon = { status: "starting", events: [], errors: [], transport: null });
+
+function setStatus(s) {
+  state.status = s;
+  $("status").textContent = s;
+}
+
+function log(line) {
+  const el = document.createElement("div");
+  el.textContent = `${(performance.now() / 1000).toFixed(2)}s ${line}`;
+  $("log").prepend(el);
+}
+
+function renderStrip(player) {
+  const stats = player.stats();
+  const strip = $("strip");
+  if (strip.children.length !== stats.segments.length) {
+    strip.replaceChildren(...stats.segments.map(() => document.createElement("div")));
+  }
+  stats.segments.forEach((s, i) => (strip.children[i].className = s));
+  $("bytes").textContent = `${stats.bytes.toLocaleString()} bytes in ${stats.appended.length} segments`;
+}
+
+async function main() {
+  const tracks = await (await fetch(`${nodeUrl}/tracks`)).json();
+  const trackCid = params.get("track") || (tracks[0] && tracks[0].cid);
+  if (!trackCid) {
+    setStatus("the creator node has no tracks: run `antiphon-node ingest FILE.mp3`");
+    return;
+  }
+  const info = tracks.find((t) => t.cid === trackCid);
+  $("track").innerHTML = "";
+  const title = document.createElement("strong");
+  title.textContent = info && info.title ? info.title : "Untitled track";
+  const cid = document.createElement("code");
+  cid.textContent = trackCid;
+  $("track").append(title, info ? ` · ${info.duration_secs.toFixed(1)} s · ${info.segments} segments` : "", document.createElement("br"), cid);
+  state.track = trackCid;
+
+  const button = $("play");
+  button.disabled = false;
+  setStatus("ready");
+  const start = async () => {
+    button.disabled = true;
+    try {
+      await play(trackCid);
+    } catch (e) {
+      state.errors.push({ code: e.code, message: e.message, cid: e.cid });
+      setStatus(`error ${e.code || ""}: ${e.message}`);
+      log(`error: ${e.message}`);
+      button.disabled = false;
+    }
+  };
+  button.addEventListener("click", start);
+  if (params.get("autoplay") === "1") start();
+}
+
+async function play(trackCid) {
+  setStatus("connecting");
+  const options = params.get("transport") ? { transport: params.get("transport") } : undefined;
+  const peer = await Peer.connect(nodeUrl, options);
+  state.transport = peer.transport;
+  state.dialMs = peer.dialMs;
+  $("transport").textContent = `${peer.transport} (dial ${peer.dialMs.toFixed(0)} ms)`;
+  $("remote").textContent = peer.remoteAddr;
+  log(`connected over ${peer.transport} to ${peer.remotePeerId}`);
+
+  const audio = $("audio");
+  const player = peer.attach(audio);
+  state.player = player;
+  player.onEvent((e) => {
+    state.events.push(e);
+    if (e.type === "segment") log(`segment ${e.index} verified: ${e.bytes} bytes from ${e.peer.slice(-8)} in ${e.latencyMs.toFixed(0)} ms`);
+    else if (e.type === "error") {
+      state.errors.push(e);
+      log(`refused: ${e.message}`);
+      setStatus(`error ${e.code}`);
+    } else log(e.type);
+    renderStrip(player);
+  });
+  audio.addEventListener("playing", () => {
+    if (state.loadToPlayingMs === undefined) {
+      state.loadToPlayingMs = performance.now() - state.loadStarted;
+      $("ttfa").textContent = `${state.loadToPlayingMs.toFixed(0)} ms`;
+    }
+    if (!state.errors.length) setStatus("playing");
+  });
+  audio.addEventListener("ended", () => setStatus("ended"));
+
+  setStatus("loading");
+  state.loadStarted = performance.now();
+  await player.load(trackCid);
+  renderStrip(player);
+  await audio.play();
+}
+
+main().catch((e) => {
+  setStatus(`failed: ${e.message || e}`);
+  console.error(e);
+});
