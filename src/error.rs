@@ -203,10 +203,8 @@ mod tests {
         let cid = cid_v1(RAW, b"a");
         let computed = cid_v1(RAW, b"b");
         let peer = libp2p_identity_peer();
-        let e = Error::from_request(
-            cid,
-            RequestError::Corrupt { peer, error: VerifyError::Mismatch { cid, computed } },
-        );
+        let e =
+            Error::from_request(cid, RequestError::Corrupt { peer, error: VerifyError::Mismatch { cid, computed } });
         assert_eq!(e.code(), ErrorCode::VerificationFailed);
         assert!(e.to_string().contains(&cid.to_string()));
         assert_eq!(e.cid(), Some(cid));

@@ -57,10 +57,11 @@ impl MediaSink {
     pub fn buffered_until(&self, time: f64) -> f64 {
         let Ok(ranges) = self.buffer.buffered() else { return time };
         for i in 0..ranges.length() {
-            if let (Ok(start), Ok(end)) = (ranges.start(i), ranges.end(i)) {
-                if start <= time + 0.1 && time <= end {
-                    return end;
-                }
+            if let (Ok(start), Ok(end)) = (ranges.start(i), ranges.end(i))
+                && start <= time + 0.1
+                && time <= end
+            {
+                return end;
             }
         }
         time

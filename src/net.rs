@@ -108,7 +108,8 @@ impl NetHandle {
 }
 
 fn build_swarm() -> Result<Swarm<BrowserBehaviour>, Error> {
-    let transport_err = |e: &dyn std::fmt::Display| Error::DialFailed { target: "(setup)".into(), reason: e.to_string() };
+    let transport_err =
+        |e: &dyn std::fmt::Display| Error::DialFailed { target: "(setup)".into(), reason: e.to_string() };
     let swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_wasm_bindgen()
         .with_other_transport(|key| webrtc_websys::Transport::new(webrtc_websys::Config::new(key)))

@@ -76,10 +76,10 @@ impl Shared {
 
     fn set_segment(&self, generation: u32, index: usize, s: SegmentState) {
         let mut state = self.state.borrow_mut();
-        if state.generation == generation {
-            if let Some(slot) = state.segments.get_mut(index) {
-                *slot = s;
-            }
+        if state.generation == generation
+            && let Some(slot) = state.segments.get_mut(index)
+        {
+            *slot = s;
         }
     }
 
@@ -154,10 +154,9 @@ impl Player {
                 appended.push(&(i as f64).into());
             }
         }
-        let buffered_ahead = state
-            .sink
-            .as_ref()
-            .map_or(0.0, |sink| sink.buffered_until(self.shared.element.current_time()) - self.shared.element.current_time());
+        let buffered_ahead = state.sink.as_ref().map_or(0.0, |sink| {
+            sink.buffered_until(self.shared.element.current_time()) - self.shared.element.current_time()
+        });
         object(&[
             ("track", state.track.map(|c| c.to_string()).into()),
             ("transport", self.shared.transport.clone().into()),
@@ -192,8 +191,7 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
         state.generation
     };
     let fetched = shared.net.get(cid, shared.remote).await?;
-    let manifest =
-        TrackManifest::from_block(&fetched.block).map_err(|source| Error::Manifest { cid, source })?;
+    let manifest = TrackManifest::from_block(&fetched.block).map_err(|source| Error::Manifest { cid, source })?;
     let sink = Rc::new(MediaSink::attach(&shared.element, &manifest.codec).await?);
     if !shared.is_current(generation) {
         return Err(Error::Stopped);

@@ -2,8 +2,8 @@
 
 use js_sys::{Object, Promise, Reflect};
 use serde::de::DeserializeOwned;
-use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AddEventListenerOptions, EventTarget};
 
@@ -35,9 +35,8 @@ pub(crate) async fn fetch_json<T: DeserializeOwned>(url: &str) -> Result<T, Erro
     if !response.ok() {
         return Err(http(format!("status {}", response.status())));
     }
-    let json = JsFuture::from(response.json().map_err(|e| http(describe(&e)))?)
-        .await
-        .map_err(|e| http(describe(&e)))?;
+    let json =
+        JsFuture::from(response.json().map_err(|e| http(describe(&e)))?).await.map_err(|e| http(describe(&e)))?;
     serde_wasm_bindgen::from_value(json).map_err(|e| http(format!("unexpected response: {e}")))
 }
 

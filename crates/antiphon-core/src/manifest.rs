@@ -159,10 +159,7 @@ impl TrackManifest {
             sum = sum.saturating_add(seg.samples);
         }
         if sum != self.total_samples {
-            return invalid(format!(
-                "segments add up to {sum} samples but total_samples is {}",
-                self.total_samples
-            ));
+            return invalid(format!("segments add up to {sum} samples but total_samples is {}", self.total_samples));
         }
         Ok(())
     }
@@ -181,9 +178,8 @@ mod tests {
     use crate::block::{RAW, cid_v1};
 
     pub(crate) fn sample() -> TrackManifest {
-        let segments = (0..3u8)
-            .map(|i| SegmentRef { cid: cid_v1(RAW, &[i]), bytes: 1000, samples: 44_100 * 6 })
-            .collect();
+        let segments =
+            (0..3u8).map(|i| SegmentRef { cid: cid_v1(RAW, &[i]), bytes: 1000, samples: 44_100 * 6 }).collect();
         TrackManifest {
             version: MANIFEST_VERSION,
             codec: "audio/mpeg".into(),

@@ -72,7 +72,7 @@ pub fn render(seconds: u32) -> (Vec<f32>, Vec<f32>) {
 
         // Drums: kick on beats 1 and 3, snare on 2 and 4 from bar 8, hats on every eighth.
         let beat_in_bar = beat as usize % 4;
-        let kick = if beat_in_bar % 2 == 0 {
+        let kick = if beat_in_bar.is_multiple_of(2) {
             let f = 45.0 + 90.0 * (-in_beat * 30.0).exp();
             0.5 * (-in_beat * 12.0).exp() * (TAU * f * in_beat).sin()
         } else {

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use antiphon_core::TrackManifest;
 use antiphon_core::Cid;
+use antiphon_core::TrackManifest;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -135,8 +135,11 @@ async fn track(State(state): State<AppState>, Path(cid): Path<String>) -> Respon
 
 /// The router: the API, and the static files of `www` (the built demo page) when given.
 pub fn router(state: AppState, www: Option<PathBuf>) -> Router {
-    let api = Router::new().route("/peer", get(peer)).route("/tracks", get(tracks))
-        .route("/tracks/{cid}", get(track)).with_state(state);
+    let api = Router::new()
+        .route("/peer", get(peer))
+        .route("/tracks", get(tracks))
+        .route("/tracks/{cid}", get(track))
+        .with_state(state);
     let app = match www {
         Some(dir) => api.fallback_service(ServeDir::new(dir)),
         None => api,

@@ -89,7 +89,7 @@ pub enum IngestError {
         path: PathBuf,
         /// The cause.
         #[source]
-        source: ManifestError,
+        source: Box<ManifestError>,
     },
 }
 
@@ -148,10 +148,8 @@ pub fn ingest_mp3(path: &Path, title: Option<String>, artist: Option<String>) ->
             return Err(IngestError::SegmentTooLarge { path: path.into(), index, bytes: seg.data.len() });
         }
         let bytes = seg.data.len() as u64;
-        let block = Block::from_data(RAW, seg.data).map_err(|e| IngestError::Manifest {
-            path: path.into(),
-            source: ManifestError::Verify(e),
-        })?;
+        let block = Block::from_data(RAW, seg.data)
+            .map_err(|e| IngestError::Manifest { path: path.into(), source: Box::new(ManifestError::Verify(e)) })?;
         refs.push(SegmentRef { cid: *block.cid(), bytes, samples: seg.samples });
         blocks.push(block);
     }
@@ -166,6 +164,6 @@ pub fn ingest_mp3(path: &Path, title: Option<String>, artist: Option<String>) ->
         artist,
     };
     let manifest_block =
-        manifest.to_block().map_err(|source| IngestError::Manifest { path: path.into(), source })?;
+        manifest.to_block().map_err(|e| IngestError::Manifest { path: path.into(), source: Box::new(e) })?;
     Ok(IngestedTrack { manifest, manifest_block, segments: blocks })
 }

@@ -3,15 +3,14 @@
 //! Ingests audio into verified ~6 s segments, stores them in redb, and serves them to browsers
 //! and any IPFS peer over Bitswap (WebRTC-direct, WebSocket, TCP) with an HTTP API beside.
 
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use antiphon_core::Cid;
 use antiphon_node::{demo_track, http, identity, ingest, network, store};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 use tokio::sync::watch;
@@ -85,10 +84,9 @@ fn default_listen() -> Vec<Multiaddr> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,libp2p_webrtc=warn,webrtc=warn,symphonia_core=off,symphonia_bundle_mp3=warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            "info,libp2p_webrtc=warn,webrtc=warn,symphonia_core=off,symphonia_bundle_mp3=warn".into()
+        }))
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use antiphon_core::bitswap;
+use anyhow::Context;
 use futures::StreamExt;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::identity::Keypair;
@@ -128,7 +128,9 @@ pub async fn run(
 fn log_bitswap(event: bitswap::Event) {
     match event {
         bitswap::Event::CorruptBlock { peer, bytes } => tracing::warn!(%peer, bytes, "peer sent a corrupt block"),
-        bitswap::Event::ProtocolViolation { peer, reason } => tracing::warn!(%peer, reason, "bitswap protocol violation"),
+        bitswap::Event::ProtocolViolation { peer, reason } => {
+            tracing::warn!(%peer, reason, "bitswap protocol violation")
+        }
         other => tracing::debug!(?other, "bitswap"),
     }
 }

@@ -57,8 +57,8 @@ impl Store {
     /// Opens (or creates) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(DB_FILE);
-        let db = Database::create(&path)
-            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        let db =
+            Database::create(&path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         let txn = db.begin_write()?;
         txn.open_table(BLOCKS)?;
         txn.open_table(TRACKS)?;

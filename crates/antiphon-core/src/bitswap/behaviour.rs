@@ -8,13 +8,13 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::FutureExt;
 use futures_timer::Delay;
+use libp2p::PeerId;
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::swarm::{
     ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler, THandler, THandlerInEvent,
     THandlerOutEvent, ToSwarm,
 };
-use libp2p::PeerId;
 use web_time::Instant;
 
 use super::handler::{FromBehaviour, Handler, ToBehaviour};
@@ -534,12 +534,8 @@ impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
                     self.ledgers.remove(&e.peer_id);
                     self.serve_order.retain(|p| *p != e.peer_id);
                     self.suspicions.retain(|s| s.peer != e.peer_id);
-                    let ids: Vec<RequestId> = self
-                        .requests
-                        .iter()
-                        .filter(|(_, r)| r.asked.contains(&e.peer_id))
-                        .map(|(id, _)| *id)
-                        .collect();
+                    let ids: Vec<RequestId> =
+                        self.requests.iter().filter(|(_, r)| r.asked.contains(&e.peer_id)).map(|(id, _)| *id).collect();
                     for id in ids {
                         self.peer_gave_up(id, e.peer_id);
                     }
@@ -565,11 +561,11 @@ impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
-        if let Some(timer) = self.timer.as_mut() {
-            if timer.poll_unpin(cx).is_ready() {
-                self.timer = None;
-                self.check_timeouts();
-            }
+        if let Some(timer) = self.timer.as_mut()
+            && timer.poll_unpin(cx).is_ready()
+        {
+            self.timer = None;
+            self.check_timeouts();
         }
         if self.timer.is_none() && !self.requests.is_empty() {
             let mut timer = Delay::new(Duration::from_millis(250));

@@ -19,8 +19,8 @@ pub mod message;
 pub mod protocol;
 mod store;
 
-pub use libp2p::PeerId;
-pub use handler::{FromBehaviour, Handler, InboundError, ToBehaviour};
 pub use behaviour::{Behaviour, Config, Event, RequestError, RequestId, Source};
+pub use handler::{FromBehaviour, Handler, InboundError, ToBehaviour};
+pub use libp2p::PeerId;
 pub use protocol::PROTOCOL;
 pub use store::{Blockstore, BlockstoreError, MemoryBlockstore};

@@ -46,12 +46,7 @@ impl MemoryBlockstore {
     /// A store holding at most `max_bytes` of block data.
     pub fn new(max_bytes: usize) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(Inner {
-                blocks: HashMap::new(),
-                order: VecDeque::new(),
-                bytes: 0,
-                max_bytes,
-            })),
+            inner: Arc::new(Mutex::new(Inner { blocks: HashMap::new(), order: VecDeque::new(), bytes: 0, max_bytes })),
         }
     }
 

@@ -1,0 +1,63 @@
+# Antiphon: `make demo` and `make test` are the two commands of the README. Both install what
+# they need first (scripts/setup.sh is idempotent).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TARGET_DIR
+NODE_BIN := $(CARGO_TARGET_DIR)/debug/antiphon-node
+DEMO_DIR ?= $(CARGO_TARGET_DIR)/demo
+DEMO_HTTP ?= 127.0.0.1:8080
+
+.PHONY: help setup build node pkg www demo test test-native test-wasm test-e2e lint fmt clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## Install prerequisites: wasm32 target, wasm-bindgen-cli, wasm-pack, chromium, npm packages
+	@scripts/setup.sh
+
+node: setup ## Build the creator node (antiphon-node)
+	cargo build -p antiphon-node
+
+pkg: setup ## Build the npm package into pkg/ with wasm-pack (release)
+	wasm-pack build --release --target bundler
+	scripts/wasm-size.sh pkg/antiphon_bg.wasm
+
+www: pkg ## Build the demo page into www/dist/ with webpack
+	npx webpack --mode production
+
+build: node www ## Build everything
+
+demo: build ## Synthesise the default track, ingest it, serve it and the demo page on 127.0.0.1
+	@mkdir -p $(DEMO_DIR)
+	@$(NODE_BIN) demo-track -o $(DEMO_DIR)/default.mp3
+	@$(NODE_BIN) --data $(DEMO_DIR)/data ingest $(DEMO_DIR)/default.mp3 --title "Antiphon default track" --artist "Antiphon" > $(DEMO_DIR)/track-cid
+	@echo "default track: $$(cat $(DEMO_DIR)/track-cid)"
+	@echo "Ctrl-C stops the node."
+	@exec $(NODE_BIN) --data $(DEMO_DIR)/data serve --http $(DEMO_HTTP) --www www/dist
+
+test: lint test-native test-wasm test-e2e ## Everything: lints, native tests, browser suites, end-to-end
+
+lint: setup ## rustfmt check and clippy -D warnings on native and wasm32
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p antiphon -p antiphon-core --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+test-native: setup ## Unit and integration tests of every crate, natively
+	cargo test --workspace
+
+test-wasm: setup ## The tests/wasm suites in headless Chromium
+	wasm-pack test --headless --chrome
+
+test-e2e: node www ## Headless Chromium plays the default track over WebRTC-direct and WebSocket (private netns)
+	cargo build -p antiphon-node --offline
+	ANTIPHON_NODE_BIN=$(NODE_BIN) scripts/netns.sh node --test tests/e2e/
+
+fmt: ## Format the code
+	cargo fmt --all
+
+clean: ## Remove build output
+	cargo clean
+	rm -rf pkg www/dist tests/e2e/out
