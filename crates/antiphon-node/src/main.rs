@@ -43,9 +43,13 @@ enum Command {
     },
     /// Serve stored tracks over libp2p (Bitswap) and HTTP until Ctrl-C or SIGTERM.
     Serve {
-        /// libp2p listen address; repeat for several. Defaults: TCP 4001, WebSocket 4002 and
-        /// WebRTC-direct UDP 4003, all on 127.0.0.1.
-        #[arg(long = "listen", value_name = "MULTIADDR")]
+        /// libp2p listen address (TCP, WebSocket `/ws`, or UDP `/webrtc-direct`); repeat for
+        /// several. Giving any replaces all the defaults.
+        #[arg(
+            long = "listen",
+            value_name = "MULTIADDR",
+            default_values = DEFAULT_LISTEN,
+        )]
         listen: Vec<Multiaddr>,
         /// HTTP API address (GET /peer, GET /tracks, and the demo page).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -74,12 +78,9 @@ enum Command {
     },
 }
 
-fn default_listen() -> Vec<Multiaddr> {
-    ["/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/tcp/4002/ws", "/ip4/127.0.0.1/udp/4003/webrtc-direct"]
-        .iter()
-        .map(|s| s.parse().expect("default listen addresses are valid multiaddrs"))
-        .collect()
-}
+/// Where `serve` listens unless told otherwise: loopback only.
+const DEFAULT_LISTEN: [&str; 3] =
+    ["/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/tcp/4002/ws", "/ip4/127.0.0.1/udp/4003/webrtc-direct"];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -105,7 +106,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Ingest { file, title, artist } => ingest(&cli.data, &file, title, artist),
         Command::Serve { listen, http, www } => {
-            let listen = if listen.is_empty() { default_listen() } else { listen };
             tokio::runtime::Runtime::new()?.block_on(serve(&cli.data, listen, http, www))
         }
         Command::DemoTrack { output, seconds } => {

@@ -1,0 +1,202 @@
+//! Bitswap between real libp2p swarms (in-memory transport, noise, yamux) in one process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use antiphon_core::Block;
+use antiphon_core::bitswap::{self, Blockstore, BlockstoreError, Event, MemoryBlockstore, RequestError, Source};
+use antiphon_core::block::RAW;
+use bytes::Bytes;
+use cid::Cid;
+use futures::StreamExt;
+use libp2p::core::transport::MemoryTransport;
+use libp2p::core::upgrade::Version;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, Transport, noise, yamux};
+
+/// A blockstore that serves whatever bytes it was given for a CID, verified or not: a
+/// misbehaving peer.
+#[derive(Clone, Default)]
+struct RawStore(Arc<Mutex<HashMap<Cid, Bytes>>>);
+
+impl Blockstore for RawStore {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, BlockstoreError> {
+        Ok(self.0.lock().unwrap().get(cid).cloned())
+    }
+    fn put(&self, block: &Block) -> Result<(), BlockstoreError> {
+        self.0.lock().unwrap().insert(*block.cid(), block.data().clone());
+        Ok(())
+    }
+}
+
+fn swarm<S: Blockstore + Send>(store: S) -> Swarm<bitswap::Behaviour<S>> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| {
+            MemoryTransport::default()
+                .upgrade(Version::V1)
+                .authenticate(noise::Config::new(key).unwrap())
+                .multiplex(yamux::Config::default())
+        })
+        .unwrap()
+        .with_behaviour(|_| {
+            bitswap::Behaviour::new(store, bitswap::Config::default().with_request_timeout(Duration::from_secs(5)))
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+        .build()
+}
+
+async fn listen<S: Blockstore + Send>(s: &mut Swarm<bitswap::Behaviour<S>>, port: u64) -> Multiaddr {
+    let addr: Multiaddr = format!("/memory/{port}").parse().unwrap();
+    s.listen_on(addr.clone()).unwrap();
+    loop {
+        if let SwarmEvent::NewListenAddr { .. } = s.select_next_some().await {
+            return addr;
+        }
+    }
+}
+
+/// Drives the servers in the background and returns the client's next Bitswap event.
+async fn next_event<S: Blockstore + Send>(
+    client: &mut Swarm<bitswap::Behaviour<MemoryBlockstore>>,
+    servers: &mut [&mut Swarm<bitswap::Behaviour<S>>],
+) -> Event {
+    loop {
+        let servers_fut = futures::future::select_all(servers.iter_mut().map(|s| s.select_next_some()));
+        tokio::select! {
+            event = client.select_next_some() => {
+                if let SwarmEvent::Behaviour(e) = event {
+                    return e;
+                }
+            }
+            _ = servers_fut => {}
+        }
+    }
+}
+
+async fn connect<S: Blockstore + Send>(
+    client: &mut Swarm<bitswap::Behaviour<MemoryBlockstore>>,
+    server: &mut Swarm<bitswap::Behaviour<S>>,
+    addr: Multiaddr,
+) -> PeerId {
+    let peer = *server.local_peer_id();
+    client.dial(addr).unwrap();
+    let mut up = (false, false);
+    while up != (true, true) {
+        tokio::select! {
+            e = client.select_next_some() => if let SwarmEvent::ConnectionEstablished { .. } = e { up.0 = true },
+            e = server.select_next_some() => if let SwarmEvent::ConnectionEstablished { .. } = e { up.1 = true },
+        }
+    }
+    peer
+}
+
+#[tokio::test]
+async fn fetches_a_block_from_the_chosen_peer_and_names_it() {
+    let store = RawStore::default();
+    let block = Block::from_data(RAW, vec![9u8; 300_000]).unwrap();
+    store.put(&block).unwrap();
+    let mut server = swarm(store);
+    let addr = listen(&mut server, 101).await;
+    let mut client = swarm(MemoryBlockstore::new(1 << 20));
+    let peer = connect(&mut client, &mut server, addr).await;
+
+    let id = client.behaviour_mut().get(*block.cid(), Source::Peers(vec![peer]));
+    match next_event(&mut client, &mut [&mut server]).await {
+        Event::Block { request, block: got, peer: from, .. } => {
+            assert_eq!(request, id);
+            assert_eq!(got, block);
+            assert_eq!(from, peer);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn dont_have_from_one_peer_then_success_from_another() {
+    let block = Block::from_data(RAW, b"only on the second peer".to_vec()).unwrap();
+    let mut empty = swarm(RawStore::default());
+    let full_store = RawStore::default();
+    full_store.put(&block).unwrap();
+    let mut full = swarm(full_store);
+    let a1 = listen(&mut empty, 201).await;
+    let a2 = listen(&mut full, 202).await;
+    let mut client = swarm(MemoryBlockstore::new(1 << 20));
+    let p1 = connect(&mut client, &mut empty, a1).await;
+    let p2 = connect(&mut client, &mut full, a2).await;
+
+    // Only the empty peer: DONT_HAVE, then the request fails as not found.
+    client.behaviour_mut().get(*block.cid(), Source::Peers(vec![p1]));
+    let mut saw_dont_have = false;
+    loop {
+        match next_event(&mut client, &mut [&mut empty, &mut full]).await {
+            Event::DontHave { peer, cid } => {
+                assert_eq!((peer, cid), (p1, *block.cid()));
+                saw_dont_have = true;
+            }
+            Event::Failed { error: RequestError::NotFound, .. } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(saw_dont_have);
+
+    // Then the other peer has it.
+    client.behaviour_mut().get(*block.cid(), Source::Peers(vec![p2]));
+    match next_event(&mut client, &mut [&mut empty, &mut full]).await {
+        Event::Block { peer, block: got, .. } => {
+            assert_eq!(peer, p2);
+            assert_eq!(got, block);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_block_is_refused_and_its_sender_reported() {
+    let good: Vec<Block> = (0..3u8).map(|i| Block::from_data(RAW, vec![i; 50_000]).unwrap()).collect();
+    let store = RawStore::default();
+    for b in &good {
+        store.put(b).unwrap();
+    }
+    // The server's copy of the middle block has one flipped byte.
+    let mut bad = good[1].data().to_vec();
+    bad[100] ^= 1;
+    store.0.lock().unwrap().insert(*good[1].cid(), Bytes::from(bad));
+    let mut server = swarm(store);
+    let addr = listen(&mut server, 301).await;
+    let mut client = swarm(MemoryBlockstore::new(1 << 20));
+    let peer = connect(&mut client, &mut server, addr).await;
+
+    for b in &good {
+        client.behaviour_mut().get(*b.cid(), Source::Peers(vec![peer]));
+    }
+    let (mut delivered, mut reported, mut failed) = (Vec::new(), false, None);
+    while delivered.len() < 2 || failed.is_none() || !reported {
+        match next_event(&mut client, &mut [&mut server]).await {
+            Event::Block { block, .. } => delivered.push(*block.cid()),
+            Event::CorruptBlock { peer: p, .. } => {
+                assert_eq!(p, peer);
+                reported = true;
+            }
+            Event::Failed { cid, error: RequestError::Corrupt { peer: p, .. }, .. } => {
+                assert_eq!(p, peer);
+                failed = Some(cid);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(failed, Some(*good[1].cid()), "the failure names the CID whose bytes were corrupt");
+    assert!(!delivered.contains(good[1].cid()));
+    assert!(client.behaviour().store().get(good[1].cid()).unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_request_to_an_unconnected_peer_fails_at_once() {
+    let mut client = swarm(MemoryBlockstore::new(1 << 20));
+    let cid = *Block::from_data(RAW, b"x".to_vec()).unwrap().cid();
+    client.behaviour_mut().get(cid, Source::Peers(vec![PeerId::random()]));
+    let event = client.select_next_some().await;
+    assert!(matches!(event, SwarmEvent::Behaviour(Event::Failed { error: RequestError::NoPeers, .. })));
+}
