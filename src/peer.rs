@@ -12,7 +12,7 @@ use web_sys::HtmlMediaElement;
 use crate::error::Error;
 use crate::net::{NetHandle, transport_of};
 use crate::player::Player;
-use crate::util::fetch_json;
+use crate::util::{fetch_json, object};
 
 const DEFAULT_DIAL_TIMEOUT_MS: u32 = 10_000;
 
@@ -29,6 +29,13 @@ struct PeerInfo {
     multiaddrs: Vec<String>,
 }
 
+/// One dial made by [`Peer::connect`].
+struct Attempt {
+    addr: Multiaddr,
+    ms: f64,
+    error: Option<String>,
+}
+
 /// An IPFS peer in the page, connected to a creator node.
 #[wasm_bindgen]
 pub struct Peer {
@@ -36,6 +43,7 @@ pub struct Peer {
     remote: PeerId,
     remote_addr: Multiaddr,
     dial_ms: f64,
+    attempts: Vec<Attempt>,
 }
 
 #[wasm_bindgen]
@@ -65,7 +73,7 @@ impl Peer {
         }
         let net = NetHandle::spawn()?;
         let timeout = Duration::from_millis(u64::from(options.dial_timeout_ms.unwrap_or(DEFAULT_DIAL_TIMEOUT_MS)));
-        let mut failures = Vec::new();
+        let mut attempts: Vec<Attempt> = Vec::new();
         for addr in addrs {
             let started = js_sys::Date::now();
             let dial = Box::pin(net.dial(addr.clone()));
@@ -73,19 +81,25 @@ impl Peer {
                 Either::Left((result, _)) => result,
                 Either::Right(_) => Err(format!("timed out after {} ms", timeout.as_millis())),
             };
+            let ms = js_sys::Date::now() - started;
             match outcome {
                 Ok(remote) => {
-                    let dial_ms = js_sys::Date::now() - started;
-                    tracing::info!(%addr, dial_ms, "connected to creator node");
-                    return Ok(Peer { net, remote, remote_addr: addr, dial_ms });
+                    tracing::info!(%addr, dial_ms = ms, "connected to creator node");
+                    attempts.push(Attempt { addr: addr.clone(), ms, error: None });
+                    return Ok(Peer { net, remote, remote_addr: addr, dial_ms: ms, attempts });
                 }
                 Err(reason) => {
                     tracing::warn!(%addr, %reason, "dial failed");
-                    failures.push(format!("{}: {reason}", transport_of(&addr)));
+                    attempts.push(Attempt { addr, ms, error: Some(reason) });
                 }
             }
         }
-        Err(Error::DialFailed { target, reason: failures.join("; ") })
+        let reason = attempts
+            .iter()
+            .map(|a| format!("{}: {}", transport_of(&a.addr), a.error.as_deref().unwrap_or("?")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(Error::DialFailed { target, reason })
     }
 
     /// The transport of the connection: `"webrtc-direct"` or `"websocket"`.
@@ -116,6 +130,23 @@ impl Peer {
     #[wasm_bindgen(getter, js_name = dialMs)]
     pub fn dial_ms(&self) -> f64 {
         self.dial_ms
+    }
+
+    /// Every dial `connect` made, in order: `{ transport, addr, ms, error? }`. Shows, for
+    /// instance, a WebRTC-direct attempt that failed before WebSocket succeeded.
+    #[wasm_bindgen(getter, js_name = dialAttempts)]
+    pub fn dial_attempts(&self) -> js_sys::Array {
+        self.attempts
+            .iter()
+            .map(|a| {
+                object(&[
+                    ("transport", transport_of(&a.addr).into()),
+                    ("addr", a.addr.to_string().into()),
+                    ("ms", a.ms.into()),
+                    ("error", a.error.clone().into()),
+                ])
+            })
+            .collect()
     }
 
     /// A player that plays tracks from this peer into `element`.

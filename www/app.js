@@ -2,7 +2,7 @@
 //
 // Query parameters: ?node=<http base URL> (default: this page's origin), ?track=<cid>
 // (default: the node's first track), ?transport=webrtc-direct|websocket (default: try
-// WebRTC-direct, then WebSocket), ?autoplay=1.
+// WebRTC-direct, then WebSocket), ?dialTimeoutMs=N (per dial, default 10000), ?autoplay=1.
 import { Peer } from "antiphon";
 
 const params = new URLSearchParams(location.search);
@@ -69,10 +69,14 @@ async function main() {
 
 async function play(trackCid) {
   setStatus("connecting");
-  const options = params.get("transport") ? { transport: params.get("transport") } : undefined;
+  const options = {};
+  if (params.get("transport")) options.transport = params.get("transport");
+  if (params.get("dialTimeoutMs")) options.dialTimeoutMs = Number(params.get("dialTimeoutMs"));
   const peer = await Peer.connect(nodeUrl, options);
   state.transport = peer.transport;
   state.dialMs = peer.dialMs;
+  state.dialAttempts = peer.dialAttempts;
+  for (const a of peer.dialAttempts.filter((a) => a.error)) log(`${a.transport} dial failed after ${a.ms.toFixed(0)} ms: ${a.error}`);
   $("transport").textContent = `${peer.transport} (dial ${peer.dialMs.toFixed(0)} ms)`;
   $("remote").textContent = peer.remoteAddr;
   log(`connected over ${peer.transport} to ${peer.remotePeerId}`);

@@ -4,9 +4,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { join } from "node:path";
 import {
-  ROOT, assertInNamespace, launchBrowser, nodeCli, removeDir, startNode, stopNode, tempDir, waitInPage,
+  HOST, ROOT, assertInNamespace, launchBrowser, nodeCli, removeDir, startNode, stopNode, tempDir, waitInPage,
 } from "./harness.mjs";
 
 assertInNamespace();
@@ -113,6 +114,49 @@ test("a block corrupted in the node's store is refused and never appended", asyn
   } finally {
     await browser.close();
     removeDir(profile);
+    await stopNode(node);
+  }
+});
+
+test("when WebRTC-direct cannot connect, the peer falls back to WebSocket", async () => {
+  const node = await startNode(join(work, "good"), 18120);
+  // The node's API as seen through a stand-in whose /peer advertises a WebRTC-direct address
+  // where nothing listens (UDP port 9), beside the node's real WebSocket address.
+  const advertised = [
+    ...node.peer.multiaddrs.filter((a) => a.includes("/webrtc-direct/")).map((a) => a.replace(/\/udp\/\d+\//, "/udp/9/")),
+    ...node.peer.multiaddrs.filter((a) => a.includes("/ws/")),
+  ];
+  const standIn = createServer(async (req, res) => {
+    res.setHeader("access-control-allow-origin", "*");
+    if (req.url === "/peer") {
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ peer_id: node.peer.peer_id, multiaddrs: advertised }));
+      return;
+    }
+    const upstream = await fetch(`${node.url}${req.url}`);
+    res.statusCode = upstream.status;
+    res.setHeader("content-type", upstream.headers.get("content-type") || "application/octet-stream");
+    res.end(Buffer.from(await upstream.arrayBuffer()));
+  });
+  await new Promise((r) => standIn.listen(18130, HOST, r));
+  const profile = tempDir("chromium");
+  const browser = await launchBrowser(profile);
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${node.url}/?node=http://${HOST}:18130&dialTimeoutMs=4000&autoplay=1`);
+    await waitInPage(page, () => window.antiphon && window.antiphon.loadToPlayingMs !== undefined, null, 30_000);
+    const state = await page.evaluate(() => ({ transport: window.antiphon.transport, attempts: window.antiphon.dialAttempts }));
+    assert.equal(state.transport, "websocket");
+    assert.equal(state.attempts.length, 2);
+    assert.equal(state.attempts[0].transport, "webrtc-direct");
+    assert.ok(state.attempts[0].error, "the WebRTC-direct attempt failed and says why");
+    assert.equal(state.attempts[1].transport, "websocket");
+    assert.equal(state.attempts[1].error, undefined);
+    results.fallback = { webrtcAttemptMs: state.attempts[0].ms, websocketDialMs: state.attempts[1].ms };
+  } finally {
+    await browser.close();
+    removeDir(profile);
+    standIn.close();
     await stopNode(node);
   }
 });

@@ -1,4 +1,5 @@
 //! Bitswap between real libp2p swarms (in-memory transport, noise, yamux) in one process.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -167,10 +167,38 @@ struct Suspicion {
 
 const MAX_SUSPICIONS: usize = 64;
 
+/// What one remote peer wants from us, in arrival order, and what we owe it.
 #[derive(Default)]
 struct Ledger {
     wants: VecDeque<WantEntry>,
+    /// The CIDs in `wants`, so that repeated and cancelled entries cost O(1) to check.
+    wanted: HashSet<Cid>,
     outstanding: usize,
+}
+
+impl Ledger {
+    fn clear(&mut self) {
+        self.wants.clear();
+        self.wanted.clear();
+    }
+
+    /// Applies one wantlist entry, keeping at most [`MAX_WANTLIST_ENTRIES`].
+    fn apply(&mut self, entry: &WantEntry) {
+        if entry.cancel {
+            if self.wanted.remove(&entry.cid) {
+                self.wants.retain(|w| w.cid != entry.cid);
+            }
+        } else if !self.wanted.contains(&entry.cid) && self.wants.len() < MAX_WANTLIST_ENTRIES {
+            self.wanted.insert(entry.cid);
+            self.wants.push_back(entry.clone());
+        }
+    }
+
+    fn pop(&mut self) -> Option<WantEntry> {
+        let entry = self.wants.pop_front()?;
+        self.wanted.remove(&entry.cid);
+        Some(entry)
+    }
 }
 
 /// The Bitswap behaviour; see the [module documentation](super).
@@ -298,13 +326,10 @@ impl<S: Blockstore> Behaviour<S> {
         }
         let ledger = self.ledgers.entry(peer).or_default();
         if msg.full_wantlist {
-            ledger.wants.clear();
+            ledger.clear();
         }
         for entry in &msg.wantlist {
-            ledger.wants.retain(|w| w.cid != entry.cid);
-            if !entry.cancel && ledger.wants.len() < MAX_WANTLIST_ENTRIES {
-                ledger.wants.push_back(entry.clone());
-            }
+            ledger.apply(entry);
         }
         if !ledger.wants.is_empty() && !self.serve_order.contains(&peer) {
             self.serve_order.push_back(peer);
@@ -454,7 +479,7 @@ impl<S: Blockstore> Behaviour<S> {
                 {
                     break;
                 }
-                let Some(entry) = ledger.wants.pop_front() else { break };
+                let Some(entry) = ledger.pop() else { break };
                 match (entry.want_type, stored) {
                     (WantType::Block, Some(data)) => {
                         reply.blocks.push(ReceivedBlock { prefix: CidPrefix::of(&entry.cid), data });
@@ -586,5 +611,45 @@ impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
             });
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{RAW, cid_v1};
+
+    fn entry(i: u32, cancel: bool) -> WantEntry {
+        WantEntry {
+            cid: cid_v1(RAW, &i.to_be_bytes()),
+            priority: 1,
+            cancel,
+            want_type: WantType::Block,
+            send_dont_have: false,
+        }
+    }
+
+    #[test]
+    fn ledger_keeps_at_most_the_limit_and_honours_cancels() {
+        let mut ledger = Ledger::default();
+        for i in 0..5000 {
+            ledger.apply(&entry(i, false));
+        }
+        assert_eq!(ledger.wants.len(), MAX_WANTLIST_ENTRIES);
+        assert_eq!(ledger.wanted.len(), MAX_WANTLIST_ENTRIES);
+        // A repeated want does not duplicate.
+        ledger.apply(&entry(0, false));
+        assert_eq!(ledger.wants.len(), MAX_WANTLIST_ENTRIES);
+        ledger.apply(&entry(3, true));
+        assert_eq!(ledger.wants.len(), MAX_WANTLIST_ENTRIES - 1);
+        assert!(!ledger.wanted.contains(&entry(3, false).cid));
+        // A full-wantlist replacement is capped as well.
+        ledger.clear();
+        for i in 10_000..16_000 {
+            ledger.apply(&entry(i, false));
+        }
+        assert_eq!(ledger.wants.len(), MAX_WANTLIST_ENTRIES);
+        assert_eq!(ledger.pop().unwrap().cid, entry(10_000, false).cid);
+        assert_eq!(ledger.wanted.len(), MAX_WANTLIST_ENTRIES - 1);
     }
 }
