@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::future::{Either, select};
+use futures::stream::FuturesUnordered;
 use futures_timer::Delay;
 use libp2p::{Multiaddr, PeerId};
 use serde::Deserialize;
@@ -15,6 +17,8 @@ use crate::player::Player;
 use crate::util::{fetch_json, object};
 
 const DEFAULT_DIAL_TIMEOUT_MS: u32 = 10_000;
+/// Head start of each address over the next one when dialling.
+const DEFAULT_STAGGER_MS: u32 = 1_500;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -22,6 +26,8 @@ struct ConnectOptions {
     /// "webrtc-direct" or "websocket" to use only that transport.
     transport: Option<String>,
     dial_timeout_ms: Option<u32>,
+    /// Head start, in ms, of each address over the next (default 1500).
+    stagger_ms: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -50,7 +56,10 @@ pub struct Peer {
 impl Peer {
     /// Connects to a creator node. `target` is the node's HTTP base URL (its `/peer` lists its
     /// addresses) or one multiaddr. WebRTC-direct is tried first, WebSocket when it fails.
-    /// `options`: `{ transport?: "webrtc-direct" | "websocket", dialTimeoutMs?: number }`.
+    /// The next address is tried when one fails or has not connected within `staggerMs`; the
+    /// first connection wins.
+    /// `options`: `{ transport?: "webrtc-direct" | "websocket", dialTimeoutMs?: number,
+    /// staggerMs?: number }`.
     pub async fn connect(target: String, options: JsValue) -> Result<Peer, Error> {
         let options: ConnectOptions = if options.is_undefined() || options.is_null() {
             ConnectOptions::default()
@@ -73,33 +82,15 @@ impl Peer {
         }
         let net = NetHandle::spawn()?;
         let timeout = Duration::from_millis(u64::from(options.dial_timeout_ms.unwrap_or(DEFAULT_DIAL_TIMEOUT_MS)));
-        let mut attempts: Vec<Attempt> = Vec::new();
-        for addr in addrs {
-            let started = js_sys::Date::now();
-            let dial = Box::pin(net.dial(addr.clone()));
-            let outcome = match select(dial, Delay::new(timeout)).await {
-                Either::Left((result, _)) => result,
-                Either::Right(_) => Err(format!("timed out after {} ms", timeout.as_millis())),
-            };
-            let ms = js_sys::Date::now() - started;
-            match outcome {
-                Ok(remote) => {
-                    tracing::info!(%addr, dial_ms = ms, "connected to creator node");
-                    attempts.push(Attempt { addr: addr.clone(), ms, error: None });
-                    return Ok(Peer { net, remote, remote_addr: addr, dial_ms: ms, attempts });
-                }
-                Err(reason) => {
-                    tracing::warn!(%addr, %reason, "dial failed");
-                    attempts.push(Attempt { addr, ms, error: Some(reason) });
-                }
-            }
-        }
-        let reason = attempts
-            .iter()
-            .map(|a| format!("{}: {}", transport_of(&a.addr), a.error.as_deref().unwrap_or("?")))
-            .collect::<Vec<_>>()
-            .join("; ");
-        Err(Error::DialFailed { target, reason })
+        let stagger = Duration::from_millis(u64::from(options.stagger_ms.unwrap_or(DEFAULT_STAGGER_MS)));
+        dial_staggered(net, addrs, timeout, stagger).await.map_err(|attempts| {
+            let reason = attempts
+                .iter()
+                .map(|a| format!("{}: {}", transport_of(&a.addr), a.error.as_deref().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join("; ");
+            Error::DialFailed { target, reason }
+        })
     }
 
     /// The transport of the connection: `"webrtc-direct"` or `"websocket"`.
@@ -152,6 +143,67 @@ impl Peer {
     /// A player that plays tracks from this peer into `element`.
     pub fn attach(&self, element: HtmlMediaElement) -> Player {
         Player::new(self.net.clone(), self.remote, self.transport(), element)
+    }
+}
+
+/// Dials `addrs` in order, starting the next one when the previous fails or has not connected
+/// within `stagger` ("happy eyeballs"), so that a WebRTC-direct address that hangs costs
+/// `stagger`, not the whole dial timeout, before WebSocket is tried. The first connection wins.
+async fn dial_staggered(
+    net: NetHandle,
+    addrs: Vec<Multiaddr>,
+    timeout: Duration,
+    stagger: Duration,
+) -> Result<Peer, Vec<Attempt>> {
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0usize;
+    // Running while the latest address has its head start; a fired Delay is never polled again.
+    let mut head_start: Option<Delay> = None;
+    loop {
+        if next < addrs.len() && (pending.is_empty() || head_start.is_none()) {
+            let addr = addrs[next].clone();
+            let net = net.clone();
+            let index = next;
+            pending.push(async move {
+                let started = js_sys::Date::now();
+                let outcome = match select(Box::pin(net.dial(addr.clone())), Delay::new(timeout)).await {
+                    Either::Left((result, _)) => result,
+                    Either::Right(_) => Err(format!("timed out after {} ms", timeout.as_millis())),
+                };
+                (index, addr, js_sys::Date::now() - started, outcome)
+            });
+            attempts.push(Attempt {
+                addr: addrs[next].clone(),
+                ms: 0.0,
+                error: Some("abandoned: another address connected first".into()),
+            });
+            next += 1;
+            head_start = (next < addrs.len()).then(|| Delay::new(stagger));
+        }
+        let completed = match head_start.as_mut() {
+            Some(delay) => match select(pending.next(), delay).await {
+                Either::Left((completed, _)) => completed,
+                Either::Right(_) => {
+                    head_start = None;
+                    continue;
+                }
+            },
+            None => pending.next().await,
+        };
+        let Some((index, addr, ms, outcome)) = completed else { return Err(attempts) };
+        attempts[index].ms = ms;
+        match outcome {
+            Ok(remote) => {
+                tracing::info!(%addr, dial_ms = ms, "connected to creator node");
+                attempts[index].error = None;
+                return Ok(Peer { net, remote, remote_addr: addr, dial_ms: ms, attempts });
+            }
+            Err(reason) => {
+                tracing::warn!(%addr, %reason, "dial failed");
+                attempts[index].error = Some(reason);
+            }
+        }
     }
 }
 
