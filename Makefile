@@ -9,6 +9,9 @@ export CARGO_TARGET_DIR
 NODE_BIN := $(CARGO_TARGET_DIR)/debug/antiphon-node
 DEMO_DIR ?= $(CARGO_TARGET_DIR)/demo
 DEMO_HTTP ?= 127.0.0.1:8080
+# What rustc's wasm32 output uses; binaryen (npm, v132) must be told. Debian's binaryen 108 is
+# too old (its output fails to load in Chromium) and is never used.
+WASM_OPT_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals
 
 .PHONY: help setup build node pkg www demo test test-native test-wasm test-e2e lint fmt clean
 
@@ -21,8 +24,10 @@ setup: ## Install prerequisites: wasm32 target, wasm-bindgen-cli, wasm-pack, chr
 node: setup ## Build the creator node (antiphon-node)
 	cargo build -p antiphon-node
 
-pkg: setup ## Build the npm package into pkg/ with wasm-pack (release)
+pkg: setup ## Build the npm package into pkg/ with wasm-pack (release), then shrink it with wasm-opt
 	wasm-pack build --release --target bundler
+	scripts/wasm-size.sh pkg/antiphon_bg.wasm
+	scripts/wasm-opt.sh pkg/antiphon_bg.wasm $(CARGO_TARGET_DIR)/wasm-opt -Oz $(WASM_OPT_FEATURES)
 	scripts/wasm-size.sh pkg/antiphon_bg.wasm
 
 www: pkg ## Build the demo page into www/dist/ with webpack
