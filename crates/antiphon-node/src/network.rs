@@ -128,8 +128,8 @@ pub async fn run(
 fn log_bitswap(event: bitswap::Event) {
     match event {
         bitswap::Event::CorruptBlock { peer, bytes } => tracing::warn!(%peer, bytes, "peer sent a corrupt block"),
-        bitswap::Event::ProtocolViolation { peer, reason } => {
-            tracing::warn!(%peer, reason, "bitswap protocol violation")
+        bitswap::Event::ProtocolViolation { peer, error } => {
+            tracing::warn!(%peer, %error, "bitswap protocol violation; stream reset")
         }
         other => tracing::debug!(?other, "bitswap"),
     }

@@ -17,7 +17,7 @@ use libp2p::swarm::{
 };
 use web_time::Instant;
 
-use super::handler::{FromBehaviour, Handler, ToBehaviour};
+use super::handler::{FromBehaviour, Handler, InboundError, ToBehaviour};
 use super::message::{CidPrefix, Message, Presence, ReceivedBlock, WantEntry, WantType};
 use super::store::Blockstore;
 use crate::block::{Block, VerifyError};
@@ -146,7 +146,7 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
         /// What was wrong.
-        reason: String,
+        error: InboundError,
     },
 }
 
@@ -580,7 +580,7 @@ impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
             }
             ToBehaviour::SendFailed(msg) => self.on_send_failed(peer, msg),
             ToBehaviour::InboundError(e) => {
-                self.events.push_back(Event::ProtocolViolation { peer, reason: e.to_string() });
+                self.events.push_back(Event::ProtocolViolation { peer, error: e });
             }
         }
     }
