@@ -201,3 +201,30 @@ async fn a_request_to_an_unconnected_peer_fails_at_once() {
     let event = client.select_next_some().await;
     assert!(matches!(event, SwarmEvent::Behaviour(Event::Failed { error: RequestError::NoPeers, .. })));
 }
+
+#[tokio::test]
+async fn a_burst_of_wants_larger_than_any_queue_is_served_in_full() {
+    let store = RawStore::default();
+    let blocks: Vec<Block> = (0..300u32).map(|i| Block::from_data(RAW, i.to_be_bytes().repeat(64)).unwrap()).collect();
+    for b in &blocks {
+        store.put(b).unwrap();
+    }
+    let mut server = swarm(store);
+    let addr = listen(&mut server, 401).await;
+    let mut client = swarm(MemoryBlockstore::new(1 << 20));
+    let peer = connect(&mut client, &mut server, addr).await;
+
+    for b in &blocks {
+        client.behaviour_mut().get(*b.cid(), Source::Peers(vec![peer]));
+    }
+    let mut delivered = std::collections::HashSet::new();
+    while delivered.len() < blocks.len() {
+        match next_event(&mut client, &mut [&mut server]).await {
+            Event::Block { block, .. } => {
+                delivered.insert(*block.cid());
+            }
+            other => panic!("after {} blocks: unexpected {other:?}", delivered.len()),
+        }
+    }
+    assert!(blocks.iter().all(|b| delivered.contains(b.cid())));
+}

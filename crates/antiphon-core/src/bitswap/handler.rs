@@ -15,6 +15,7 @@ use libp2p::swarm::{ConnectionHandler, ConnectionHandlerEvent, Stream, StreamPro
 
 use super::message::{Message, MessageError};
 use super::protocol::{FrameError, PROTOCOL, read_frame, write_framed};
+use crate::limits::MAX_MESSAGE_BYTES;
 
 /// Most messages waiting to be written on one connection.
 const MAX_QUEUED_MESSAGES: usize = 64;
@@ -74,6 +75,23 @@ impl Handler {
     pub(crate) fn new() -> Self {
         Self { inbound: SelectAll::new(), queue: VecDeque::new(), outbound: Outbound::None, events: VecDeque::new() }
     }
+
+    /// Queues a message, merging it into the last queued one while their sum stays under the
+    /// message limit: the queue is bounded in messages, so a burst of small messages (one want
+    /// per CID, one DONT_HAVE per miss) must not fill it.
+    fn enqueue(&mut self, msg: Message) {
+        if let Some(last) = self.queue.back_mut()
+            && !last.full_wantlist
+            && !msg.full_wantlist
+            && last.size_bound() + msg.size_bound() <= MAX_MESSAGE_BYTES
+        {
+            last.merge(msg);
+        } else if self.queue.len() >= MAX_QUEUED_MESSAGES {
+            self.events.push_back(ToBehaviour::SendFailed(msg));
+        } else {
+            self.queue.push_back(msg);
+        }
+    }
 }
 
 fn read_messages(stream: Stream) -> BoxStream<'static, Result<Message, InboundError>> {
@@ -122,11 +140,7 @@ impl ConnectionHandler for Handler {
 
     fn on_behaviour_event(&mut self, event: FromBehaviour) {
         let FromBehaviour::Send(msg) = event;
-        if self.queue.len() >= MAX_QUEUED_MESSAGES {
-            self.events.push_back(ToBehaviour::SendFailed(msg));
-        } else {
-            self.queue.push_back(msg);
-        }
+        self.enqueue(msg);
     }
 
     fn on_connection_event(&mut self, event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>) {
@@ -200,5 +214,51 @@ impl ConnectionHandler for Handler {
                 Poll::Ready(None) | Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bitswap::message::{WantEntry, WantType};
+    use crate::block::{RAW, cid_v1};
+
+    fn want(i: u32) -> Message {
+        Message {
+            wantlist: vec![WantEntry {
+                cid: cid_v1(RAW, &i.to_be_bytes()),
+                priority: 1,
+                cancel: false,
+                want_type: WantType::Block,
+                send_dont_have: true,
+            }],
+            ..Message::default()
+        }
+    }
+
+    #[test]
+    fn small_messages_merge_instead_of_filling_the_queue() {
+        let mut handler = Handler::new();
+        for i in 0..5000 {
+            handler.on_behaviour_event(FromBehaviour::Send(want(i)));
+        }
+        assert!(handler.events.is_empty(), "nothing was refused");
+        assert!(handler.queue.len() < MAX_QUEUED_MESSAGES);
+        assert_eq!(handler.queue.iter().map(|m| m.wantlist.len()).sum::<usize>(), 5000);
+        assert!(handler.queue.iter().all(|m| m.encode().is_ok()), "every merged message stays under the limit");
+    }
+
+    #[test]
+    fn large_messages_are_refused_once_the_queue_is_full() {
+        let mut handler = Handler::new();
+        let big = crate::Block::from_data(RAW, vec![1u8; 2 * 1024 * 1024]).unwrap();
+        for _ in 0..MAX_QUEUED_MESSAGES + 3 {
+            let mut msg = Message::default();
+            msg.push_block(&big);
+            handler.on_behaviour_event(FromBehaviour::Send(msg));
+        }
+        // Two 2 MiB blocks exceed one message, so each stays alone; the overflow is refused.
+        assert_eq!(handler.queue.len(), MAX_QUEUED_MESSAGES);
+        assert_eq!(handler.events.len(), 3);
     }
 }

@@ -240,6 +240,24 @@ impl Message {
         self.blocks.iter().map(|b| b.data.len()).sum()
     }
 
+    /// An upper bound of the encoded size, without encoding.
+    pub fn size_bound(&self) -> usize {
+        // Per entry: a CID (bounded by MAX_CID_BYTES) plus field tags and lengths.
+        let per_entry = MAX_CID_BYTES + 16;
+        self.blocks.iter().map(|b| b.data.len() + 32).sum::<usize>()
+            + (self.wantlist.len() + self.presences.len()) * per_entry
+            + 16
+    }
+
+    /// Appends `other`'s entries, blocks and presences to this message. Neither may replace the
+    /// whole wantlist: a full wantlist cannot be merged without changing its meaning.
+    pub fn merge(&mut self, other: Message) {
+        debug_assert!(!self.full_wantlist && !other.full_wantlist);
+        self.wantlist.extend(other.wantlist);
+        self.blocks.extend(other.blocks);
+        self.presences.extend(other.presences);
+    }
+
     /// Adds a verified block to send.
     pub fn push_block(&mut self, block: &Block) {
         self.blocks.push(ReceivedBlock { prefix: CidPrefix::of(block.cid()), data: block.data().clone() });
