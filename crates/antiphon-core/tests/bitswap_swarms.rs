@@ -228,3 +228,43 @@ async fn a_burst_of_wants_larger_than_any_queue_is_served_in_full() {
     }
     assert!(blocks.iter().all(|b| delivered.contains(b.cid())));
 }
+
+/// Counts store reads, to show that serving reads each block once.
+#[derive(Clone, Default)]
+struct CountingStore(RawStore, Arc<Mutex<usize>>);
+
+impl Blockstore for CountingStore {
+    fn get(&self, cid: &Cid) -> Result<Option<Bytes>, BlockstoreError> {
+        *self.1.lock().unwrap() += 1;
+        self.0.get(cid)
+    }
+    fn put(&self, block: &Block) -> Result<(), BlockstoreError> {
+        self.0.put(block)
+    }
+}
+
+#[tokio::test]
+async fn serving_reads_each_wanted_block_once_across_several_replies() {
+    let store = CountingStore::default();
+    // 12 MiB of blocks: more than one reply and more than the per-peer outstanding budget.
+    let blocks: Vec<Block> = (0..12u8).map(|i| Block::from_data(RAW, vec![i; 1024 * 1024]).unwrap()).collect();
+    for b in &blocks {
+        store.put(b).unwrap();
+    }
+    let reads = store.1.clone();
+    let mut server = swarm(store);
+    let addr = listen(&mut server, 501).await;
+    let mut client = swarm(MemoryBlockstore::new(1 << 20));
+    let peer = connect(&mut client, &mut server, addr).await;
+    for b in &blocks {
+        client.behaviour_mut().get(*b.cid(), Source::Peers(vec![peer]));
+    }
+    let mut delivered = 0;
+    while delivered < blocks.len() {
+        match next_event(&mut client, &mut [&mut server]).await {
+            Event::Block { .. } => delivered += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(*reads.lock().unwrap(), blocks.len());
+}

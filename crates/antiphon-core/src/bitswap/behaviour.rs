@@ -21,7 +21,7 @@ use super::handler::{FromBehaviour, Handler, InboundError, ToBehaviour};
 use super::message::{CidPrefix, Message, Presence, ReceivedBlock, WantEntry, WantType};
 use super::store::Blockstore;
 use crate::block::{Block, VerifyError};
-use crate::limits::{MAX_MESSAGE_BYTES, MAX_WANTLIST_ENTRIES};
+use crate::limits::{MAX_BLOCK_BYTES, MAX_CID_BYTES, MAX_MESSAGE_BYTES, MAX_WANTLIST_ENTRIES};
 
 /// Settings of the Bitswap behaviour.
 #[derive(Debug, Clone)]
@@ -31,7 +31,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Most client requests in flight at once.
     pub max_requests: usize,
-    /// Most bytes of blocks sent to one peer and not yet written to its stream.
+    /// Bytes of blocks sent to one peer and not yet written to its stream past which no new
+    /// reply is built for it (a reply under way may overshoot by one block).
     pub max_outstanding_bytes_per_peer: usize,
 }
 
@@ -166,6 +167,13 @@ struct Suspicion {
 }
 
 const MAX_SUSPICIONS: usize = 64;
+
+/// A reply stops taking blocks once it holds this many bytes. The block that crosses the mark
+/// is still included (it was already read), so a reply holds at most this plus one block plus
+/// a full wantlist's worth of presences, which stays under the message limit:
+const REPLY_TARGET_BYTES: usize = 1024 * 1024;
+const _: () =
+    assert!(REPLY_TARGET_BYTES + MAX_BLOCK_BYTES + MAX_WANTLIST_ENTRIES * (MAX_CID_BYTES + 16) < MAX_MESSAGE_BYTES);
 
 /// What one remote peer wants from us, in arrival order, and what we owe it.
 #[derive(Default)]
@@ -463,9 +471,12 @@ impl<S: Blockstore> Behaviour<S> {
                 self.serve_order.push_back(peer);
                 continue;
             }
+            // Every block read goes into this reply: the size check comes before the read, and
+            // the block that crosses the target still fits (see REPLY_TARGET_BYTES).
             let mut reply = Message::default();
             let mut size = 0usize;
-            while let Some(entry) = ledger.wants.front() {
+            while size < REPLY_TARGET_BYTES && ledger.outstanding + size < max_out {
+                let Some(entry) = ledger.pop() else { break };
                 let stored: Option<Bytes> = match self.store.get(&entry.cid) {
                     Ok(stored) => stored,
                     Err(e) => {
@@ -473,13 +484,7 @@ impl<S: Blockstore> Behaviour<S> {
                         None
                     }
                 };
-                let cost = stored.as_ref().map_or(64, |d| d.len() + 64);
-                if !reply.is_empty()
-                    && (size + cost > MAX_MESSAGE_BYTES - 1024 || ledger.outstanding + size + cost > max_out)
-                {
-                    break;
-                }
-                let Some(entry) = ledger.pop() else { break };
+                size += stored.as_ref().map_or(0, Bytes::len) + MAX_CID_BYTES;
                 match (entry.want_type, stored) {
                     (WantType::Block, Some(data)) => {
                         reply.blocks.push(ReceivedBlock { prefix: CidPrefix::of(&entry.cid), data });
@@ -490,7 +495,6 @@ impl<S: Blockstore> Behaviour<S> {
                     }
                     (_, None) => {}
                 }
-                size += cost;
             }
             ledger.outstanding += reply.block_bytes();
             if !ledger.wants.is_empty() {
