@@ -12,7 +12,6 @@ use antiphon_core::{Block, Cid};
 use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt, StreamExt};
 use libp2p::core::upgrade::Version;
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, Transport, identify, noise, ping, webrtc_websys, websocket_websys, yamux};
@@ -64,17 +63,6 @@ mod behaviour {
 pub struct NetHandle {
     commands: mpsc::Sender<Command>,
     local_peer_id: PeerId,
-}
-
-/// The transport a multiaddr uses, as the API reports it.
-pub fn transport_of(addr: &Multiaddr) -> &'static str {
-    if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
-        "webrtc-direct"
-    } else if addr.iter().any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_))) {
-        "websocket"
-    } else {
-        "unsupported"
-    }
 }
 
 impl NetHandle {

@@ -12,7 +12,9 @@ use wasm_bindgen::prelude::*;
 use web_sys::HtmlMediaElement;
 
 use crate::error::Error;
-use crate::net::{NetHandle, transport_of};
+use antiphon_core::transport::transport_name;
+
+use crate::net::NetHandle;
 use crate::player::Player;
 use crate::util::{fetch_json, object};
 
@@ -69,11 +71,11 @@ impl Peer {
         };
         let mut addrs = resolve(&target).await?;
         if let Some(only) = &options.transport {
-            addrs.retain(|a| transport_of(a) == only);
+            addrs.retain(|a| transport_name(a) == only);
         }
         // WebRTC-direct first: it needs no TLS certificate from a CA.
-        addrs.retain(|a| transport_of(a) != "unsupported");
-        addrs.sort_by_key(|a| transport_of(a) != "webrtc-direct");
+        addrs.retain(|a| matches!(transport_name(a), "webrtc-direct" | "websocket"));
+        addrs.sort_by_key(|a| transport_name(a) != "webrtc-direct");
         if addrs.is_empty() {
             return Err(Error::InvalidAddress {
                 input: target,
@@ -86,7 +88,7 @@ impl Peer {
         dial_staggered(net, addrs, timeout, stagger).await.map_err(|attempts| {
             let reason = attempts
                 .iter()
-                .map(|a| format!("{}: {}", transport_of(&a.addr), a.error.as_deref().unwrap_or("?")))
+                .map(|a| format!("{}: {}", transport_name(&a.addr), a.error.as_deref().unwrap_or("?")))
                 .collect::<Vec<_>>()
                 .join("; ");
             Error::DialFailed { target, reason }
@@ -96,7 +98,7 @@ impl Peer {
     /// The transport of the connection: `"webrtc-direct"` or `"websocket"`.
     #[wasm_bindgen(getter)]
     pub fn transport(&self) -> String {
-        transport_of(&self.remote_addr).to_owned()
+        transport_name(&self.remote_addr).to_owned()
     }
 
     /// The creator node's peer ID.
@@ -131,7 +133,7 @@ impl Peer {
             .iter()
             .map(|a| {
                 object(&[
-                    ("transport", transport_of(&a.addr).into()),
+                    ("transport", transport_name(&a.addr).into()),
                     ("addr", a.addr.to_string().into()),
                     ("ms", a.ms.into()),
                     ("error", a.error.clone().into()),

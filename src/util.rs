@@ -1,6 +1,9 @@
 //! Small browser helpers: awaiting DOM events, HTTP JSON, and JS object building.
 
-use js_sys::{Object, Promise, Reflect};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Function, Object, Promise, Reflect};
 use serde::de::DeserializeOwned;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -9,21 +12,28 @@ use web_sys::{AddEventListenerOptions, EventTarget};
 
 use crate::error::Error;
 
-/// Resolves when `target` fires `event`, rejects when it fires `error_event` first.
+/// Resolves when `target` fires `event`, rejects when it fires `error_event` first. Both
+/// listeners are removed once either fires, so repeated waits leave nothing behind.
 pub(crate) async fn next_event(target: &EventTarget, event: &str, error_event: Option<&str>) -> Result<(), JsValue> {
-    let target = target.clone();
-    let event = event.to_owned();
-    let error_event = error_event.map(str::to_owned);
+    let listeners: Rc<RefCell<Option<(Function, Function)>>> = Rc::default();
     let promise = Promise::new(&mut |resolve, reject| {
         let options = AddEventListenerOptions::new();
         options.set_once(true);
-        let _ = target.add_event_listener_with_callback_and_add_event_listener_options(&event, &resolve, &options);
-        if let Some(error_event) = &error_event {
+        let _ = target.add_event_listener_with_callback_and_add_event_listener_options(event, &resolve, &options);
+        if let Some(error_event) = error_event {
             let _ =
                 target.add_event_listener_with_callback_and_add_event_listener_options(error_event, &reject, &options);
         }
+        *listeners.borrow_mut() = Some((resolve, reject));
     });
-    JsFuture::from(promise).await.map(|_| ())
+    let outcome = JsFuture::from(promise).await.map(|_| ());
+    if let Some((resolve, reject)) = listeners.borrow_mut().take() {
+        let _ = target.remove_event_listener_with_callback(event, &resolve);
+        if let Some(error_event) = error_event {
+            let _ = target.remove_event_listener_with_callback(error_event, &reject);
+        }
+    }
+    outcome
 }
 
 /// GETs `url` and decodes its JSON body.

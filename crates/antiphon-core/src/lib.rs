@@ -7,7 +7,8 @@
 //! - [`manifest`]: the dag-cbor track manifest that names a track's segments;
 //! - [`segment`]: cutting a stream of codec frames into ~6 s segments on frame boundaries;
 //! - [`bitswap`]: the `/ipfs/bitswap/1.2.0` protocol as a libp2p `NetworkBehaviour`;
-//! - [`limits`]: every bound the core enforces on untrusted input.
+//! - [`limits`]: every bound the core enforces on untrusted input;
+//! - [`transport`]: transport names of multiaddrs.
 
 // Errors name the CIDs involved (up to 96 bytes each) so that messages are useful; they are
 // produced only for bad input, where their size does not matter.
@@ -18,6 +19,7 @@ pub mod block;
 pub mod limits;
 pub mod manifest;
 pub mod segment;
+pub mod transport;
 
 pub use block::{Block, VerifyError};
 pub use cid::Cid;

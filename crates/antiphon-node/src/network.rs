@@ -7,8 +7,10 @@
 use std::time::Duration;
 
 use antiphon_core::bitswap;
+use antiphon_core::transport::transport_name;
 use anyhow::Context;
 use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
@@ -66,20 +68,6 @@ pub async fn build_swarm(key: Keypair, cert: Certificate, store: Store) -> anyho
     Ok(swarm)
 }
 
-/// Short name of the transport a multiaddr uses, for logs and metrics.
-pub fn transport_name(addr: &Multiaddr) -> &'static str {
-    let mut name = "tcp";
-    for p in addr.iter() {
-        match p {
-            Protocol::WebRTCDirect => return "webrtc-direct",
-            Protocol::Ws(_) | Protocol::Wss(_) => return "websocket",
-            Protocol::Udp(_) => name = "udp",
-            _ => {}
-        }
-    }
-    name
-}
-
 /// Starts listening on `addrs` and runs the swarm until `shutdown` flips to true. Listen
 /// addresses (with `/p2p/<peer id>`) are published on `addrs_tx` as they come and go.
 pub async fn run(
@@ -107,8 +95,12 @@ pub async fn run(
                 }
                 SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
                 SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
-                    let addr = endpoint.get_remote_address();
-                    tracing::info!(%peer_id, transport = transport_name(endpoint.get_local_address_or(addr)), %addr, "connected");
+                    // A listener's own address names the transport reliably; a dialer's target does.
+                    let transport = match &endpoint {
+                        ConnectedPoint::Listener { local_addr, .. } => transport_name(local_addr),
+                        ConnectedPoint::Dialer { address, .. } => transport_name(address),
+                    };
+                    tracing::info!(%peer_id, transport, addr = %endpoint.get_remote_address(), "connected");
                 }
                 SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
                     tracing::info!(%peer_id, cause = ?cause.map(|c| c.to_string()), "disconnected");
@@ -132,18 +124,5 @@ fn log_bitswap(event: bitswap::Event) {
             tracing::warn!(%peer, %error, "bitswap protocol violation; stream reset")
         }
         other => tracing::debug!(?other, "bitswap"),
-    }
-}
-
-trait EndpointExt {
-    fn get_local_address_or<'a>(&'a self, fallback: &'a Multiaddr) -> &'a Multiaddr;
-}
-
-impl EndpointExt for libp2p::core::ConnectedPoint {
-    fn get_local_address_or<'a>(&'a self, fallback: &'a Multiaddr) -> &'a Multiaddr {
-        match self {
-            libp2p::core::ConnectedPoint::Listener { local_addr, .. } => local_addr,
-            libp2p::core::ConnectedPoint::Dialer { .. } => fallback,
-        }
     }
 }
