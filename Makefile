@@ -53,7 +53,8 @@ lint: setup ## rustfmt check and clippy -D warnings on native and wasm32
 test-native: setup ## Unit and integration tests of every crate, natively
 	cargo test --workspace
 
-test-wasm: setup ## The tests/wasm suites in headless Chromium
+test-wasm: setup ## antiphon-core's unit tests and the tests/wasm suites, in headless Chromium
+	WASM_BINDGEN_TEST_WEBDRIVER_JSON=$(CURDIR)/webdriver.json wasm-pack test --headless --chrome crates/antiphon-core
 	wasm-pack test --headless --chrome
 
 test-e2e: node www ## Headless Chromium plays the default track over WebRTC-direct and WebSocket (private netns)

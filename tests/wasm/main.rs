@@ -2,7 +2,6 @@
 //! (or `make test-wasm`). Natively this file compiles to nothing.
 #![cfg(target_arch = "wasm32")]
 
-mod core_in_browser;
 mod errors;
 mod media;
 

@@ -14,6 +14,9 @@
 // produced only for bad input, where their size does not matter.
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
 pub mod bitswap;
 pub mod block;
 pub mod limits;

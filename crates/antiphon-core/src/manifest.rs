@@ -174,6 +174,10 @@ fn truncate(s: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    // The same tests run natively and, under wasm-bindgen-test, in headless Chromium.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::block::{RAW, cid_v1};
 
@@ -199,6 +203,9 @@ mod tests {
         let back = TrackManifest::decode(&bytes).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.encode().unwrap(), bytes);
+        let block = m.to_block().unwrap();
+        assert_eq!(block.cid().codec(), crate::block::DAG_CBOR);
+        assert_eq!(TrackManifest::from_block(&block).unwrap(), m);
         assert!((m.duration_secs() - 18.0).abs() < 1e-9);
         assert!((m.segment_start_secs(2) - 12.0).abs() < 1e-9);
     }

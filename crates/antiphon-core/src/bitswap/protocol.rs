@@ -82,6 +82,10 @@ pub async fn write_framed<W: AsyncWrite + Unpin>(io: &mut W, frame: &[u8]) -> Re
 
 #[cfg(test)]
 mod tests {
+    // The same tests run natively and, under wasm-bindgen-test, in headless Chromium.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use futures::io::Cursor;
 
