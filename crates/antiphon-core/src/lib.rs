@@ -4,6 +4,11 @@
 //! web-sys, no tokio and no storage engine. It holds
 //!
 //! - [`block`]: CIDs, blocks and their verification (every byte that arrives is re-hashed);
+//! - [`dag_pb`] and [`unixfs`]: files as IPFS stores them, imported the way Kubo does and read
+//!   back block by block;
+//! - [`store`]: the blockstore interface and a bounded in-memory store;
+//! - [`dag`]: the links of raw, dag-pb and dag-cbor blocks, and walks over whole DAGs;
+//! - [`car`]: content-addressed archives, read and written as streams;
 //! - [`manifest`]: the dag-cbor track manifest that names a track's segments;
 //! - [`segment`]: cutting a stream of codec frames into ~6 s segments on frame boundaries;
 //! - [`bitswap`]: the `/ipfs/bitswap/1.2.0` protocol as a libp2p `NetworkBehaviour`;
@@ -19,11 +24,18 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 pub mod bitswap;
 pub mod block;
+pub mod car;
+#[cfg(test)]
+mod corpus_tests;
+pub mod dag;
+pub mod dag_pb;
 pub mod limits;
 pub mod manifest;
 pub mod segment;
+pub mod store;
 pub mod transport;
+pub mod unixfs;
 
-pub use block::{Block, VerifyError};
-pub use cid::Cid;
+pub use block::{Block, Cid, Multihash, VerifyError};
+pub use cid;
 pub use manifest::{ManifestError, SegmentRef, TrackManifest};

@@ -5,11 +5,11 @@
 //! strict: unknown fields, wrong types, impossible counts and sizes that do not add up are all
 //! refused. The format is specified in `docs/manifest.md`.
 
-use cid::Cid;
+use crate::block::Cid;
 use serde::{Deserialize, Serialize};
 
-use crate::block::{Block, DAG_CBOR, VerifyError};
-use crate::limits::{MAX_BLOCK_BYTES, MAX_MANIFEST_BYTES, MAX_SEGMENTS, MAX_TEXT_BYTES};
+use crate::block::{Block, DAG_CBOR, DAG_PB, HashFn, RAW, VerifyError};
+use crate::limits::{MAX_BLOCK_BYTES, MAX_MANIFEST_BYTES, MAX_SEGMENT_BYTES, MAX_SEGMENTS, MAX_TEXT_BYTES};
 
 /// The manifest format version this build writes and reads.
 pub const MANIFEST_VERSION: u64 = 1;
@@ -149,8 +149,21 @@ impl TrackManifest {
             if seg.samples == 0 || seg.bytes == 0 {
                 return invalid(format!("segment {i} is empty"));
             }
-            if seg.bytes > (MAX_BLOCK_BYTES as u64) * 1024 {
-                return invalid(format!("segment {i} claims {} bytes", seg.bytes));
+            match seg.cid.codec() {
+                RAW if seg.bytes > MAX_BLOCK_BYTES as u64 => {
+                    return invalid(format!("segment {i} is one raw block but claims {} bytes", seg.bytes));
+                }
+                RAW | DAG_PB => {}
+                other => return invalid(format!("segment {i} links to codec {other:#x}, not raw or dag-pb")),
+            }
+            if seg.bytes > MAX_SEGMENT_BYTES {
+                return invalid(format!("segment {i} claims {} bytes, over {MAX_SEGMENT_BYTES}", seg.bytes));
+            }
+            if HashFn::from_code(seg.cid.hash().code()).is_none() {
+                return invalid(format!(
+                    "segment {i} uses multihash {:#x}, which cannot be verified",
+                    seg.cid.hash().code()
+                ));
             }
             // No segment may be longer than a minute: it bounds what a player buffers.
             if seg.samples > u64::from(self.sample_rate) * 60 {
@@ -173,13 +186,13 @@ fn truncate(s: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     // The same tests run natively and, under wasm-bindgen-test, in headless Chromium.
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::block::{RAW, cid_v1};
+    use crate::block::cid_v1;
 
     pub(crate) fn sample() -> TrackManifest {
         let segments =
@@ -230,6 +243,42 @@ mod tests {
         assert!(TrackManifest::decode(b"\xa1\x61x\x01").is_err());
         assert!(TrackManifest::decode(&[0xff; 40]).is_err());
         assert!(TrackManifest::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn segment_links_must_be_verifiable_files_of_sane_size() {
+        let mut m = sample();
+        m.segments[1].cid = cid_v1(DAG_CBOR, b"x");
+        assert!(matches!(m.encode(), Err(ManifestError::Invalid(_))), "a dag-cbor segment");
+        let mut m = sample();
+        m.segments[1].bytes = MAX_BLOCK_BYTES as u64 + 1;
+        assert!(matches!(m.encode(), Err(ManifestError::Invalid(_))), "a raw segment over one block");
+        m.segments[1].cid = cid_v1(DAG_PB, b"x");
+        assert!(m.encode().is_ok(), "a multi-block UnixFS segment");
+        m.segments[1].bytes = MAX_SEGMENT_BYTES + 1;
+        assert!(matches!(m.encode(), Err(ManifestError::Invalid(_))));
+        let mut m = sample();
+        let sha1 = crate::block::Multihash::wrap(0x11, &[0u8; 20]).unwrap();
+        m.segments[0].cid = crate::Cid::new_v1(RAW, sha1);
+        assert!(matches!(m.encode(), Err(ManifestError::Invalid(_))), "an unverifiable hash");
+    }
+
+    #[test]
+    fn duplicate_keys_and_wrong_types_are_refused() {
+        let good = sample().encode().unwrap();
+        // {"version": "1", ...}: a text version.
+        let mut text_version = good.clone();
+        let at = text_version.windows(8).position(|w| w == b"version\x01").unwrap() + 7;
+        text_version.splice(at..at + 1, [0x61, b'1']);
+        assert!(TrackManifest::decode(&text_version).is_err());
+        // A segment link as plain bytes instead of tag 42.
+        let untagged: Vec<u8> = {
+            let mut b = good.clone();
+            let at = b.windows(2).position(|w| w == [0xd8, 0x2a]).unwrap();
+            b.drain(at..at + 2);
+            b
+        };
+        assert!(TrackManifest::decode(&untagged).is_err());
     }
 
     #[test]

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use antiphon_core::Block;
+use antiphon_core::Cid;
 use antiphon_core::bitswap::{self, Blockstore, BlockstoreError, Event, MemoryBlockstore, RequestError, Source};
 use antiphon_core::block::RAW;
 use bytes::Bytes;
-use cid::Cid;
 use futures::StreamExt;
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;

@@ -4,8 +4,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::block::Cid;
 use bytes::Bytes;
-use cid::Cid;
 use futures::FutureExt;
 use futures_timer::Delay;
 use libp2p::PeerId;
@@ -19,9 +19,9 @@ use web_time::Instant;
 
 use super::handler::{FromBehaviour, Handler, InboundError, ToBehaviour};
 use super::message::{CidPrefix, Message, Presence, ReceivedBlock, WantEntry, WantType};
-use super::store::Blockstore;
 use crate::block::{Block, VerifyError};
 use crate::limits::{MAX_BLOCK_BYTES, MAX_CID_BYTES, MAX_MESSAGE_BYTES, MAX_WANTLIST_ENTRIES};
+use crate::store::Blockstore;
 
 /// Settings of the Bitswap behaviour.
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! The Bitswap message: its protobuf schema (written here from the spec) and typed, bounded
 //! conversions from and to it.
 
+use crate::block::Cid;
 use bytes::Bytes;
-use cid::Cid;
 use prost::Message as _;
 
 use crate::block::{Block, SHA2_256, VerifyError, sha2_256};

@@ -17,10 +17,9 @@ mod behaviour;
 mod handler;
 pub mod message;
 pub mod protocol;
-mod store;
 
+pub use crate::store::{Blockstore, BlockstoreError, MemoryBlockstore};
 pub use behaviour::{Behaviour, Config, Event, RequestError, RequestId, Source};
 pub use handler::{FromBehaviour, Handler, InboundError, ToBehaviour};
 pub use libp2p::PeerId;
 pub use protocol::PROTOCOL;
-pub use store::{Blockstore, BlockstoreError, MemoryBlockstore};

@@ -3,8 +3,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::block::Cid;
 use bytes::Bytes;
-use cid::Cid;
 
 use crate::block::Block;
 
