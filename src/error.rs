@@ -22,6 +22,8 @@ pub enum ErrorCode {
     VerificationFailed,
     /// The track manifest is invalid.
     InvalidManifest,
+    /// A segment's blocks do not form the file the manifest declares.
+    InvalidSegment,
     /// The browser cannot play the track's codec through Media Source Extensions.
     MediaUnsupported,
     /// Media Source Extensions failed.
@@ -41,6 +43,7 @@ impl ErrorCode {
             Self::FetchFailed => "FETCH_FAILED",
             Self::VerificationFailed => "VERIFICATION_FAILED",
             Self::InvalidManifest => "INVALID_MANIFEST",
+            Self::InvalidSegment => "INVALID_SEGMENT",
             Self::MediaUnsupported => "MEDIA_UNSUPPORTED",
             Self::MediaFailed => "MEDIA_FAILED",
             Self::Stopped => "STOPPED",
@@ -88,7 +91,7 @@ pub enum Error {
     #[error("could not fetch {cid}")]
     Fetch {
         /// The block.
-        cid: cid::Cid,
+        cid: antiphon_core::Cid,
         /// Why.
         #[source]
         source: RequestError,
@@ -97,7 +100,7 @@ pub enum Error {
     #[error("block {cid} from {peer} failed verification and was refused")]
     Verification {
         /// The CID the bytes were supposed to have.
-        cid: cid::Cid,
+        cid: antiphon_core::Cid,
         /// The peer that sent them.
         peer: String,
         /// What the hash check found.
@@ -108,10 +111,29 @@ pub enum Error {
     #[error("track manifest {cid} is invalid")]
     Manifest {
         /// The manifest CID.
-        cid: cid::Cid,
+        cid: antiphon_core::Cid,
         /// Why.
         #[source]
         source: ManifestError,
+    },
+    /// See [`ErrorCode::InvalidSegment`]: a block of the segment's DAG is malformed.
+    #[error("segment {cid} is not a valid UnixFS file")]
+    Segment {
+        /// The segment's root CID.
+        cid: antiphon_core::Cid,
+        /// What is wrong.
+        #[source]
+        source: antiphon_core::unixfs::ExportError,
+    },
+    /// See [`ErrorCode::InvalidSegment`]: the segment's size differs from the manifest's.
+    #[error("segment {cid} should hold {declared} bytes but holds {}", actual.map_or("more".to_string(), |a| a.to_string()))]
+    SegmentSize {
+        /// The segment's root CID.
+        cid: antiphon_core::Cid,
+        /// Bytes the manifest declares.
+        declared: u64,
+        /// Bytes the blocks hold, if known (more than declared otherwise).
+        actual: Option<u64>,
     },
     /// See [`ErrorCode::MediaUnsupported`].
     #[error("this browser cannot play {mime} through Media Source Extensions")]
@@ -138,6 +160,7 @@ impl Error {
             Self::Fetch { .. } => ErrorCode::FetchFailed,
             Self::Verification { .. } => ErrorCode::VerificationFailed,
             Self::Manifest { .. } => ErrorCode::InvalidManifest,
+            Self::Segment { .. } | Self::SegmentSize { .. } => ErrorCode::InvalidSegment,
             Self::MediaUnsupported { .. } => ErrorCode::MediaUnsupported,
             Self::Media(_) => ErrorCode::MediaFailed,
             Self::Stopped => ErrorCode::Stopped,
@@ -146,7 +169,7 @@ impl Error {
 
     /// Turns a failed Bitswap request into the error the player reports: a corrupt block is a
     /// verification failure, anything else a fetch failure.
-    pub fn from_request(cid: cid::Cid, error: RequestError) -> Self {
+    pub fn from_request(cid: antiphon_core::Cid, error: RequestError) -> Self {
         match error {
             RequestError::Corrupt { peer, error } => Self::Verification { cid, peer: peer.to_string(), source: error },
             other => Self::Fetch { cid, source: other },
@@ -154,9 +177,13 @@ impl Error {
     }
 
     /// The CID this error concerns, if any.
-    pub fn cid(&self) -> Option<cid::Cid> {
+    pub fn cid(&self) -> Option<antiphon_core::Cid> {
         match self {
-            Self::Fetch { cid, .. } | Self::Verification { cid, .. } | Self::Manifest { cid, .. } => Some(*cid),
+            Self::Fetch { cid, .. }
+            | Self::Verification { cid, .. }
+            | Self::Manifest { cid, .. }
+            | Self::Segment { cid, .. }
+            | Self::SegmentSize { cid, .. } => Some(*cid),
             _ => None,
         }
     }

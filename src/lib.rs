@@ -20,10 +20,12 @@
 #![cfg_attr(not(target_arch = "wasm32"), allow(unused))]
 // Errors name the CIDs involved so that messages are useful; they are produced only when
 // something went wrong, where their size does not matter.
-#![allow(clippy::result_large_err)]
+#![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
 pub mod error;
 
+#[cfg(target_arch = "wasm32")]
+mod fetch;
 #[cfg(target_arch = "wasm32")]
 pub mod media;
 #[cfg(target_arch = "wasm32")]

@@ -12,6 +12,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::HtmlMediaElement;
 
 use crate::error::Error;
+use crate::fetch::fetch_segment;
 use crate::media::MediaSink;
 use crate::net::NetHandle;
 use crate::util::object;
@@ -126,7 +127,7 @@ impl Player {
 #[wasm_bindgen]
 impl Player {
     /// Registers the event listener. Events are plain objects with a `type`:
-    /// `"manifest"`, `"segment"` (index, cid, peer, bytes, latencyMs), `"ended"` and `"error"`
+    /// `"manifest"`, `"segment"` (index, cid, peer, bytes, blocks, latencyMs), `"ended"` and `"error"`
     /// (code, message, cid, index).
     #[wasm_bindgen(js_name = onEvent)]
     pub fn on_event(&self, listener: js_sys::Function) {
@@ -223,7 +224,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
             let (net, remote, seg) = (shared.net.clone(), shared.remote, manifest.segments[next].clone());
             shared.set_segment(generation, next, SegmentState::Fetching);
             let index = next;
-            inflight.push_back(async move { (index, net.get(seg.cid, remote).await) });
+            inflight.push_back(async move { (index, fetch_segment(&net, remote, &seg).await) });
             next += 1;
         }
         let Some((index, result)) = inflight.next().await else { break };
@@ -240,7 +241,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
             }
         };
         shared.set_segment(generation, index, SegmentState::Verified);
-        if let Err(e) = sink.append(fetched.block.data()).await {
+        if let Err(e) = sink.append(&fetched.data).await {
             shared.fail(generation, Some(index), &e);
             return;
         }
@@ -248,13 +249,14 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
             return;
         }
         shared.set_segment(generation, index, SegmentState::Appended);
-        shared.state.borrow_mut().bytes += fetched.block.data().len() as u64;
+        shared.state.borrow_mut().bytes += fetched.data.len() as u64;
         shared.emit(object(&[
             ("type", "segment".into()),
             ("index", (index as f64).into()),
-            ("cid", fetched.block.cid().to_string().into()),
+            ("cid", manifest.segments[index].cid.to_string().into()),
             ("peer", fetched.peer.to_string().into()),
-            ("bytes", (fetched.block.data().len() as f64).into()),
+            ("bytes", (fetched.data.len() as f64).into()),
+            ("blocks", (fetched.blocks as f64).into()),
             ("latencyMs", (fetched.latency.as_secs_f64() * 1000.0).into()),
         ]));
     }

@@ -95,7 +95,7 @@ pub fn render(seconds: u32) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// Renders and encodes the default track: `seconds` long, 128 kb/s CBR stereo MP3.
-pub fn encode_mp3(seconds: u32) -> anyhow::Result<Vec<u8>> {
+pub fn encode_mp3(seconds: u32, kbps: u32) -> anyhow::Result<Vec<u8>> {
     let (left, right) = render(seconds);
     let to_i16 = |v: &[f32]| v.iter().map(|s| (s * f32::from(i16::MAX)) as i16).collect::<Vec<i16>>();
     let (left, right) = (to_i16(&left), to_i16(&right));
@@ -103,7 +103,14 @@ pub fn encode_mp3(seconds: u32) -> anyhow::Result<Vec<u8>> {
     let mut builder = Builder::new().context("LAME could not allocate an encoder")?;
     builder.set_num_channels(2).map_err(|e| anyhow!("LAME: {e:?}"))?;
     builder.set_sample_rate(SAMPLE_RATE).map_err(|e| anyhow!("LAME: {e:?}"))?;
-    builder.set_brate(Bitrate::Kbps128).map_err(|e| anyhow!("LAME: {e:?}"))?;
+    let bitrate = match kbps {
+        128 => Bitrate::Kbps128,
+        192 => Bitrate::Kbps192,
+        256 => Bitrate::Kbps256,
+        320 => Bitrate::Kbps320,
+        other => return Err(anyhow!("unsupported bitrate {other} kbps (128, 192, 256 or 320)")),
+    };
+    builder.set_brate(bitrate).map_err(|e| anyhow!("LAME: {e:?}"))?;
     builder.set_quality(Quality::Good).map_err(|e| anyhow!("LAME: {e:?}"))?;
     builder.set_to_write_vbr_tag(false).map_err(|e| anyhow!("LAME: {e:?}"))?;
     let mut encoder = builder.build().map_err(|e| anyhow!("LAME: {e:?}"))?;

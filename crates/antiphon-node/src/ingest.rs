@@ -1,16 +1,16 @@
 //! Ingest: an MP3 file in, a verified track (segment blocks + manifest) out.
 //!
 //! symphonia demuxes the file into frames; the core segmenter cuts them into ~6 s segments on
-//! frame boundaries without changing a byte; each segment becomes a raw block and the manifest
-//! links them. Nothing touches the store until the whole file has been read and checked.
+//! frame boundaries without changing a byte; each segment becomes a UnixFS file (a single raw
+//! block up to 256 KiB, a balanced dag-pb tree above) and the manifest links their roots. Nothing touches the store until the whole file has been read and checked.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use antiphon_core::block::RAW;
-use antiphon_core::limits::MAX_SINGLE_BLOCK_SEGMENT_BYTES;
+use antiphon_core::limits::MAX_SEGMENT_BYTES;
 use antiphon_core::manifest::MANIFEST_VERSION;
-use antiphon_core::segment::{Segmenter, TARGET_SEGMENT_SECS};
+use antiphon_core::segment::Segmenter;
+use antiphon_core::unixfs::importer::import_bytes;
 use antiphon_core::{Block, ManifestError, SegmentRef, TrackManifest};
 use symphonia::core::codecs::CODEC_TYPE_MP3;
 use symphonia::core::errors::Error as SymphoniaError;
@@ -69,11 +69,8 @@ pub enum IngestError {
         /// The file.
         path: PathBuf,
     },
-    /// A segment does not fit in one block.
-    #[error(
-        "{path}: segment {index} is {bytes} bytes, more than the {MAX_SINGLE_BLOCK_SEGMENT_BYTES}-byte \
-         single-block limit (multi-block segments are not supported yet; use a lower bitrate)"
-    )]
+    /// A segment is larger than a manifest may declare.
+    #[error("{path}: segment {index} is {bytes} bytes, over the {MAX_SEGMENT_BYTES}-byte limit; use shorter segments")]
     SegmentTooLarge {
         /// The file.
         path: PathBuf,
@@ -100,12 +97,30 @@ pub struct IngestedTrack {
     pub manifest: TrackManifest,
     /// The manifest's block; its CID is the track CID.
     pub manifest_block: Block,
-    /// Segment blocks in order.
+    /// Every block of every segment (leaves before the nodes above them), in segment order.
     pub segments: Vec<Block>,
 }
 
+/// What to record and how to cut.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Title recorded in the manifest.
+    pub title: Option<String>,
+    /// Artist recorded in the manifest.
+    pub artist: Option<String>,
+    /// Target segment length in seconds.
+    pub segment_secs: u32,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self { title: None, artist: None, segment_secs: antiphon_core::segment::TARGET_SEGMENT_SECS }
+    }
+}
+
 /// Reads and segments an MP3 file. Touches no store.
-pub fn ingest_mp3(path: &Path, title: Option<String>, artist: Option<String>) -> Result<IngestedTrack, IngestError> {
+pub fn ingest_mp3(path: &Path, options: IngestOptions) -> Result<IngestedTrack, IngestError> {
+    let IngestOptions { title, artist, segment_secs } = options;
     let file = File::open(path).map_err(|source| IngestError::Read { path: path.into(), source })?;
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
@@ -123,7 +138,7 @@ pub fn ingest_mp3(path: &Path, title: Option<String>, artist: Option<String>) ->
     let sample_rate = track.codec_params.sample_rate.ok_or_else(|| missing("sample rate"))?;
     let channels = track.codec_params.channels.ok_or_else(|| missing("channel layout"))?.count() as u32;
 
-    let mut segmenter = Segmenter::new(sample_rate, TARGET_SEGMENT_SECS);
+    let mut segmenter = Segmenter::new(sample_rate, segment_secs);
     let mut segments = Vec::new();
     loop {
         let packet = match format.next_packet() {
@@ -144,14 +159,12 @@ pub fn ingest_mp3(path: &Path, title: Option<String>, artist: Option<String>) ->
     let mut blocks = Vec::with_capacity(segments.len());
     let mut refs = Vec::with_capacity(segments.len());
     for (index, seg) in segments.into_iter().enumerate() {
-        if seg.data.len() > MAX_SINGLE_BLOCK_SEGMENT_BYTES {
+        if seg.data.len() as u64 > MAX_SEGMENT_BYTES {
             return Err(IngestError::SegmentTooLarge { path: path.into(), index, bytes: seg.data.len() });
         }
-        let bytes = seg.data.len() as u64;
-        let block = Block::from_data(RAW, seg.data)
-            .map_err(|e| IngestError::Manifest { path: path.into(), source: Box::new(ManifestError::Verify(e)) })?;
-        refs.push(SegmentRef { cid: *block.cid(), bytes, samples: seg.samples });
-        blocks.push(block);
+        let (file, segment_blocks) = import_bytes(&seg.data);
+        refs.push(SegmentRef { cid: file.root, bytes: file.file_size, samples: seg.samples });
+        blocks.extend(segment_blocks);
     }
     let manifest = TrackManifest {
         version: MANIFEST_VERSION,

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use antiphon_core::Cid;
-use antiphon_node::{demo_track, http, identity, ingest, network, store};
+use antiphon_node::{content, demo_track, http, identity, ingest, network, store};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
@@ -40,6 +40,41 @@ enum Command {
         /// Artist recorded in the manifest.
         #[arg(long)]
         artist: Option<String>,
+        /// Target segment length in seconds. Segments over 256 KiB become multi-block UnixFS
+        /// files.
+        #[arg(long, value_name = "SECONDS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=30))]
+        segment_seconds: u32,
+    },
+    /// Print the CID `ipfs add --cid-version=1` gives FILE (256 KiB chunks, raw leaves,
+    /// balanced DAG); stores nothing.
+    Cid {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Write a CARv1 of CID and every block under it (a whole track, for a track CID).
+    ExportCar {
+        /// The root CID.
+        cid: Cid,
+        /// Output file; standard output if absent.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Verify and store every block of a CARv1 or CARv2 file, all or nothing; roots that are
+    /// track manifests become tracks. Prints the roots.
+    ImportCar {
+        /// The CAR file.
+        file: PathBuf,
+    },
+    /// Write the bytes of a stored UnixFS file (e.g. a segment) to standard output.
+    Cat {
+        /// The file's root CID.
+        cid: Cid,
+        /// First byte to write.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Most bytes to write; all the rest if absent.
+        #[arg(long)]
+        length: Option<u64>,
     },
     /// Serve stored tracks over libp2p (Bitswap) and HTTP until Ctrl-C or SIGTERM.
     Serve {
@@ -66,6 +101,9 @@ enum Command {
         /// Length in seconds.
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=600))]
         seconds: u32,
+        /// MP3 bitrate in kbit/s.
+        #[arg(long, default_value_t = 128, value_parser = parse_kbps)]
+        kbps: u32,
     },
     /// Fault injection for tests: flip one bit of a stored block so it no longer matches its CID.
     #[command(hide = true)]
@@ -76,6 +114,13 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         offset: usize,
     },
+}
+
+fn parse_kbps(s: &str) -> Result<u32, String> {
+    match s {
+        "128" | "192" | "256" | "320" => Ok(s.parse().expect("a listed bitrate")),
+        _ => Err("must be 128, 192, 256 or 320".into()),
+    }
 }
 
 /// Where `serve` listens unless told otherwise: loopback only.
@@ -104,12 +149,65 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Ingest { file, title, artist } => ingest(&cli.data, &file, title, artist),
+        Command::Ingest { file, title, artist, segment_seconds } => {
+            ingest(&cli.data, &file, ingest::IngestOptions { title, artist, segment_secs: segment_seconds })
+        }
+        Command::Cid { file } => {
+            let imported = content::cid_of_file(&file)?;
+            eprintln!("{}: {} bytes in {} blocks", file.display(), imported.file_size, imported.blocks);
+            println!("{}", imported.root);
+            Ok(())
+        }
+        Command::ExportCar { cid, output } => {
+            let store = store::Store::open_existing(&cli.data)?;
+            let count = match &output {
+                Some(path) => {
+                    let file =
+                        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+                    content::export_car(&store, cid, file).inspect_err(|_| {
+                        let _ = std::fs::remove_file(path);
+                    })?
+                }
+                None => content::export_car(&store, cid, std::io::stdout().lock())?,
+            };
+            eprintln!("exported {cid}: {count} blocks");
+            Ok(())
+        }
+        Command::ImportCar { file } => {
+            std::fs::create_dir_all(&cli.data).with_context(|| format!("cannot create {}", cli.data.display()))?;
+            let db = cli.data.join(store::DB_FILE);
+            let existed = db.exists();
+            let store = store::Store::open(&cli.data)?;
+            let imported = content::import_car(&store, &file, unix_now()).inspect_err(|_| {
+                // Nothing was written; do not leave a store behind that was not there before.
+                if !existed {
+                    drop(store);
+                    let _ = std::fs::remove_file(&db);
+                }
+            })?;
+            eprintln!(
+                "imported {}: {} blocks, {} bytes, {} track(s)",
+                file.display(),
+                imported.blocks,
+                imported.bytes,
+                imported.tracks.len()
+            );
+            for root in &imported.roots {
+                println!("{root}");
+            }
+            Ok(())
+        }
+        Command::Cat { cid, offset, length } => {
+            let store = store::Store::open_existing(&cli.data)?;
+            let end = length.map_or(u64::MAX, |l| offset.saturating_add(l));
+            content::cat(&store, cid, offset..end, &mut std::io::stdout().lock())?;
+            Ok(())
+        }
         Command::Serve { listen, http, www } => {
             tokio::runtime::Runtime::new()?.block_on(serve(&cli.data, listen, http, www))
         }
-        Command::DemoTrack { output, seconds } => {
-            let mp3 = demo_track::encode_mp3(seconds)?;
+        Command::DemoTrack { output, seconds, kbps } => {
+            let mp3 = demo_track::encode_mp3(seconds, kbps)?;
             std::fs::write(&output, &mp3).with_context(|| format!("cannot write {}", output.display()))?;
             eprintln!("wrote {} ({} bytes, {seconds} s)", output.display(), mp3.len());
             Ok(())
@@ -123,19 +221,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn ingest(data: &Path, file: &Path, title: Option<String>, artist: Option<String>) -> anyhow::Result<()> {
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn ingest(data: &Path, file: &Path, options: ingest::IngestOptions) -> anyhow::Result<()> {
     // Read and check the whole file before the store is even opened: a refused file changes
     // nothing.
-    let track = ingest::ingest_mp3(file, title, artist)?;
+    let track = ingest::ingest_mp3(file, options)?;
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let store = store::Store::open(data)?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    store.put_track(&track.manifest_block, &track.segments, now)?;
+    store.put_track(&track.manifest_block, &track.segments, unix_now())?;
     let m = &track.manifest;
     eprintln!(
-        "ingested {}: {} segments, {:.1} s, {} Hz, {} channel(s), {} bytes",
+        "ingested {}: {} segments ({} blocks), {:.1} s, {} Hz, {} channel(s), {} bytes",
         file.display(),
         m.segments.len(),
+        track.segments.len(),
         m.duration_secs(),
         m.sample_rate,
         m.channels,

@@ -42,6 +42,12 @@ pub enum StoreError {
     /// Committing failed.
     #[error("store commit failed")]
     Commit(#[from] redb::CommitError),
+    /// A read-only command found no store.
+    #[error("no store at {path} (ingest or import something first, or pass --data)")]
+    Missing {
+        /// The database file looked for.
+        path: String,
+    },
     /// A stored key is not a CID.
     #[error("stored key is not a CID")]
     BadKey(#[from] cid::Error),
@@ -64,6 +70,20 @@ impl Store {
         txn.open_table(TRACKS)?;
         txn.commit()?;
         Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Opens the store in `data_dir`, refusing to create one (for commands that only read).
+    pub fn open_existing(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::Missing { path: path.display().to_string() });
+        }
+        Self::open(data_dir)
+    }
+
+    /// Starts a batch of writes that land together on [`Batch::commit`], or not at all.
+    pub fn batch(&self) -> Result<Batch, StoreError> {
+        Ok(Batch { txn: self.db.begin_write()?, blocks: 0, bytes: 0 })
     }
 
     /// Stores a track's blocks and records its manifest CID as a track, in one transaction.
@@ -120,6 +140,40 @@ impl Store {
         txn.open_table(BLOCKS)?.insert(cid.to_bytes().as_slice(), data.as_slice())?;
         txn.commit()?;
         Ok(true)
+    }
+}
+
+/// Writes that commit together; dropping a batch without committing discards them.
+pub struct Batch {
+    txn: redb::WriteTransaction,
+    blocks: u64,
+    bytes: u64,
+}
+
+impl Batch {
+    /// Adds a verified block.
+    pub fn put(&mut self, block: &Block) -> Result<(), StoreError> {
+        self.txn.open_table(BLOCKS)?.insert(block.cid().to_bytes().as_slice(), block.data().as_ref())?;
+        self.blocks += 1;
+        self.bytes += block.data().len() as u64;
+        Ok(())
+    }
+
+    /// Records `manifest` as a track added at `added_unix`.
+    pub fn add_track(&mut self, manifest: &Cid, added_unix: u64) -> Result<(), StoreError> {
+        self.txn.open_table(TRACKS)?.insert(manifest.to_bytes().as_slice(), added_unix)?;
+        Ok(())
+    }
+
+    /// Blocks and bytes added so far.
+    pub fn added(&self) -> (u64, u64) {
+        (self.blocks, self.bytes)
+    }
+
+    /// Commits every write of the batch at once.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.txn.commit()?;
+        Ok(())
     }
 }
 
