@@ -86,7 +86,7 @@ async function play(trackCid) {
   state.player = player;
   player.onEvent((e) => {
     state.events.push(e);
-    if (e.type === "segment") log(`segment ${e.index} verified: ${e.bytes} bytes from ${e.peer.slice(-8)} in ${e.latencyMs.toFixed(0)} ms`);
+    if (e.type === "segment") log(`segment ${e.index} verified: ${e.bytes} bytes in ${e.blocks} block(s) from ${e.peer.slice(-8)} in ${e.latencyMs.toFixed(0)} ms`);
     else if (e.type === "error") {
       state.errors.push(e);
       log(`refused: ${e.message}`);

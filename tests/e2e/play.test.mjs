@@ -24,6 +24,11 @@ before(() => {
   mkdirSync(join(work, "good"));
   track = nodeCli(["--data", join(work, "good"), "ingest", mp3, "--title", "Antiphon default track"]);
   assert.match(track, /^bafy/);
+  // 320 kbit/s in 10 s segments: ~400 KB each, so every full segment is a multi-block UnixFS file.
+  const loud = join(work, "320.mp3");
+  nodeCli(["demo-track", "-o", loud, "--seconds", "24", "--kbps", "320"]);
+  mkdirSync(join(work, "big"));
+  nodeCli(["--data", join(work, "big"), "ingest", loud, "--segment-seconds", "10"]);
 });
 
 after(() => {
@@ -31,8 +36,8 @@ after(() => {
   removeDir(work);
 });
 
-async function playOver(transport, port) {
-  const node = await startNode(join(work, "good"), port);
+async function playOver(transport, port, dataDir = join(work, "good"), pastSecs = 8) {
+  const node = await startNode(dataDir, port);
   const profile = tempDir("chromium");
   const browser = await launchBrowser(profile);
   try {
@@ -42,8 +47,8 @@ async function playOver(transport, port) {
     await page.goto(`${node.url}/?transport=${transport}&autoplay=1`);
     try {
       await waitInPage(page, () => window.antiphon && window.antiphon.loadToPlayingMs !== undefined, null, 30_000);
-      // Past 8 s at least one segment boundary (~6 s) has been crossed.
-      await waitInPage(page, () => document.getElementById("audio").currentTime > 8, null, 30_000);
+      // Past the first segment boundary.
+      await waitInPage(page, (t) => document.getElementById("audio").currentTime > t, pastSecs, 30_000);
     } catch (e) {
       const state = await page.evaluate(() => JSON.stringify({ ...window.antiphon, player: undefined }));
       throw new Error(`${e.message}\npage state: ${state}\nconsole:\n${consoleLines.join("\n")}\nnode:\n${node.logs()}`);
@@ -55,6 +60,7 @@ async function playOver(transport, port) {
       errors: window.antiphon.errors,
       currentTime: document.getElementById("audio").currentTime,
       stats: window.antiphon.player.stats(),
+      segmentEvents: window.antiphon.events.filter((e) => e.type === "segment"),
     }));
     await page.screenshot({ path: join(outDir, `playing-${transport}.png`) });
     return state;
@@ -77,6 +83,17 @@ for (const [transport, port] of [["webrtc-direct", 18080], ["websocket", 18090]]
     assert.ok(state.stats.bytes > 0);
   });
 }
+
+test("multi-block segments are fetched, verified block by block and reassembled", async () => {
+  const state = await playOver("webrtc-direct", 18140, join(work, "big"), 11);
+  assert.deepEqual(state.errors, []);
+  assert.ok(state.currentTime > 11, "played across the boundary of two multi-block segments");
+  const first = state.segmentEvents.find((e) => e.index === 0);
+  assert.ok(first, "segment 0 was appended");
+  assert.ok(first.bytes > 262144, `segment 0 holds ${first.bytes} bytes`);
+  assert.equal(first.blocks, 3, "a dag-pb root and two raw leaves");
+  results.multiBlock = { loadToPlayingMs: state.loadToPlayingMs, segments: state.segmentEvents.map((e) => [e.bytes, e.blocks, Math.round(e.latencyMs)]) };
+});
 
 test("a block corrupted in the node's store is refused and never appended", async () => {
   const data = join(work, "corrupt");
