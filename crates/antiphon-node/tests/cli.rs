@@ -33,7 +33,7 @@ fn stdout(cmd: &mut Command) -> String {
 fn help_describes_every_subcommand_and_option() {
     let out = node().arg("--help").assert().success().get_output().stdout.clone();
     let text = String::from_utf8(out).unwrap();
-    for word in ["ingest", "serve", "demo-track", "cid", "export-car", "import-car", "cat", "--data"] {
+    for word in ["ingest", "serve", "demo-track", "cid", "add", "export-car", "import-car", "cat", "--data"] {
         assert!(text.contains(word), "--help lacks {word}:\n{text}");
     }
     assert!(!text.contains("corrupt-block"), "the fault-injection command stays hidden");
@@ -42,6 +42,7 @@ fn help_describes_every_subcommand_and_option() {
         ("serve", &["--listen", "--http", "--www", "4003/webrtc-direct"][..]),
         ("demo-track", &["--output", "--seconds", "--kbps", "[default: 128]"][..]),
         ("cid", &["<FILE>"][..]),
+        ("add", &["<FILE>"][..]),
         ("export-car", &["<CID>", "--output"][..]),
         ("import-car", &["<FILE>"][..]),
         ("cat", &["<CID>", "--offset", "--length"][..]),
@@ -157,6 +158,11 @@ fn large_segments_become_multi_block_files_that_read_back_and_travel_by_car() {
     let cid = stdout(node().arg("--data").arg(dir.path().join("none")).arg("cid").arg(dir.path().join("seg0")));
     assert_eq!(cid.trim(), manifest.segments[0].cid.to_string());
     assert!(!dir.path().join("none").exists());
+    // `add` stores it under the same CID.
+    let added = stdout(node().arg("--data").arg(dir.path().join("added")).arg("add").arg(dir.path().join("seg0")));
+    assert_eq!(added, cid);
+    let out = node().arg("--data").arg(dir.path().join("added")).args(["cat", cid.trim()]).assert().success();
+    assert_eq!(out.get_output().stdout, &file[..manifest.segments[0].bytes as usize]);
 
     // Export the track, import it elsewhere: the same track, readable there.
     let car = dir.path().join("track.car");
