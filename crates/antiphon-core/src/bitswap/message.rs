@@ -5,8 +5,8 @@ use crate::block::Cid;
 use bytes::Bytes;
 use prost::Message as _;
 
-use crate::block::{Block, SHA2_256, VerifyError, sha2_256};
-use crate::limits::{MAX_BLOCK_BYTES, MAX_CID_BYTES, MAX_MESSAGE_BYTES};
+use crate::block::{Block, HashFn, Multihash, SHA2_256, VerifyError, sha2_256};
+use crate::limits::{MAX_BLOCK_BYTES, MAX_CID_BYTES, MAX_MESSAGE_BYTES, MIN_DIGEST_BYTES};
 
 /// The protobuf schema of `/ipfs/bitswap/1.2.0`.
 pub(crate) mod pb {
@@ -207,16 +207,32 @@ impl CidPrefix {
         Ok(Self { version, codec, mh_code, mh_len })
     }
 
-    /// The CID `data` has under this prefix. Only sha2-256 is computed; other hash functions are
-    /// refused rather than trusted.
+    /// The CID `data` has under this prefix, hashed with the prefix's function (any that
+    /// [`HashFn`] lists except identity) and truncated to its length. Other functions, and
+    /// lengths under [`MIN_DIGEST_BYTES`], are refused rather than trusted.
     pub fn cid_of(&self, data: &[u8]) -> Result<Cid, VerifyError> {
-        let mh = sha2_256(data);
-        let unsupported = |code| VerifyError::UnsupportedHash { cid: Cid::new_v1(self.codec, mh), code };
-        if self.mh_code != SHA2_256 || self.mh_len != 32 {
-            return Err(unsupported(self.mh_code));
+        let placeholder = Cid::new_v1(self.codec, sha2_256(data));
+        let unsupported = VerifyError::UnsupportedHash { cid: placeholder, code: self.mh_code };
+        let function = match HashFn::from_code(self.mh_code) {
+            Some(HashFn::Identity) | None => return Err(unsupported),
+            Some(f) => f,
+        };
+        let len = usize::try_from(self.mh_len).unwrap_or(usize::MAX);
+        if len < MIN_DIGEST_BYTES {
+            return Err(VerifyError::DigestTooShort { cid: placeholder, len });
         }
+        if len > function.output_len() {
+            return Err(VerifyError::DigestTooLong {
+                cid: placeholder,
+                len,
+                function: function.name(),
+                max: function.output_len(),
+            });
+        }
+        let full = function.digest(data)?;
+        let mh = Multihash::wrap(self.mh_code, &full.digest()[..len]).map_err(|_| unsupported.clone())?;
         match self.version {
-            0 => Cid::new_v0(mh).map_err(|_| unsupported(self.mh_code)),
+            0 => Cid::new_v0(mh).map_err(|_| unsupported),
             _ => Ok(Cid::new_v1(self.codec, mh)),
         }
     }
@@ -396,6 +412,18 @@ mod tests {
         let cid = prefix.cid_of(b"x").unwrap();
         assert_eq!(cid.version(), cid::Version::V0);
         assert_eq!(CidPrefix::of(&cid), prefix);
+    }
+
+    #[test]
+    fn prefixes_of_every_verified_function_rebuild_their_cid() {
+        for function in [HashFn::Sha2_256, HashFn::Sha2_512, HashFn::Sha3_512, HashFn::Blake2b256, HashFn::Blake3] {
+            let cid = Cid::new_v1(crate::block::RAW, function.digest(b"data").unwrap());
+            assert_eq!(CidPrefix::of(&cid).cid_of(b"data").unwrap(), cid, "{}", function.name());
+        }
+        let short = CidPrefix { version: 1, codec: 0x55, mh_code: SHA2_256, mh_len: 8 };
+        assert!(matches!(short.cid_of(b"x"), Err(VerifyError::DigestTooShort { len: 8, .. })));
+        let identity = CidPrefix { version: 1, codec: 0x55, mh_code: 0, mh_len: 1 };
+        assert!(matches!(identity.cid_of(b"x"), Err(VerifyError::UnsupportedHash { .. })));
     }
 
     #[test]
