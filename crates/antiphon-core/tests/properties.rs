@@ -1,5 +1,7 @@
 //! Property tests: every file imported reads back whole and in any range, and no decoder
 //! panics on arbitrary bytes.
+// Native only: proptest does not run under wasm-bindgen-test.
+#![cfg(not(target_arch = "wasm32"))]
 
 use antiphon_core::TrackManifest;
 use antiphon_core::bitswap::message::Message;
