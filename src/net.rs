@@ -10,6 +10,7 @@ use std::time::Duration;
 use antiphon_core::bitswap::{self, MemoryBlockstore, RequestId, Source};
 use antiphon_core::{Block, Cid};
 use futures::channel::{mpsc, oneshot};
+use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
 use libp2p::core::upgrade::Version;
 use libp2p::swarm::dial_opts::DialOpts;
@@ -111,7 +112,11 @@ fn build_swarm() -> Result<Swarm<BrowserBehaviour>, Error> {
         })
         .map_err(|e| transport_err(&e))?
         .with_behaviour(|key| BrowserBehaviour {
-            bitswap: bitswap::Behaviour::new(MemoryBlockstore::new(CACHE_BYTES), bitswap::Config::default()),
+            // sha2-256 is hashed by WebCrypto: several times faster than sha2 in wasm.
+            bitswap: bitswap::Behaviour::new(
+                MemoryBlockstore::new(CACHE_BYTES),
+                bitswap::Config::default().with_external_sha2_256(true),
+            ),
             identify: identify::Behaviour::new(
                 identify::Config::new("/ipfs/id/1.0.0".into(), key.public())
                     .with_agent_version(format!("antiphon-browser/{}", env!("CARGO_PKG_VERSION"))),
@@ -127,8 +132,14 @@ fn build_swarm() -> Result<Swarm<BrowserBehaviour>, Error> {
 async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Command>) {
     let mut dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>> = HashMap::new();
     let mut gets: HashMap<RequestId, oneshot::Sender<Result<Fetched, Error>>> = HashMap::new();
+    // Blocks being hashed by WebCrypto. Each is a block already received, so the Bitswap
+    // behaviour's per-request bounds bound this too.
+    let mut hashing = FuturesUnordered::new();
     loop {
         futures::select! {
+            (peer, block, digest) = hashing.select_next_some() => {
+                swarm.behaviour_mut().bitswap.deliver_hashed(peer, block, digest);
+            }
             command = commands.next() => match command {
                 None => break,
                 Some(Command::Dial { addr, reply }) => {
@@ -171,6 +182,12 @@ async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Co
                         if let Some(reply) = gets.remove(&request) {
                             let _ = reply.send(Err(Error::from_request(cid, error)));
                         }
+                    }
+                    bitswap::Event::HashNeeded { peer, block } => {
+                        hashing.push(async move {
+                            let digest = crate::verify::subtle_sha256(&block.data).await;
+                            (peer, block, digest)
+                        });
                     }
                     bitswap::Event::CorruptBlock { peer, bytes } => {
                         tracing::warn!(%peer, bytes, "peer sent a block that does not match its CID; dropped");

@@ -4,5 +4,6 @@
 
 mod errors;
 mod media;
+mod verify;
 
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

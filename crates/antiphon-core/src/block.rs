@@ -223,6 +223,11 @@ impl Block {
         Ok(Self { cid, data })
     }
 
+    /// Wraps bytes whose CID was just computed from them (no second hash).
+    pub(crate) fn from_hashed(cid: Cid, data: Bytes) -> Self {
+        Self { cid, data }
+    }
+
     /// Builds the CIDv1 (sha2-256) block of `data` under `codec`.
     pub fn from_data(codec: u64, data: impl Into<Bytes>) -> Result<Self, VerifyError> {
         let data = data.into();

@@ -32,6 +32,10 @@ impl Blockstore for RawStore {
 }
 
 fn swarm<S: Blockstore + Send>(store: S) -> Swarm<bitswap::Behaviour<S>> {
+    swarm_with(store, bitswap::Config::default().with_request_timeout(Duration::from_secs(5)))
+}
+
+fn swarm_with<S: Blockstore + Send>(store: S, config: bitswap::Config) -> Swarm<bitswap::Behaviour<S>> {
     libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_other_transport(|key| {
@@ -41,9 +45,7 @@ fn swarm<S: Blockstore + Send>(store: S) -> Swarm<bitswap::Behaviour<S>> {
                 .multiplex(yamux::Config::default())
         })
         .unwrap()
-        .with_behaviour(|_| {
-            bitswap::Behaviour::new(store, bitswap::Config::default().with_request_timeout(Duration::from_secs(5)))
-        })
+        .with_behaviour(|_| bitswap::Behaviour::new(store, config))
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
         .build()
@@ -267,4 +269,43 @@ async fn serving_reads_each_wanted_block_once_across_several_replies() {
         }
     }
     assert_eq!(*reads.lock().unwrap(), blocks.len());
+}
+
+#[tokio::test]
+async fn externally_hashed_blocks_are_delivered_or_refused_like_the_others() {
+    use sha2::Digest;
+    let good = Block::from_data(RAW, vec![4u8; 70_000]).unwrap();
+    let victim = Block::from_data(RAW, vec![5u8; 70_000]).unwrap();
+    let store = RawStore::default();
+    store.put(&good).unwrap();
+    let mut bad = victim.data().to_vec();
+    bad[7] ^= 1;
+    store.0.lock().unwrap().insert(*victim.cid(), Bytes::from(bad));
+    let mut server = swarm(store);
+    let addr = listen(&mut server, 701).await;
+    let config = bitswap::Config::default().with_request_timeout(Duration::from_secs(5)).with_external_sha2_256(true);
+    let mut client = swarm_with(MemoryBlockstore::new(1 << 20), config);
+    let peer = connect(&mut client, &mut server, addr).await;
+
+    client.behaviour_mut().get(*good.cid(), Source::Peers(vec![peer]));
+    client.behaviour_mut().get(*victim.cid(), Source::Peers(vec![peer]));
+    let (mut hashed, mut delivered, mut failed) = (0, None, None);
+    while delivered.is_none() || failed.is_none() {
+        match next_event(&mut client, &mut [&mut server]).await {
+            Event::HashNeeded { peer: from, block } => {
+                assert_eq!(from, peer);
+                hashed += 1;
+                // What the browser does with WebCrypto, done here with sha2.
+                let digest: [u8; 32] = sha2::Sha256::digest(&block.data).into();
+                client.behaviour_mut().deliver_hashed(from, block, Some(digest));
+            }
+            Event::Block { block, .. } => delivered = Some(*block.cid()),
+            Event::CorruptBlock { .. } => {}
+            Event::Failed { cid, error: RequestError::Corrupt { .. }, .. } => failed = Some(cid),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(hashed, 2, "both blocks were handed out to be hashed");
+    assert_eq!(delivered, Some(*good.cid()));
+    assert_eq!(failed, Some(*victim.cid()));
 }

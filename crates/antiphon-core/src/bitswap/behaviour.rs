@@ -34,6 +34,10 @@ pub struct Config {
     /// Bytes of blocks sent to one peer and not yet written to its stream past which no new
     /// reply is built for it (a reply under way may overshoot by one block).
     pub max_outstanding_bytes_per_peer: usize,
+    /// Hand sha2-256 blocks to the caller to hash ([`Event::HashNeeded`], answered with
+    /// [`Behaviour::deliver_hashed`]) instead of hashing them here. The browser uses this to
+    /// hash with WebCrypto, which is several times faster than sha2 compiled to wasm.
+    pub external_sha2_256: bool,
 }
 
 impl Default for Config {
@@ -42,6 +46,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             max_requests: 1024,
             max_outstanding_bytes_per_peer: 8 * 1024 * 1024,
+            external_sha2_256: false,
         }
     }
 }
@@ -50,6 +55,12 @@ impl Config {
     /// Sets [`Config::request_timeout`].
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::external_sha2_256`].
+    pub fn with_external_sha2_256(mut self, external: bool) -> Self {
+        self.external_sha2_256 = external;
         self
     }
 
@@ -134,6 +145,15 @@ pub enum Event {
         peer: PeerId,
         /// Size of the bad block.
         bytes: usize,
+    },
+    /// With [`Config::external_sha2_256`]: a block arrived whose sha2-256 digest the caller
+    /// must compute and hand back with [`Behaviour::deliver_hashed`]. Nothing about it is
+    /// trusted until then.
+    HashNeeded {
+        /// The sender.
+        peer: PeerId,
+        /// The block as received.
+        block: ReceivedBlock,
     },
     /// A peer sent a block nobody asked for; it was dropped.
     UnwantedBlock {
@@ -345,9 +365,29 @@ impl<S: Blockstore> Behaviour<S> {
     }
 
     fn on_block(&mut self, peer: PeerId, received: ReceivedBlock) {
+        if self.config.external_sha2_256 && received.prefix.mh_code == crate::block::SHA2_256 {
+            self.events.push_back(Event::HashNeeded { peer, block: received });
+            return;
+        }
         let prefix = received.prefix;
         let len = received.data.len();
         let outcome = received.into_block();
+        self.on_hashed(peer, prefix, len, outcome);
+    }
+
+    /// Completes an [`Event::HashNeeded`]: `digest` is the sha2-256 of `block.data`, or `None`
+    /// to have it hashed here after all.
+    pub fn deliver_hashed(&mut self, peer: PeerId, block: ReceivedBlock, digest: Option<[u8; 32]>) {
+        let prefix = block.prefix;
+        let len = block.data.len();
+        let outcome = match digest {
+            Some(d) => block.into_block_with_sha2_256(&d),
+            None => block.into_block(),
+        };
+        self.on_hashed(peer, prefix, len, outcome);
+    }
+
+    fn on_hashed(&mut self, peer: PeerId, prefix: CidPrefix, len: usize, outcome: Result<Block, VerifyError>) {
         if let Ok(block) = &outcome {
             let matching: Vec<RequestId> = self
                 .by_cid

@@ -119,8 +119,22 @@ impl ReceivedBlock {
     /// Hashes the bytes as the prefix says and returns the verified block with the CID they
     /// actually have. Whether that CID was wanted is the caller's question.
     pub fn into_block(self) -> Result<Block, VerifyError> {
+        if self.data.len() > MAX_BLOCK_BYTES {
+            return Err(VerifyError::TooLarge { len: self.data.len(), max: MAX_BLOCK_BYTES });
+        }
         let cid = self.prefix.cid_of(&self.data)?;
-        Block::new(cid, self.data)
+        Ok(Block::from_hashed(cid, self.data))
+    }
+
+    /// Like [`into_block`](Self::into_block), with the full sha2-256 digest of the bytes
+    /// computed by the caller (the browser hands hashing to WebCrypto). The caller must have
+    /// hashed exactly [`data`](Self::data).
+    pub fn into_block_with_sha2_256(self, digest: &[u8; 32]) -> Result<Block, VerifyError> {
+        if self.prefix.mh_code != SHA2_256 || self.data.len() > MAX_BLOCK_BYTES {
+            return self.into_block();
+        }
+        let cid = self.prefix.cid_from_digest(digest)?;
+        Ok(Block::from_hashed(cid, self.data))
     }
 }
 
@@ -230,9 +244,29 @@ impl CidPrefix {
             });
         }
         let full = function.digest(data)?;
-        let mh = Multihash::wrap(self.mh_code, &full.digest()[..len]).map_err(|_| unsupported.clone())?;
+        self.cid_from_digest(full.digest()).map_err(|_| unsupported)
+    }
+
+    /// The CID under this prefix of the full digest `digest` computed elsewhere (e.g. by the
+    /// browser's WebCrypto), truncated to the prefix's length.
+    pub fn cid_from_digest(&self, digest: &[u8]) -> Result<Cid, VerifyError> {
+        let placeholder = || Cid::new_v1(self.codec, Multihash::default());
+        let len = usize::try_from(self.mh_len).unwrap_or(usize::MAX);
+        if len < MIN_DIGEST_BYTES {
+            return Err(VerifyError::DigestTooShort { cid: placeholder(), len });
+        }
+        if len > digest.len() {
+            return Err(VerifyError::DigestTooLong {
+                cid: placeholder(),
+                len,
+                function: "the given",
+                max: digest.len(),
+            });
+        }
+        let unsupported = || VerifyError::UnsupportedHash { cid: placeholder(), code: self.mh_code };
+        let mh = Multihash::wrap(self.mh_code, &digest[..len]).map_err(|_| unsupported())?;
         match self.version {
-            0 => Cid::new_v0(mh).map_err(|_| unsupported),
+            0 => Cid::new_v0(mh).map_err(|_| unsupported()),
             _ => Ok(Cid::new_v1(self.codec, mh)),
         }
     }

@@ -1,0 +1,32 @@
+//! `verify`, `verifyAsync` (WebCrypto for sha2-256) and `cidOf` as JavaScript calls them.
+
+use antiphon::ErrorCode;
+use antiphon::verify::{cid_of, verify, verify_async};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+fn block() -> Vec<u8> {
+    (0..256 * 1024).map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8).collect()
+}
+
+#[wasm_bindgen_test]
+async fn every_path_accepts_good_bytes_and_refuses_a_flipped_bit() {
+    let data = block();
+    let mut bad = data.clone();
+    bad[1000] ^= 1;
+    for hash in ["sha2-256", "sha2-512", "sha3-512", "blake2b-256", "blake3"] {
+        let cid = cid_of(&data, Some(hash.into())).unwrap();
+        verify(&cid, &data).unwrap();
+        verify_async(cid.clone(), data.clone()).await.unwrap();
+        assert_eq!(verify(&cid, &bad).unwrap_err().code(), ErrorCode::VerificationFailed, "{hash}");
+        let err = verify_async(cid.clone(), bad.clone()).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::VerificationFailed, "{hash}");
+        assert_eq!(err.cid().unwrap().to_string(), cid);
+    }
+}
+
+#[wasm_bindgen_test]
+fn cid_of_matches_the_known_empty_cid_and_refuses_unknown_hashes() {
+    assert_eq!(cid_of(b"", None).unwrap(), "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku");
+    assert_eq!(cid_of(b"", Some("md5".into())).unwrap_err().code(), ErrorCode::InvalidArgument);
+    assert_eq!(verify("not a cid", b"").unwrap_err().code(), ErrorCode::InvalidCid);
+}
