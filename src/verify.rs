@@ -6,7 +6,7 @@
 //! for the other functions.
 
 use antiphon_core::Cid;
-use antiphon_core::block::{HashFn, Multihash, RAW, VerifyError, verify as verify_sync};
+use antiphon_core::block::{HashFn, Multihash, RAW, verify as verify_sync};
 use antiphon_core::limits::{MAX_BLOCK_BYTES, MIN_DIGEST_BYTES};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -20,11 +20,23 @@ pub fn verify(cid: &str, bytes: &[u8]) -> Result<(), Error> {
     verify_sync(&cid, bytes).map_err(|source| Error::Verify { cid, source })
 }
 
-/// Like `verify`, but hashes sha2-256 with the browser's `crypto.subtle.digest`.
+/// Like `verify`, but hashes sha2-256 with the browser's `crypto.subtle.digest`, straight from
+/// the caller's buffer (nothing is copied into wasm memory unless the bytes fail to verify).
 #[wasm_bindgen(js_name = verifyAsync)]
-pub async fn verify_async(cid: String, bytes: Vec<u8>) -> Result<(), Error> {
+pub async fn verify_async(cid: String, bytes: js_sys::Uint8Array) -> Result<(), Error> {
     let cid = parse(&cid)?;
-    verify_subtle(&cid, &bytes).await.map_err(|source| Error::Verify { cid, source })
+    let expected = cid.hash().digest();
+    let fast = cid.hash().code() == antiphon_core::block::SHA2_256
+        && bytes.length() as usize <= MAX_BLOCK_BYTES
+        && (MIN_DIGEST_BYTES..=32).contains(&expected.len());
+    if fast
+        && let Some(digest) = subtle_sha256_js(&bytes).await
+        && digest[..expected.len()] == *expected
+    {
+        return Ok(());
+    }
+    // Other hash functions, and every failure, go through Rust for the typed error.
+    verify_sync(&cid, &bytes.to_vec()).map_err(|source| Error::Verify { cid, source })
 }
 
 /// The CIDv1 of `bytes` as a raw block, hashed with `hash` (default `"sha2-256"`; also
@@ -46,31 +58,17 @@ fn parse(cid: &str) -> Result<Cid, Error> {
     cid.parse().map_err(|source| Error::InvalidCid { input: cid.to_owned(), source })
 }
 
-/// Verifies `data` against `cid`, using `crypto.subtle.digest` for sha2-256 and Rust otherwise.
-pub(crate) async fn verify_subtle(cid: &Cid, data: &[u8]) -> Result<(), VerifyError> {
-    let expected = cid.hash().digest();
-    if cid.hash().code() != antiphon_core::block::SHA2_256
-        || data.len() > MAX_BLOCK_BYTES
-        || !(MIN_DIGEST_BYTES..=32).contains(&expected.len())
-    {
-        return verify_sync(cid, data);
-    }
-    match subtle_sha256(data).await {
-        Some(digest) if digest[..expected.len()] == *expected => Ok(()),
-        // A mismatch (or no WebCrypto): let the Rust path produce the typed error with the
-        // CID the bytes really have.
-        _ => verify_sync(cid, data),
-    }
-}
-
 /// SHA-256 by `crypto.subtle.digest`, or `None` where WebCrypto is unavailable.
 pub(crate) async fn subtle_sha256(data: &[u8]) -> Option<[u8; 32]> {
+    // One copy out of wasm memory (a view would need `unsafe`).
+    subtle_sha256_js(&js_sys::Uint8Array::from(data)).await
+}
+
+async fn subtle_sha256_js(input: &js_sys::Uint8Array) -> Option<[u8; 32]> {
     let global = js_sys::global();
     let crypto = js_sys::Reflect::get(&global, &"crypto".into()).ok()?;
     let subtle: web_sys::SubtleCrypto = js_sys::Reflect::get(&crypto, &"subtle".into()).ok()?.dyn_into().ok()?;
-    // One copy out of wasm memory (a view would need `unsafe`).
-    let input = js_sys::Uint8Array::from(data);
-    let promise = subtle.digest_with_str_and_buffer_source("SHA-256", &input).ok()?;
+    let promise = subtle.digest_with_str_and_buffer_source("SHA-256", input).ok()?;
     let buffer = JsFuture::from(promise).await.ok()?;
     let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
     bytes.try_into().ok()

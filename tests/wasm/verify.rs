@@ -16,9 +16,9 @@ async fn every_path_accepts_good_bytes_and_refuses_a_flipped_bit() {
     for hash in ["sha2-256", "sha2-512", "sha3-512", "blake2b-256", "blake3"] {
         let cid = cid_of(&data, Some(hash.into())).unwrap();
         verify(&cid, &data).unwrap();
-        verify_async(cid.clone(), data.clone()).await.unwrap();
+        verify_async(cid.clone(), js_sys::Uint8Array::from(&data[..])).await.unwrap();
         assert_eq!(verify(&cid, &bad).unwrap_err().code(), ErrorCode::VerificationFailed, "{hash}");
-        let err = verify_async(cid.clone(), bad.clone()).await.unwrap_err();
+        let err = verify_async(cid.clone(), js_sys::Uint8Array::from(&bad[..])).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::VerificationFailed, "{hash}");
         assert_eq!(err.cid().unwrap().to_string(), cid);
     }
