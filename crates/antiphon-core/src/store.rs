@@ -22,7 +22,12 @@ pub trait Blockstore: 'static {
     fn get(&self, cid: &Cid) -> Result<Option<Bytes>, BlockstoreError>;
     /// Whether `cid` is stored.
     fn has(&self, cid: &Cid) -> Result<bool, BlockstoreError> {
-        Ok(self.get(cid)?.is_some())
+        Ok(self.size(cid)?.is_some())
+    }
+    /// The size of the stored bytes of `cid`, if stored. Stores that can tell without reading
+    /// the block should override this: a want-have is answered from it.
+    fn size(&self, cid: &Cid) -> Result<Option<usize>, BlockstoreError> {
+        Ok(self.get(cid)?.map(|b| b.len()))
     }
     /// Stores a verified block.
     fn put(&self, block: &Block) -> Result<(), BlockstoreError>;

@@ -309,3 +309,106 @@ async fn externally_hashed_blocks_are_delivered_or_refused_like_the_others() {
     assert_eq!(delivered, Some(*good.cid()));
     assert_eq!(failed, Some(*victim.cid()));
 }
+
+#[tokio::test]
+async fn want_have_first_asks_the_peer_that_has_it_for_the_block() {
+    use antiphon_core::bitswap::WantMode;
+    let block = Block::from_data(RAW, vec![3u8; 100_000]).unwrap();
+    let mut empty = swarm(RawStore::default());
+    let full_store = RawStore::default();
+    full_store.put(&block).unwrap();
+    let mut full = swarm(full_store);
+    let a1 = listen(&mut empty, 901).await;
+    let a2 = listen(&mut full, 902).await;
+    let mut client = swarm(MemoryBlockstore::new(1 << 20));
+    let p1 = connect(&mut client, &mut empty, a1).await;
+    let p2 = connect(&mut client, &mut full, a2).await;
+
+    let id = client.behaviour_mut().get_with(*block.cid(), Source::Peers(vec![p1, p2]), WantMode::HaveFirst);
+    let (mut have, mut dont_have) = (None, None);
+    loop {
+        match next_event(&mut client, &mut [&mut empty, &mut full]).await {
+            Event::Have { peer, cid } => have = Some((peer, cid)),
+            Event::DontHave { peer, cid } => dont_have = Some((peer, cid)),
+            Event::Block { request, block: got, peer, .. } => {
+                assert_eq!((request, peer), (id, p2));
+                assert_eq!(got, block);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(have, Some((p2, *block.cid())), "the block came after a HAVE");
+    assert_eq!(dont_have, Some((p1, *block.cid())));
+    let stats = client.behaviour().stats();
+    assert_eq!((stats.haves_received, stats.dont_haves_received, stats.blocks_received), (1, 1, 1));
+    assert_eq!(stats.bytes_received, 100_000);
+    // Only the peer that said HAVE sent the block.
+    assert_eq!(full.behaviour().stats().blocks_sent, 1);
+    assert_eq!(empty.behaviour().stats().blocks_sent, 0);
+}
+
+#[tokio::test]
+async fn a_small_block_comes_inlined_in_answer_to_want_have() {
+    use antiphon_core::bitswap::{INLINE_HAVE_BYTES, WantMode};
+    let block = Block::from_data(RAW, vec![1u8; INLINE_HAVE_BYTES]).unwrap();
+    let store = RawStore::default();
+    store.put(&block).unwrap();
+    let mut server = swarm(store);
+    let addr = listen(&mut server, 903).await;
+    let mut client = swarm(MemoryBlockstore::new(1 << 20));
+    let peer = connect(&mut client, &mut server, addr).await;
+    client.behaviour_mut().get_with(*block.cid(), Source::Peers(vec![peer]), WantMode::HaveFirst);
+    match next_event(&mut client, &mut [&mut server]).await {
+        Event::Block { block: got, .. } => assert_eq!(got, block),
+        other => panic!("expected the block itself, not {other:?}"),
+    }
+    assert_eq!(client.behaviour().stats().haves_received, 0);
+}
+
+#[tokio::test]
+async fn a_cancelled_request_is_neither_answered_nor_kept_by_the_server() {
+    let block = Block::from_data(RAW, vec![8u8; 10_000]).unwrap();
+    let store = RawStore::default();
+    store.put(&block).unwrap();
+    let mut server = swarm(store);
+    let addr = listen(&mut server, 904).await;
+    let mut client = swarm(MemoryBlockstore::new(1 << 20));
+    let peer = connect(&mut client, &mut server, addr).await;
+    let id = client.behaviour_mut().get(*block.cid(), Source::Peers(vec![peer]));
+    client.behaviour_mut().cancel(id);
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), next_event(&mut client, &mut [&mut server])).await;
+    assert!(quiet.is_err(), "no event for a cancelled request: {quiet:?}");
+    assert_eq!(client.behaviour().requests_in_flight(), 0);
+    assert_eq!(server.behaviour().wantlist_len(client.local_peer_id()), 0);
+    assert_eq!(server.behaviour().stats().blocks_sent, 0, "the want and its cancel arrived together");
+}
+
+#[tokio::test]
+async fn a_block_over_2_mib_is_refused() {
+    // The server holds 3 MiB of bytes under a CID (as a raw store would let it) and sends
+    // them; the client refuses the message and the request times out with nothing delivered.
+    let data = vec![6u8; 3 * 1024 * 1024];
+    let cid = Cid::new_v1(RAW, antiphon_core::block::sha2_256(&data));
+    let store = RawStore::default();
+    store.0.lock().unwrap().insert(cid, Bytes::from(data));
+    let mut server = swarm(store);
+    let addr = listen(&mut server, 905).await;
+    let config = bitswap::Config::default().with_request_timeout(Duration::from_secs(2));
+    let mut client = swarm_with(MemoryBlockstore::new(1 << 20), config);
+    let peer = connect(&mut client, &mut server, addr).await;
+    client.behaviour_mut().get(cid, Source::Peers(vec![peer]));
+    let mut violation = false;
+    loop {
+        match next_event(&mut client, &mut [&mut server]).await {
+            Event::ProtocolViolation { peer: p, .. } => {
+                assert_eq!(p, peer);
+                violation = true;
+            }
+            Event::Failed { error: RequestError::Timeout, .. } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(violation, "the oversized block was reported as a protocol violation");
+    assert_eq!(client.behaviour().stats().blocks_received, 0);
+}

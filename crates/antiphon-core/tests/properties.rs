@@ -4,7 +4,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use antiphon_core::TrackManifest;
-use antiphon_core::bitswap::message::Message;
+use antiphon_core::bitswap::message::{Message, Presence, WantEntry, WantType};
 use antiphon_core::block::{Block, DAG_CBOR, DAG_PB, RAW};
 use antiphon_core::car::CarReader;
 use antiphon_core::dag::links;
@@ -20,8 +20,54 @@ fn content(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u64).wrapping_mul(2654435761).wrapping_add(u64::from(seed)) as u8).collect()
 }
 
+fn arb_cid() -> impl Strategy<Value = antiphon_core::Cid> {
+    (any::<u64>(), prop_oneof![Just(RAW), Just(DAG_PB), Just(DAG_CBOR)], any::<bool>()).prop_map(|(n, codec, v0)| {
+        let mh = antiphon_core::block::sha2_256(&n.to_le_bytes());
+        if v0 { antiphon_core::Cid::new_v0(mh).unwrap() } else { antiphon_core::Cid::new_v1(codec, mh) }
+    })
+}
+
+fn arb_message() -> impl Strategy<Value = Message> {
+    let entry = (arb_cid(), any::<i32>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(cid, priority, cancel, have, send_dont_have)| WantEntry {
+            cid,
+            priority,
+            cancel,
+            want_type: if have { WantType::Have } else { WantType::Block },
+            send_dont_have,
+        },
+    );
+    let block = (prop_oneof![Just(RAW), Just(DAG_PB)], proptest::collection::vec(any::<u8>(), 0..2048))
+        .prop_map(|(codec, data)| Block::from_data(codec, data).unwrap());
+    let presence = (arb_cid(), any::<bool>()).prop_map(|(cid, have)| Presence { cid, have });
+    (
+        proptest::collection::vec(entry, 0..20),
+        any::<bool>(),
+        proptest::collection::vec(block, 0..5),
+        proptest::collection::vec(presence, 0..20),
+    )
+        .prop_map(|(wantlist, full_wantlist, blocks, presences)| {
+            let mut m = Message { wantlist, full_wantlist, presences, ..Message::default() };
+            for b in &blocks {
+                m.push_block(b);
+            }
+            m
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn bitswap_messages_round_trip(msg in arb_message()) {
+        let bytes = msg.encode().unwrap();
+        prop_assert!(bytes.len() <= msg.size_bound());
+        let back = Message::decode(Bytes::from(bytes)).unwrap();
+        prop_assert_eq!(&back, &msg);
+        for (sent, got) in msg.blocks.iter().zip(&back.blocks) {
+            prop_assert_eq!(got.clone().into_block().unwrap(), sent.clone().into_block().unwrap());
+        }
+    }
 
     #[test]
     fn import_then_export_round_trips(len in 0usize..4 * CHUNK_BYTES + 10, seed: u8, a in 0usize..=1 << 22, b in 0usize..=1 << 22) {

@@ -182,6 +182,15 @@ impl Blockstore for Store {
         self.block(cid).map_err(|e| BlockstoreError(Box::new(e)))
     }
 
+    fn size(&self, cid: &Cid) -> Result<Option<usize>, BlockstoreError> {
+        let read = || -> Result<Option<usize>, StoreError> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(BLOCKS)?;
+            Ok(table.get(cid.to_bytes().as_slice())?.map(|v| v.value().len()))
+        };
+        read().map_err(|e| BlockstoreError(Box::new(e)))
+    }
+
     fn put(&self, block: &Block) -> Result<(), BlockstoreError> {
         let write = || -> Result<(), StoreError> {
             let txn = self.db.begin_write()?;

@@ -71,6 +71,36 @@ impl Config {
     }
 }
 
+/// How a request asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WantMode {
+    /// want-block to every peer asked: the fastest when the peers are known to have it.
+    #[default]
+    Block,
+    /// want-have to every peer asked, then want-block to the first that answers HAVE (small
+    /// blocks come back inlined in the HAVE answer): no peer sends a block nobody will use.
+    HaveFirst,
+}
+
+/// Counters of what the behaviour has moved, for metrics and peer scoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Wanted blocks received and verified.
+    pub blocks_received: u64,
+    /// Bytes of those blocks.
+    pub bytes_received: u64,
+    /// Blocks received that verified but nobody wanted; dropped.
+    pub unwanted_blocks: u64,
+    /// Blocks received whose bytes matched no CID wanted from their sender; dropped.
+    pub corrupt_blocks: u64,
+    /// Blocks sent to peers.
+    pub blocks_sent: u64,
+    /// HAVE answers received.
+    pub haves_received: u64,
+    /// DONT_HAVE answers received.
+    pub dont_haves_received: u64,
+}
+
 /// Whom a request asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -132,6 +162,13 @@ pub enum Event {
         /// Why.
         error: RequestError,
     },
+    /// A peer answered HAVE.
+    Have {
+        /// Who.
+        peer: PeerId,
+        /// For what.
+        cid: Cid,
+    },
     /// A peer answered DONT_HAVE.
     DontHave {
         /// Who.
@@ -173,8 +210,13 @@ pub enum Event {
 
 struct Request {
     cid: Cid,
+    mode: WantMode,
     /// Peers asked that have not yet said DONT_HAVE.
     asked: Vec<PeerId>,
+    /// In [`WantMode::HaveFirst`], the peer a want-block went to, once one answered HAVE.
+    block_from: Option<PeerId>,
+    /// In [`WantMode::HaveFirst`], peers that answered HAVE, in order.
+    haves: Vec<PeerId>,
     started: Instant,
 }
 
@@ -187,6 +229,10 @@ struct Suspicion {
 }
 
 const MAX_SUSPICIONS: usize = 64;
+
+/// Blocks up to this size are sent in answer to a want-have instead of a HAVE (the spec's
+/// suggestion: a HAVE would cost about as much).
+pub const INLINE_HAVE_BYTES: usize = 1024;
 
 /// A reply stops taking blocks once it holds this many bytes. The block that crosses the mark
 /// is still included (it was already read), so a reply holds at most this plus one block plus
@@ -243,6 +289,7 @@ pub struct Behaviour<S: Blockstore> {
     outbox: VecDeque<(PeerId, Message)>,
     events: VecDeque<Event>,
     timer: Option<Delay>,
+    stats: Stats,
 }
 
 impl<S: Blockstore> Behaviour<S> {
@@ -261,6 +308,7 @@ impl<S: Blockstore> Behaviour<S> {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             timer: None,
+            stats: Stats::default(),
         }
     }
 
@@ -274,9 +322,24 @@ impl<S: Blockstore> Behaviour<S> {
         self.requests.len()
     }
 
+    /// What has moved so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Entries of `peer`'s wantlist held here (at most [`MAX_WANTLIST_ENTRIES`]).
+    pub fn wantlist_len(&self, peer: &PeerId) -> usize {
+        self.ledgers.get(peer).map_or(0, |l| l.wants.len())
+    }
+
     /// Asks `source` for the block `cid` with a want-block. The answer comes as an
     /// [`Event::Block`] or [`Event::Failed`] carrying the returned id.
     pub fn get(&mut self, cid: Cid, source: Source) -> RequestId {
+        self.get_with(cid, source, WantMode::Block)
+    }
+
+    /// Asks `source` for the block `cid` the way `mode` says.
+    pub fn get_with(&mut self, cid: Cid, source: Source, mode: WantMode) -> RequestId {
         let id = RequestId(self.next_request);
         self.next_request += 1;
         if self.requests.len() >= self.config.max_requests {
@@ -292,10 +355,15 @@ impl<S: Blockstore> Behaviour<S> {
             return id;
         }
         let priority = i32::MAX - (id.0 % i32::MAX as u64) as i32;
+        let want_type = match mode {
+            WantMode::Block => WantType::Block,
+            WantMode::HaveFirst => WantType::Have,
+        };
         for peer in &asked {
-            self.outbox.push_back((*peer, want(cid, priority, false)));
+            self.outbox.push_back((*peer, want_of(cid, priority, want_type)));
         }
-        self.requests.insert(id, Request { cid, asked, started: Instant::now() });
+        let request = Request { cid, mode, asked, block_from: None, haves: Vec::new(), started: Instant::now() };
+        self.requests.insert(id, request);
         self.by_cid.entry(cid).or_default().push(id);
         id
     }
@@ -403,6 +471,8 @@ impl<S: Blockstore> Behaviour<S> {
                         for other in req.asked.iter().filter(|p| **p != peer) {
                             self.outbox.push_back((*other, want(req.cid, 0, true)));
                         }
+                        self.stats.blocks_received += 1;
+                        self.stats.bytes_received += block.data().len() as u64;
                         self.events.push_back(Event::Block {
                             request: id,
                             block: block.clone(),
@@ -425,9 +495,11 @@ impl<S: Blockstore> Behaviour<S> {
             .collect();
         match outcome {
             Ok(block) if candidates.is_empty() => {
+                self.stats.unwanted_blocks += 1;
                 self.events.push_back(Event::UnwantedBlock { peer, cid: *block.cid() });
             }
             _ => {
+                self.stats.corrupt_blocks += 1;
                 self.events.push_back(Event::CorruptBlock { peer, bytes: len });
                 if candidates.is_empty() {
                     return;
@@ -478,12 +550,37 @@ impl<S: Blockstore> Behaviour<S> {
     }
 
     fn on_presence(&mut self, peer: PeerId, presence: Presence) {
+        let ids: Vec<RequestId> = self.by_cid.get(&presence.cid).into_iter().flatten().copied().collect();
         if presence.have {
+            self.stats.haves_received += 1;
+            self.events.push_back(Event::Have { peer, cid: presence.cid });
+            for id in ids {
+                let Some(req) = self.requests.get_mut(&id) else { continue };
+                if req.mode != WantMode::HaveFirst || !req.asked.contains(&peer) || req.haves.contains(&peer) {
+                    continue;
+                }
+                req.haves.push(peer);
+                if req.block_from.is_none() {
+                    req.block_from = Some(peer);
+                    self.outbox.push_back((peer, want(req.cid, i32::MAX, false)));
+                }
+            }
             return;
         }
+        self.stats.dont_haves_received += 1;
         self.events.push_back(Event::DontHave { peer, cid: presence.cid });
-        let ids: Vec<RequestId> = self.by_cid.get(&presence.cid).into_iter().flatten().copied().collect();
         for id in ids {
+            // A peer that said HAVE and then DONT_HAVE to the want-block lost the block: ask
+            // the next peer that said HAVE.
+            if let Some(req) = self.requests.get_mut(&id)
+                && req.block_from == Some(peer)
+            {
+                req.haves.retain(|p| *p != peer);
+                req.block_from = req.haves.first().copied();
+                if let Some(next) = req.block_from {
+                    self.outbox.push_back((next, want(req.cid, i32::MAX, false)));
+                }
+            }
             self.peer_gave_up(id, peer);
         }
     }
@@ -517,16 +614,27 @@ impl<S: Blockstore> Behaviour<S> {
             let mut size = 0usize;
             while size < REPLY_TARGET_BYTES && ledger.outstanding + size < max_out {
                 let Some(entry) = ledger.pop() else { break };
-                let stored: Option<Bytes> = match self.store.get(&entry.cid) {
-                    Ok(stored) => stored,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "blockstore read failed while serving");
-                        None
-                    }
+                // A want-have is answered from the block's size; only a small block is read,
+                // to be inlined in place of the HAVE.
+                let stored: Result<Option<Bytes>, _> = match entry.want_type {
+                    WantType::Block => self.store.get(&entry.cid),
+                    WantType::Have => match self.store.size(&entry.cid) {
+                        Ok(Some(n)) if n <= INLINE_HAVE_BYTES => self.store.get(&entry.cid),
+                        Ok(Some(_)) => Ok(Some(Bytes::new())),
+                        Ok(None) => Ok(None),
+                        Err(e) => Err(e),
+                    },
                 };
+                let stored = stored.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "blockstore read failed while serving");
+                    None
+                });
                 size += stored.as_ref().map_or(0, Bytes::len) + MAX_CID_BYTES;
                 match (entry.want_type, stored) {
                     (WantType::Block, Some(data)) => {
+                        reply.blocks.push(ReceivedBlock { prefix: CidPrefix::of(&entry.cid), data });
+                    }
+                    (WantType::Have, Some(data)) if !data.is_empty() => {
                         reply.blocks.push(ReceivedBlock { prefix: CidPrefix::of(&entry.cid), data });
                     }
                     (WantType::Have, Some(_)) => reply.presences.push(Presence { cid: entry.cid, have: true }),
@@ -537,6 +645,7 @@ impl<S: Blockstore> Behaviour<S> {
                 }
             }
             ledger.outstanding += reply.block_bytes();
+            self.stats.blocks_sent += reply.blocks.len() as u64;
             if !ledger.wants.is_empty() {
                 self.serve_order.push_back(peer);
             }
@@ -561,6 +670,13 @@ impl<S: Blockstore> Behaviour<S> {
 fn want(cid: Cid, priority: i32, cancel: bool) -> Message {
     Message {
         wantlist: vec![WantEntry { cid, priority, cancel, want_type: WantType::Block, send_dont_have: true }],
+        ..Message::default()
+    }
+}
+
+fn want_of(cid: Cid, priority: i32, want_type: WantType) -> Message {
+    Message {
+        wantlist: vec![WantEntry { cid, priority, cancel: false, want_type, send_dont_have: true }],
         ..Message::default()
     }
 }

@@ -9,12 +9,12 @@ use std::task::{Context, Poll};
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
-use libp2p::core::upgrade::ReadyUpgrade;
+use libp2p::core::upgrade::{ReadyUpgrade, SelectUpgrade};
 use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound, FullyNegotiatedOutbound};
 use libp2p::swarm::{ConnectionHandler, ConnectionHandlerEvent, Stream, StreamProtocol, SubstreamProtocol};
 
 use super::message::{Message, MessageError};
-use super::protocol::{FrameError, PROTOCOL, read_frame, write_framed};
+use super::protocol::{FrameError, PROTOCOL, PROTOCOL_1_1_0, read_frame, write_framed};
 use crate::limits::MAX_MESSAGE_BYTES;
 
 /// Most messages waiting to be written on one connection.
@@ -125,13 +125,13 @@ async fn send(mut stream: Stream, msg: Message) -> (Result<Stream, FrameError>, 
 impl ConnectionHandler for Handler {
     type FromBehaviour = FromBehaviour;
     type ToBehaviour = ToBehaviour;
-    type InboundProtocol = ReadyUpgrade<StreamProtocol>;
+    type InboundProtocol = SelectUpgrade<ReadyUpgrade<StreamProtocol>, ReadyUpgrade<StreamProtocol>>;
     type OutboundProtocol = ReadyUpgrade<StreamProtocol>;
     type InboundOpenInfo = ();
     type OutboundOpenInfo = ();
 
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
-        SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL), ())
+        SubstreamProtocol::new(SelectUpgrade::new(ReadyUpgrade::new(PROTOCOL), ReadyUpgrade::new(PROTOCOL_1_1_0)), ())
     }
 
     fn connection_keep_alive(&self) -> bool {
@@ -145,7 +145,8 @@ impl ConnectionHandler for Handler {
 
     fn on_connection_event(&mut self, event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>) {
         match event {
-            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol: stream, .. }) => {
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol, .. }) => {
+                let stream = protocol.into_inner();
                 if self.inbound.len() >= MAX_INBOUND_STREAMS {
                     tracing::debug!("dropping an inbound bitswap stream: too many open");
                     drop(stream);

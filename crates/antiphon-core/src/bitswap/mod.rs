@@ -19,7 +19,7 @@ pub mod message;
 pub mod protocol;
 
 pub use crate::store::{Blockstore, BlockstoreError, MemoryBlockstore};
-pub use behaviour::{Behaviour, Config, Event, RequestError, RequestId, Source};
+pub use behaviour::{Behaviour, Config, Event, INLINE_HAVE_BYTES, RequestError, RequestId, Source, Stats, WantMode};
 pub use handler::{FromBehaviour, Handler, InboundError, ToBehaviour};
 pub use libp2p::PeerId;
-pub use protocol::PROTOCOL;
+pub use protocol::{PROTOCOL, PROTOCOL_1_1_0};

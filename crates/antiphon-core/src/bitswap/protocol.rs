@@ -12,6 +12,10 @@ use crate::limits::MAX_MESSAGE_BYTES;
 /// The protocol name Antiphon speaks and advertises.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
 
+/// The previous version, accepted inbound: its messages are 1.2.0 messages without want types
+/// and presences, so the same decoder reads them. Replies always go out over 1.2.0.
+pub const PROTOCOL_1_1_0: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.1.0");
+
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {

@@ -1,0 +1,233 @@
+//! The Bitswap server against a peer that writes raw streams: oversized declarations, huge
+//! wantlists, and the 1.1.0 protocol. The misbehaving peer is a libp2p-stream swarm.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::time::Duration;
+
+use antiphon_core::bitswap::message::{Message, WantEntry, WantType};
+use antiphon_core::bitswap::protocol::FrameError;
+use antiphon_core::bitswap::protocol::{read_frame, write_framed};
+use antiphon_core::bitswap::{self, Event, InboundError, MemoryBlockstore, PROTOCOL, PROTOCOL_1_1_0};
+use antiphon_core::block::{Block, RAW};
+use antiphon_core::store::Blockstore;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::core::transport::MemoryTransport;
+use libp2p::core::upgrade::Version;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, Transport, noise, yamux};
+
+fn server(store: MemoryBlockstore) -> Swarm<bitswap::Behaviour<MemoryBlockstore>> {
+    build(|_| bitswap::Behaviour::new(store, bitswap::Config::default()))
+}
+
+fn build<B: libp2p::swarm::NetworkBehaviour>(behaviour: impl FnOnce(&libp2p::identity::Keypair) -> B) -> Swarm<B> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| {
+            MemoryTransport::default()
+                .upgrade(Version::V1)
+                .authenticate(noise::Config::new(key).unwrap())
+                .multiplex(yamux::Config::default())
+        })
+        .unwrap()
+        .with_behaviour(|key| behaviour(key))
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+        .build()
+}
+
+/// A peer that speaks raw streams, running on its own task; returns its control and peer id.
+async fn raw_peer(
+    server: &mut Swarm<bitswap::Behaviour<MemoryBlockstore>>,
+    port: u64,
+) -> (libp2p_stream::Control, PeerId) {
+    let addr: Multiaddr = format!("/memory/{port}").parse().unwrap();
+    server.listen_on(addr.clone()).unwrap();
+    loop {
+        if let SwarmEvent::NewListenAddr { .. } = server.select_next_some().await {
+            break;
+        }
+    }
+    let mut raw = build(|_| libp2p_stream::Behaviour::new());
+    let control = raw.behaviour().new_control();
+    let peer = *raw.local_peer_id();
+    raw.dial(addr).unwrap();
+    let mut up = (false, false);
+    while up != (true, true) {
+        tokio::select! {
+            e = raw.select_next_some() => if let SwarmEvent::ConnectionEstablished { .. } = e { up.0 = true },
+            e = server.select_next_some() => if let SwarmEvent::ConnectionEstablished { .. } = e { up.1 = true },
+        }
+    }
+    tokio::spawn(async move {
+        loop {
+            raw.select_next_some().await;
+        }
+    });
+    (control, peer)
+}
+
+/// Drives `server` until `f` returns something for one of its Bitswap events, or 10 s pass.
+async fn until<T>(
+    server: &mut Swarm<bitswap::Behaviour<MemoryBlockstore>>,
+    mut f: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let SwarmEvent::Behaviour(e) = server.select_next_some().await
+                && let Some(t) = f(&e)
+            {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("the event came within 10 s")
+}
+
+#[tokio::test]
+async fn a_message_declaring_one_gib_is_reset_unread() {
+    let mut server = server(MemoryBlockstore::new(1 << 20));
+    let server_id = *server.local_peer_id();
+    let (mut control, attacker) = raw_peer(&mut server, 801).await;
+    let open = control.open_stream(server_id, PROTOCOL);
+    let mut stream = tokio::select! {
+        s = open => s.unwrap(),
+        _ = server.select_next_some() => panic!("the server should not emit before the stream opens"),
+    };
+    let mut buf = unsigned_varint::encode::u64_buffer();
+    stream.write_all(unsigned_varint::encode::u64(1 << 30, &mut buf)).await.unwrap();
+    stream.write_all(&[0u8; 1000]).await.unwrap();
+    stream.flush().await.unwrap();
+    let declared = until(&mut server, |e| match e {
+        Event::ProtocolViolation { peer, error: InboundError::Frame(FrameError::TooLarge { declared }) }
+            if *peer == attacker =>
+        {
+            Some(*declared)
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(declared, 1 << 30);
+    // The stream was dropped by the server: reading it ends.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            tokio::select! {
+                r = stream.read_to_end(&mut rest) => return r,
+                _ = server.select_next_some() => {}
+            }
+        }
+    })
+    .await
+    .expect("the server closed the stream");
+    assert!(read.is_err() || rest.is_empty());
+}
+
+fn wantlist(seed: u32, n: u32, full: bool) -> Message {
+    Message {
+        wantlist: (0..n)
+            .map(|i| WantEntry {
+                cid: *Block::from_data(RAW, [seed.to_be_bytes(), i.to_be_bytes()].concat()).unwrap().cid(),
+                priority: 1,
+                cancel: false,
+                want_type: WantType::Have,
+                send_dont_have: true,
+            })
+            .collect(),
+        full_wantlist: full,
+        ..Message::default()
+    }
+}
+
+type Replies = futures::stream::SelectAll<futures::stream::BoxStream<'static, Message>>;
+
+/// Counts DONT_HAVE presences the server sends back to the raw peer until `quiet` passes
+/// with none. `streams` keeps the reply streams open between calls.
+async fn count_dont_haves(
+    server: &mut Swarm<bitswap::Behaviour<MemoryBlockstore>>,
+    incoming: &mut libp2p_stream::IncomingStreams,
+    streams: &mut Replies,
+    quiet: Duration,
+) -> usize {
+    let mut count = 0;
+    loop {
+        tokio::select! {
+            Some((_, s)) = incoming.next() => {
+                streams.push(futures::stream::unfold(s, |mut s| async move {
+                    match read_frame(&mut s).await {
+                        Ok(Some(frame)) => Some((Message::decode(frame).unwrap(), s)),
+                        _ => None,
+                    }
+                }).boxed());
+            }
+            Some(msg) = streams.next(), if !streams.is_empty() => {
+                count += msg.presences.iter().filter(|p| !p.have).count();
+            }
+            _ = server.select_next_some() => {}
+            _ = tokio::time::sleep(quiet) => return count,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_5000_entry_wantlist_is_capped_at_1024_also_after_a_full_replacement() {
+    let mut server = server(MemoryBlockstore::new(1 << 20));
+    let server_id = *server.local_peer_id();
+    let (mut control, attacker) = raw_peer(&mut server, 802).await;
+    // Replies come back on a stream the server opens.
+    let mut incoming = control.accept(PROTOCOL).unwrap();
+    let mut stream = tokio::select! {
+        s = control.open_stream(server_id, PROTOCOL) => s.unwrap(),
+        _ = server.select_next_some() => panic!("unexpected server event"),
+    };
+    let mut replies = Replies::new();
+    write_framed(&mut stream, &wantlist(1, 5000, false).encode_framed().unwrap()).await.unwrap();
+    let first = count_dont_haves(&mut server, &mut incoming, &mut replies, Duration::from_millis(1500)).await;
+    assert_eq!(first, 1024, "one DONT_HAVE per entry kept");
+    write_framed(&mut stream, &wantlist(2, 5000, true).encode_framed().unwrap()).await.unwrap();
+    let second = count_dont_haves(&mut server, &mut incoming, &mut replies, Duration::from_millis(1500)).await;
+    assert_eq!(second, 1024, "a full wantlist replaces the old one, capped again");
+    assert!(server.behaviour().wantlist_len(&attacker) <= 1024);
+}
+
+#[tokio::test]
+async fn bitswap_1_1_0_wants_are_served() {
+    let store = MemoryBlockstore::new(1 << 20);
+    let block = Block::from_data(RAW, b"served over 1.1.0".to_vec()).unwrap();
+    store.put(&block).unwrap();
+    let mut server = server(store);
+    let server_id = *server.local_peer_id();
+    let (mut control, _) = raw_peer(&mut server, 803).await;
+    let mut incoming = control.accept(PROTOCOL).unwrap();
+    let mut stream = tokio::select! {
+        s = control.open_stream(server_id, PROTOCOL_1_1_0) => s.unwrap(),
+        _ = server.select_next_some() => panic!("unexpected server event"),
+    };
+    let want = Message {
+        wantlist: vec![WantEntry {
+            cid: *block.cid(),
+            priority: 1,
+            cancel: false,
+            want_type: WantType::Block,
+            send_dont_have: false,
+        }],
+        ..Message::default()
+    };
+    write_framed(&mut stream, &want.encode_framed().unwrap()).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            tokio::select! {
+                Some((_, mut s)) = incoming.next() => {
+                    let frame = read_frame(&mut s).await.unwrap().unwrap();
+                    return Message::decode(frame).unwrap();
+                }
+                _ = server.select_next_some() => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.blocks.len(), 1);
+    assert_eq!(got.blocks[0].clone().into_block().unwrap(), block);
+}
