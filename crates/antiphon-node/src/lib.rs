@@ -1,6 +1,7 @@
 //! The Antiphon creator node as a library: what the `antiphon-node` binary is made of.
 //!
 //! - [`ingest`]: an MP3 file in, segments as UnixFS files and a track manifest out;
+//! - [`client`] and [`fetch`]: a Bitswap client and `antiphon-node fetch`;
 //! - [`content`]: a file's CID, CAR import and export, reading files back;
 //! - [`store`]: blocks and tracks in one redb database;
 //! - [`network`]: the libp2p swarm (TCP, WebSocket, WebRTC-direct; Bitswap, identify, ping);
@@ -12,8 +13,10 @@
 // produced only when something went wrong, where their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod client;
 pub mod content;
 pub mod demo_track;
+pub mod fetch;
 pub mod http;
 pub mod identity;
 pub mod ingest;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use antiphon_core::bitswap;
+use antiphon_core::bitswap::{self, Blockstore};
 use antiphon_core::transport::transport_name;
 use anyhow::Context;
 use futures::StreamExt;
@@ -31,11 +31,12 @@ mod behaviour {
     #![allow(missing_docs)]
     use super::*;
 
-    /// The node's behaviours.
+    /// The node's behaviours, over the store Bitswap serves from (redb when serving, memory
+    /// for a one-off fetch).
     #[derive(NetworkBehaviour)]
-    pub struct NodeBehaviour {
+    pub struct NodeBehaviour<S: Blockstore + Send> {
         /// Bitswap, serving from the store.
-        pub bitswap: bitswap::Behaviour<Store>,
+        pub bitswap: bitswap::Behaviour<S>,
         /// Identify: tells peers (Helia among them) which protocols the node speaks.
         pub identify: identify::Behaviour,
         /// Ping: keeps connections measured and alive.
@@ -44,7 +45,11 @@ mod behaviour {
 }
 
 /// Builds the swarm with every transport the node listens on.
-pub async fn build_swarm(key: Keypair, cert: Certificate, store: Store) -> anyhow::Result<Swarm<NodeBehaviour>> {
+pub async fn build_swarm<S: Blockstore + Send>(
+    key: Keypair,
+    cert: Certificate,
+    store: S,
+) -> anyhow::Result<Swarm<NodeBehaviour<S>>> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
@@ -71,7 +76,7 @@ pub async fn build_swarm(key: Keypair, cert: Certificate, store: Store) -> anyho
 /// Starts listening on `addrs` and runs the swarm until `shutdown` flips to true. Listen
 /// addresses (with `/p2p/<peer id>`) are published on `addrs_tx` as they come and go.
 pub async fn run(
-    mut swarm: Swarm<NodeBehaviour>,
+    mut swarm: Swarm<NodeBehaviour<Store>>,
     listen: &[Multiaddr],
     addrs_tx: watch::Sender<Vec<Multiaddr>>,
     mut shutdown: watch::Receiver<bool>,

@@ -33,7 +33,7 @@ fn stdout(cmd: &mut Command) -> String {
 fn help_describes_every_subcommand_and_option() {
     let out = node().arg("--help").assert().success().get_output().stdout.clone();
     let text = String::from_utf8(out).unwrap();
-    for word in ["ingest", "serve", "demo-track", "cid", "add", "export-car", "import-car", "cat", "--data"] {
+    for word in ["ingest", "serve", "demo-track", "cid", "add", "fetch", "export-car", "import-car", "cat", "--data"] {
         assert!(text.contains(word), "--help lacks {word}:\n{text}");
     }
     assert!(!text.contains("corrupt-block"), "the fault-injection command stays hidden");
@@ -46,6 +46,7 @@ fn help_describes_every_subcommand_and_option() {
         ("export-car", &["<CID>", "--output"][..]),
         ("import-car", &["<FILE>"][..]),
         ("cat", &["<CID>", "--offset", "--length"][..]),
+        ("fetch", &["<CID>", "--peer", "--output", "--store"][..]),
     ] {
         let out = node().args([sub, "--help"]).assert().success().get_output().stdout.clone();
         let text = String::from_utf8(out).unwrap();
@@ -219,4 +220,91 @@ fn cid_of_an_empty_file_is_the_empty_raw_leaf() {
     std::fs::write(dir.path().join("empty"), b"").unwrap();
     let cid = stdout(node().arg("cid").arg(dir.path().join("empty")));
     assert_eq!(cid.trim(), "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku");
+}
+
+/// A running `antiphon-node serve` on ephemeral loopback ports; killed on drop.
+struct Served {
+    child: std::process::Child,
+    addrs: Vec<String>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path) -> Served {
+    use std::io::{BufRead, Read, Write};
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("antiphon-node"))
+        .arg("--data")
+        .arg(data)
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0/ws",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let http = line.split("open http://").nth(1).unwrap().trim().trim_end_matches('/').to_string();
+    // The listeners come up just after the HTTP API: poll /peer until both are there.
+    for _ in 0..50 {
+        let mut conn = std::net::TcpStream::connect(&http).unwrap();
+        write!(conn, "GET /peer HTTP/1.0\r\nHost: {http}\r\n\r\n").unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("{}");
+        let peer: serde_json::Value = serde_json::from_str(body).unwrap();
+        let addrs: Vec<String> =
+            peer["multiaddrs"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(String::from)).collect();
+        if addrs.len() >= 2 {
+            return Served { child, addrs };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("serve did not report its listen addresses");
+}
+
+#[test]
+fn fetch_gets_a_track_over_tcp_and_a_file_over_websocket_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let mp3 = demo_mp3_at(dir.path(), 25, 320);
+    let track = stdout(node().arg("--data").arg(&data).arg("ingest").arg(&mp3).args(["--segment-seconds", "10"]));
+    let file: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+    std::fs::write(dir.path().join("file.bin"), &file).unwrap();
+    let file_cid = stdout(node().arg("--data").arg(&data).arg("add").arg(dir.path().join("file.bin")));
+    let served = serve(&data);
+    let tcp = served.addrs.iter().find(|a| a.contains("/tcp/") && !a.contains("/ws")).unwrap();
+    let ws = served.addrs.iter().find(|a| a.contains("/ws")).unwrap();
+
+    // The whole track, segments in order: the original MP3, byte for byte.
+    let out = dir.path().join("track.mp3");
+    node().args(["fetch", track.trim(), "--peer", tcp, "-o"]).arg(&out).assert().success();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&mp3).unwrap());
+
+    // A multi-block file over WebSocket, kept in another store.
+    let other = dir.path().join("other");
+    let res =
+        node().arg("--data").arg(&other).args(["fetch", file_cid.trim(), "--peer", ws, "--store"]).assert().success();
+    assert_eq!(res.get_output().stdout, file);
+    let back = node().arg("--data").arg(&other).args(["cat", file_cid.trim()]).assert().success();
+    assert_eq!(back.get_output().stdout, file);
+
+    // A CID the server does not have: DONT_HAVE, a clear failure, no output file left.
+    let missing = dir.path().join("missing.bin");
+    let unknown = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+    let res = node().args(["fetch", unknown, "--peer", tcp, "-o"]).arg(&missing).assert().code(1);
+    let stderr = String::from_utf8_lossy(&res.get_output().stderr).to_string();
+    assert!(stderr.contains(unknown) && stderr.contains("no peer asked has the block"), "{stderr}");
+    assert!(!missing.exists());
 }

@@ -6,13 +6,16 @@
 //!   `ipfs add --cid-version=1` in Kubo.
 //! - [`exporter`]: a root CID and a byte range in, verified bytes out, one block at a time:
 //!   files with raw or dag-pb leaves, CIDv0 or CIDv1, any depth.
+//! - [`fetch`]: the exporter driven over any async block source, a few blocks ahead.
 
 pub mod data;
 pub mod exporter;
+pub mod fetch;
 pub mod importer;
 
 pub use data::{DataType, UnixFsData};
 pub use exporter::{ExportError, FileReader};
+pub use fetch::{FetchError, fetch_file};
 pub use importer::{FileImporter, ImportedFile};
 
 /// Size of each leaf chunk the importer cuts, in bytes (Kubo's default `size-262144`).

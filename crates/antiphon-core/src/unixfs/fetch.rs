@@ -1,0 +1,133 @@
+//! Fetching a UnixFS file from the network, whatever the network is: the caller supplies an
+//! async `get` for one verified block, and [`fetch_file`] keeps a few blocks in flight ahead
+//! of the reader, pushes them through [`FileReader`] in order, and hands each piece of the
+//! file to a sink as soon as it is known.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::ops::RangeBounds;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use super::exporter::{ExportError, FileReader};
+use crate::block::{Block, Cid};
+
+/// Why fetching a file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError<E> {
+    /// A block could not be fetched.
+    #[error("could not fetch block {cid}")]
+    Get {
+        /// The block.
+        cid: Cid,
+        /// Why.
+        #[source]
+        source: E,
+    },
+    /// The blocks do not form a valid file.
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    /// The sink refused the bytes.
+    #[error("the output refused the file's bytes")]
+    Sink(#[source] E),
+}
+
+/// Fetches the bytes of `root` within `range`, with up to `window` blocks requested at once,
+/// passing every block fetched and the file bytes it holds (possibly none) to `sink`, in file
+/// order. Returns the number of file bytes produced.
+pub async fn fetch_file<G, Fut, E>(
+    root: Cid,
+    range: impl RangeBounds<u64>,
+    window: usize,
+    mut get: G,
+    mut sink: impl FnMut(&Block, Bytes) -> Result<(), E>,
+) -> Result<u64, FetchError<E>>
+where
+    G: FnMut(Cid) -> Fut,
+    Fut: Future<Output = Result<Block, E>>,
+{
+    let window = window.max(1);
+    let mut reader = FileReader::new(root, range);
+    let mut ready: HashMap<Cid, Block> = HashMap::new();
+    let mut inflight = FuturesUnordered::new();
+    let mut requested: Vec<Cid> = Vec::new();
+    let mut produced = 0u64;
+    while let Some(&next) = reader.next_cid() {
+        if let Some(block) = ready.remove(&next) {
+            let bytes = reader.push_block(&block)?;
+            produced += bytes.len() as u64;
+            sink(&block, bytes).map_err(FetchError::Sink)?;
+            continue;
+        }
+        let wanted: Vec<Cid> = reader
+            .upcoming()
+            .filter(|c| !ready.contains_key(c) && !requested.contains(c))
+            .take(window.saturating_sub(requested.len()))
+            .copied()
+            .collect();
+        for cid in wanted {
+            requested.push(cid);
+            let fut = get(cid);
+            inflight.push(async move { (cid, fut.await) });
+        }
+        let Some((cid, result)) = inflight.next().await else {
+            unreachable!("the next block is always requested or ready");
+        };
+        requested.retain(|c| *c != cid);
+        let block = result.map_err(|source| FetchError::Get { cid, source })?;
+        ready.insert(cid, block);
+    }
+    Ok(produced)
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::store::{Blockstore, MemoryBlockstore};
+    use crate::unixfs::CHUNK_BYTES;
+    use crate::unixfs::importer::import_bytes;
+
+    #[test]
+    fn fetches_in_order_with_a_bounded_window() {
+        let data: Vec<u8> = (0..5 * CHUNK_BYTES + 3).map(|i| (i % 253) as u8).collect();
+        let (file, blocks) = import_bytes(&data);
+        let store = MemoryBlockstore::new(usize::MAX);
+        blocks.iter().for_each(|b| store.put(b).unwrap());
+        let in_flight = std::cell::Cell::new(0usize);
+        let most = std::cell::Cell::new(0usize);
+        let mut out = Vec::new();
+        let get = |cid: Cid| {
+            in_flight.set(in_flight.get() + 1);
+            most.set(most.get().max(in_flight.get()));
+            let store = store.clone();
+            let in_flight = &in_flight;
+            async move {
+                futures::future::ready(()).await;
+                in_flight.set(in_flight.get() - 1);
+                let data = store.get(&cid).unwrap().ok_or("missing")?;
+                Block::new(cid, data).map_err(|_| "corrupt")
+            }
+        };
+        let n = futures::executor::block_on(fetch_file(file.root, .., 3, get, |_, bytes| {
+            out.extend_from_slice(&bytes);
+            Ok::<(), &str>(())
+        }))
+        .unwrap();
+        assert_eq!((n, out), (data.len() as u64, data));
+        assert!(most.get() <= 3, "{} in flight", most.get());
+    }
+
+    #[test]
+    fn a_missing_block_names_itself() {
+        let data = vec![1u8; 2 * CHUNK_BYTES];
+        let (file, _) = import_bytes(&data);
+        let get = |_cid: Cid| async { Err::<Block, _>("nobody has it") };
+        let err = futures::executor::block_on(fetch_file(file.root, .., 4, get, |_, _| Ok(()))).unwrap_err();
+        assert!(matches!(err, FetchError::Get { cid, .. } if cid == file.root));
+    }
+}

@@ -1,0 +1,119 @@
+//! A Bitswap client for one-off commands (`fetch`): a swarm on its own task, dialled to one
+//! peer, asked for verified blocks through a cloneable handle.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use antiphon_core::bitswap::{self, MemoryBlockstore, RequestError, RequestId, Source};
+use antiphon_core::{Block, Cid};
+use anyhow::Context;
+use futures::channel::{mpsc, oneshot};
+use futures::{SinkExt, StreamExt};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm};
+
+use crate::network::{NodeBehaviour, NodeBehaviourEvent, build_swarm};
+
+/// Commands the handle sends to the swarm task; bounded, so a flood waits instead of growing.
+const COMMAND_QUEUE: usize = 64;
+
+enum Command {
+    Get { cid: Cid, peer: PeerId, reply: oneshot::Sender<Result<Block, RequestError>> },
+}
+
+/// A handle to the client's swarm task. The task ends when every handle is dropped.
+#[derive(Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+}
+
+/// Why a block could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    /// Bitswap gave up: not found, timed out, corrupt, or no connection.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The swarm task is gone.
+    #[error("the network task stopped")]
+    Stopped,
+}
+
+impl Client {
+    /// Starts a client and dials `addr`, returning once connected, with the remote's peer ID.
+    pub async fn connect(addr: Multiaddr, timeout: Duration) -> anyhow::Result<(Self, PeerId)> {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let cert = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?;
+        // The client serves nothing; a zero-byte store keeps nothing it fetches.
+        let mut swarm = build_swarm(key, cert, MemoryBlockstore::new(0)).await?;
+        let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+        let id = opts.connection_id();
+        swarm.dial(opts).with_context(|| format!("cannot dial {addr}"))?;
+        let peer = tokio::time::timeout(timeout, wait_connected(&mut swarm, id))
+            .await
+            .with_context(|| format!("no connection to {addr} within {timeout:?}"))?
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+        tokio::spawn(run(swarm, rx));
+        Ok((Self { commands }, peer))
+    }
+
+    /// Fetches one verified block from `peer`.
+    pub async fn get(&self, cid: Cid, peer: PeerId) -> Result<Block, GetError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.clone().send(Command::Get { cid, peer, reply }).await.map_err(|_| GetError::Stopped)?;
+        Ok(rx.await.map_err(|_| GetError::Stopped)??)
+    }
+}
+
+async fn wait_connected(
+    swarm: &mut Swarm<NodeBehaviour<MemoryBlockstore>>,
+    id: ConnectionId,
+) -> anyhow::Result<PeerId> {
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, .. } if connection_id == id => {
+                return Ok(peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } if connection_id == id => {
+                return Err(error.into());
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn run(mut swarm: Swarm<NodeBehaviour<MemoryBlockstore>>, mut commands: mpsc::Receiver<Command>) {
+    let mut pending: HashMap<RequestId, oneshot::Sender<Result<Block, RequestError>>> = HashMap::new();
+    loop {
+        tokio::select! {
+            command = commands.next() => match command {
+                None => break,
+                Some(Command::Get { cid, peer, reply }) => {
+                    let id = swarm.behaviour_mut().bitswap.get(cid, Source::Peers(vec![peer]));
+                    pending.insert(id, reply);
+                }
+            },
+            event = swarm.select_next_some() => {
+                if let SwarmEvent::Behaviour(NodeBehaviourEvent::Bitswap(event)) = event {
+                    match event {
+                        bitswap::Event::Block { request, block, .. } => {
+                            if let Some(reply) = pending.remove(&request) {
+                                let _ = reply.send(Ok(block));
+                            }
+                        }
+                        bitswap::Event::Failed { request, error, .. } => {
+                            if let Some(reply) = pending.remove(&request) {
+                                let _ = reply.send(Err(error));
+                            }
+                        }
+                        bitswap::Event::CorruptBlock { peer, bytes } => {
+                            tracing::warn!(%peer, bytes, "peer sent a corrupt block; dropped");
+                        }
+                        other => tracing::debug!(?other, "bitswap"),
+                    }
+                }
+            }
+        }
+    }
+}
