@@ -231,3 +231,45 @@ async fn bitswap_1_1_0_wants_are_served() {
     assert_eq!(got.blocks.len(), 1);
     assert_eq!(got.blocks[0].clone().into_block().unwrap(), block);
 }
+
+#[tokio::test]
+async fn a_duplicate_block_is_not_taken_for_a_corrupt_answer_to_another_want() {
+    // The bitswap swarm here is the client; the raw peer answers its wants by hand.
+    let config = bitswap::Config::default().with_request_timeout(Duration::from_secs(2));
+    let mut client = build(|_| bitswap::Behaviour::new(MemoryBlockstore::new(1 << 20), config));
+    let (mut control, raw) = raw_peer(&mut client, 804).await;
+    let mut wants = control.accept(PROTOCOL).unwrap();
+    let x = Block::from_data(RAW, vec![1u8; 5000]).unwrap();
+    let y = Block::from_data(RAW, vec![2u8; 5000]).unwrap();
+    client.behaviour_mut().get(*x.cid(), bitswap::Source::Peers(vec![raw]));
+    client.behaviour_mut().get(*y.cid(), bitswap::Source::Peers(vec![raw]));
+    // Wait for the wants, then send X twice and never Y.
+    let mut want_stream = tokio::select! {
+        Some((_, s)) = wants.next() => s,
+        _ = client.select_next_some() => panic!("no event expected yet"),
+    };
+    let _ = tokio::select! {
+        f = read_frame(&mut want_stream) => f.unwrap(),
+        _ = client.select_next_some() => panic!("no event expected yet"),
+    };
+    let mut reply = Message::default();
+    reply.push_block(&x);
+    let mut out = control.open_stream(*client.local_peer_id(), PROTOCOL).await.unwrap();
+    for _ in 0..2 {
+        write_framed(&mut out, &reply.encode_framed().unwrap()).await.unwrap();
+    }
+    let (mut delivered, mut duplicates) = (0, 0);
+    loop {
+        match until(&mut client, |e| Some(format!("{e:?}"))).await {
+            e if e.starts_with("Block") => delivered += 1,
+            e if e.starts_with("UnwantedBlock") => duplicates += 1,
+            e if e.starts_with("Failed") => {
+                assert!(e.contains("Timeout"), "Y must time out, not be blamed on X's copy: {e}");
+                break;
+            }
+            e => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((delivered, duplicates), (1, 1));
+    assert_eq!(client.behaviour().stats().corrupt_blocks, 0);
+}

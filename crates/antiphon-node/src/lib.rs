@@ -11,7 +11,7 @@
 
 // Errors name the CIDs involved (up to 144 bytes each) so that messages are useful; they are
 // produced only when something went wrong, where their size does not matter.
-#![allow(clippy::result_large_err)]
+#![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
 pub mod client;
 pub mod content;

@@ -253,8 +253,11 @@ fn serve(data: &Path) -> Served {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // From here on, dropping `served` (even in a panic) kills and reaps the child.
+    let mut served = Served { child, addrs: Vec::new() };
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
     let http = line.split("open http://").nth(1).unwrap().trim().trim_end_matches('/').to_string();
     // The listeners come up just after the HTTP API: poll /peer until both are there.
     for _ in 0..50 {
@@ -267,7 +270,8 @@ fn serve(data: &Path) -> Served {
         let addrs: Vec<String> =
             peer["multiaddrs"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(String::from)).collect();
         if addrs.len() >= 2 {
-            return Served { child, addrs };
+            served.addrs = addrs;
+            return served;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

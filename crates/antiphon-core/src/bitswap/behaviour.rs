@@ -230,6 +230,9 @@ struct Suspicion {
 
 const MAX_SUSPICIONS: usize = 64;
 
+/// Deliveries remembered to recognise duplicates.
+const MAX_RECENT: usize = 256;
+
 /// Blocks up to this size are sent in answer to a want-have instead of a HAVE (the spec's
 /// suggestion: a HAVE would cost about as much).
 pub const INLINE_HAVE_BYTES: usize = 1024;
@@ -290,6 +293,9 @@ pub struct Behaviour<S: Blockstore> {
     events: VecDeque<Event>,
     timer: Option<Delay>,
     stats: Stats,
+    /// Blocks recently delivered, by sender: a second copy of one is a duplicate, not a
+    /// corrupt answer to another request.
+    recent: VecDeque<(PeerId, Cid)>,
 }
 
 impl<S: Blockstore> Behaviour<S> {
@@ -309,6 +315,7 @@ impl<S: Blockstore> Behaviour<S> {
             events: VecDeque::new(),
             timer: None,
             stats: Stats::default(),
+            recent: VecDeque::new(),
         }
     }
 
@@ -481,7 +488,18 @@ impl<S: Blockstore> Behaviour<S> {
                         });
                     }
                 }
+                if self.recent.len() >= MAX_RECENT {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back((peer, *block.cid()));
                 self.resolve_suspicions(peer, *block.cid());
+                return;
+            }
+            if self.recent.contains(&(peer, *block.cid())) {
+                // A second copy of a block already delivered (we asked twice, or the peer
+                // answered twice): harmless.
+                self.stats.unwanted_blocks += 1;
+                self.events.push_back(Event::UnwantedBlock { peer, cid: *block.cid() });
                 return;
             }
         }

@@ -55,18 +55,26 @@ where
     let mut requested: Vec<Cid> = Vec::new();
     let mut produced = 0u64;
     while let Some(&next) = reader.next_cid() {
-        if let Some(block) = ready.remove(&next) {
+        if let Some(block) = ready.get(&next).cloned() {
             let bytes = reader.push_block(&block)?;
+            // A file may link the same block several times (repeated content): keep it while
+            // the reader still needs it.
+            if !reader.upcoming().any(|c| *c == next) {
+                ready.remove(&next);
+            }
             produced += bytes.len() as u64;
             sink(&block, bytes).map_err(FetchError::Sink)?;
             continue;
         }
-        let wanted: Vec<Cid> = reader
-            .upcoming()
-            .filter(|c| !ready.contains_key(c) && !requested.contains(c))
-            .take(window.saturating_sub(requested.len()))
-            .copied()
-            .collect();
+        let mut wanted: Vec<Cid> = Vec::new();
+        for c in reader.upcoming() {
+            if wanted.len() + requested.len() >= window {
+                break;
+            }
+            if !ready.contains_key(c) && !requested.contains(c) && !wanted.contains(c) {
+                wanted.push(*c);
+            }
+        }
         for cid in wanted {
             requested.push(cid);
             let fut = get(cid);
@@ -120,6 +128,29 @@ mod tests {
         .unwrap();
         assert_eq!((n, out), (data.len() as u64, data));
         assert!(most.get() <= 3, "{} in flight", most.get());
+    }
+
+    #[test]
+    fn a_block_linked_many_times_is_fetched_once() {
+        let data = vec![7u8; 6 * CHUNK_BYTES + 1];
+        let (file, blocks) = import_bytes(&data);
+        let store = MemoryBlockstore::new(usize::MAX);
+        blocks.iter().for_each(|b| store.put(b).unwrap());
+        let gets = std::cell::RefCell::new(Vec::new());
+        let get = |cid: Cid| {
+            gets.borrow_mut().push(cid);
+            let data = store.get(&cid).unwrap().unwrap();
+            async move { Block::new(cid, data).map_err(|_| "corrupt") }
+        };
+        let mut out = Vec::new();
+        futures::executor::block_on(fetch_file(file.root, .., 8, get, |_, b| {
+            out.extend_from_slice(&b);
+            Ok::<(), &str>(())
+        }))
+        .unwrap();
+        assert_eq!(out, data);
+        // The root, the repeated full chunk once, the short last chunk.
+        assert_eq!(gets.borrow().len(), 3, "{:?}", gets.borrow());
     }
 
     #[test]
