@@ -1,0 +1,151 @@
+// Bitswap interop with Helia (Node 22): Helia fetches from `antiphon-node serve`, and
+// `antiphon-node fetch` fetches from a Helia provider, over TCP and over WebSocket, for files
+// in both UnixFS layouts (CIDv1 with raw leaves, CIDv0 with dag-pb leaves). Every file is
+// random and checked by sha256. Loopback only.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createHash, createCipheriv } from "node:crypto";
+import { execFile, execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { unixfs } from "@helia/unixfs";
+import { fixedSize } from "ipfs-unixfs-importer/chunker";
+import { balanced } from "ipfs-unixfs-importer/layout";
+import { multiaddr } from "@multiformats/multiaddr";
+import { CID } from "multiformats/cid";
+import { CarWriter } from "@ipld/car";
+import { startHelia } from "./helia.mjs";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const NODE_BIN = process.env.ANTIPHON_NODE_BIN || join(ROOT, "target", "debug", "antiphon-node");
+const OUT = join(ROOT, "tests", "interop", "out");
+const MIB = 1024 * 1024;
+const work = mkdtempSync(join(tmpdir(), "antiphon-bitswap-interop-"));
+const matrix = [];
+
+const LAYOUTS = {
+  "CIDv1 raw leaves": { cidVersion: 1, rawLeaves: true },
+  "CIDv0 dag-pb leaves": { cidVersion: 0, rawLeaves: false, leafType: "file" },
+};
+const KUBO_SHAPE = { chunker: fixedSize({ chunkSize: 256 * 1024 }), layout: balanced({ maxChildrenPerNode: 174 }), reduceSingleLeafToSelf: true };
+
+function randomBytes(len, seed) {
+  const cipher = createCipheriv("aes-128-ctr", Buffer.alloc(16, seed), Buffer.alloc(16, 0));
+  return Buffer.concat([cipher.update(Buffer.alloc(len)), cipher.final()]);
+}
+const sha256 = (b) => createHash("sha256").update(b).digest("hex");
+const antiphon = (args) => execFileSync(NODE_BIN, args, { maxBuffer: 256 * MIB, stdio: ["ignore", "pipe", "pipe"] });
+/** Runs antiphon-node without blocking this process's event loop (Helia lives in it). */
+const antiphonAsync = (args) =>
+  new Promise((resolve, reject) => {
+    execFile(NODE_BIN, args, { maxBuffer: 256 * MIB, encoding: "buffer" }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+    );
+  });
+
+/** Starts `antiphon-node serve` on ephemeral loopback ports; resolves with its multiaddrs. */
+async function serve(data) {
+  const child = spawn(NODE_BIN, ["--data", data, "serve", "--http", "127.0.0.1:0",
+    "--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/tcp/0/ws"],
+    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: "warn" } });
+  const line = await new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout }).once("line", resolve);
+    child.once("exit", (code) => reject(new Error(`serve exited with ${code}`)));
+  });
+  const http = line.match(/open (http:\/\/\S+)\//)[1];
+  for (let i = 0; i < 50; i++) {
+    const peer = await (await fetch(`${http}/peer`)).json();
+    if (peer.multiaddrs.length >= 2) return { child, multiaddrs: peer.multiaddrs };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("serve did not report its addresses");
+}
+
+/** A CAR of every block of a file imported by Helia into its blockstore. */
+async function carOf(helia, root, path) {
+  const { writer, out } = CarWriter.create([root]);
+  const chunks = [];
+  const drained = (async () => { for await (const c of out) chunks.push(c); })();
+  const seen = new Set();
+  const { decode } = await import("@ipld/dag-pb");
+  const walk = async (cid) => {
+    if (seen.has(cid.toString())) return;
+    seen.add(cid.toString());
+    const bytes = await helia.blockstore.get(cid);
+    const block = bytes instanceof Uint8Array ? bytes : Buffer.concat(await Array.fromAsync(bytes));
+    await writer.put({ cid, bytes: block });
+    if (cid.code === 0x70) {
+      for (const link of decode(block).Links) await walk(link.Hash);
+    }
+  };
+  await walk(root);
+  await writer.close();
+  await drained;
+  writeFileSync(path, Buffer.concat(chunks));
+}
+
+let server;
+const files = {};
+
+before(async () => {
+  mkdirSync(OUT, { recursive: true });
+  // One Helia node imports both files, to give the server the same layouts via CAR.
+  const maker = await startHelia();
+  const fs = unixfs(maker);
+  const data = join(work, "server");
+  for (const [i, [layout, options]] of Object.entries(LAYOUTS).entries()) {
+    const bytes = randomBytes(3 * MIB + 4321 * (i + 1), 10 + i);
+    const cid = await fs.addBytes(bytes, { ...options, ...KUBO_SHAPE });
+    files[layout] = { bytes, cid: cid.toString(), sha: sha256(bytes) };
+    const car = join(work, `${i}.car`);
+    await carOf(maker, cid, car);
+    antiphon(["--data", data, "import-car", car]);
+  }
+  await maker.stop();
+  server = await serve(data);
+});
+
+after(() => {
+  server?.child.kill();
+  writeFileSync(join(OUT, "bitswap-matrix.json"), JSON.stringify(matrix, null, 2));
+  rmSync(work, { recursive: true, force: true });
+});
+
+for (const transport of ["tcp", "websocket"]) {
+  for (const layout of Object.keys(LAYOUTS)) {
+    test(`Helia fetches a ${layout} file from antiphon-node over ${transport}`, async () => {
+      const addr = server.multiaddrs.find((a) => (transport === "websocket" ? a.includes("/ws/") : !a.includes("/ws/")));
+      const helia = await startHelia();
+      try {
+        await helia.libp2p.dial(multiaddr(addr));
+        const started = performance.now();
+        const parts = [];
+        for await (const chunk of unixfs(helia).cat(CID.parse(files[layout].cid), { signal: AbortSignal.timeout(30_000) })) parts.push(chunk);
+        const got = Buffer.concat(parts);
+        assert.equal(sha256(got), files[layout].sha);
+        matrix.push({ fetcher: "Helia", provider: "antiphon-node", transport, layout, bytes: got.length, ms: Math.round(performance.now() - started), pass: true });
+      } finally {
+        await helia.stop();
+      }
+    });
+
+    test(`antiphon-node fetch gets a ${layout} file from Helia over ${transport}`, async () => {
+      const listen = transport === "websocket" ? "/ip4/127.0.0.1/tcp/0/ws" : "/ip4/127.0.0.1/tcp/0";
+      const helia = await startHelia({ listen: [listen] });
+      try {
+        const bytes = randomBytes(3 * MIB + 777, layout.length + transport.length);
+        const cid = await unixfs(helia).addBytes(bytes, { ...LAYOUTS[layout], ...KUBO_SHAPE });
+        const addr = helia.libp2p.getMultiaddrs()[0].toString();
+        const started = performance.now();
+        const got = await antiphonAsync(["fetch", cid.toString(), "--peer", addr]);
+        assert.equal(sha256(got), sha256(bytes));
+        matrix.push({ fetcher: "antiphon-node", provider: "Helia", transport, layout, bytes: got.length, ms: Math.round(performance.now() - started), pass: true });
+      } finally {
+        await helia.stop();
+      }
+    });
+  }
+}

@@ -1,0 +1,27 @@
+// A Helia node built from parts for tests: no bootstrap, DHT, mDNS, relay or routers, so it
+// never reaches past 127.0.0.1 (INTEROP.md). TCP and WebSocket, noise, yamux, identify,
+// Bitswap 1.2.0.
+import { createHeliaLight } from "helia";
+import { withLibp2pLight } from "@helia/libp2p";
+import { withBitswap } from "@helia/bitswap";
+import { tcp } from "@libp2p/tcp";
+import { webSockets } from "@libp2p/websockets";
+import { noise } from "@libp2p/noise";
+import { yamux } from "@libp2p/yamux";
+import { identify } from "@libp2p/identify";
+
+export async function startHelia({ listen = [] } = {}) {
+  const helia = withBitswap(
+    withLibp2pLight(createHeliaLight(), {
+      addresses: { listen },
+      transports: [tcp(), webSockets()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      services: { identify: identify() },
+      // Loopback and plain ws:// are refused by default.
+      connectionGater: { denyDialMultiaddr: () => false },
+    }),
+  );
+  await helia.start();
+  return helia;
+}
