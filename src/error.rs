@@ -120,7 +120,7 @@ pub enum Error {
         source: ManifestError,
     },
     /// See [`ErrorCode::InvalidSegment`]: a block of the segment's DAG is malformed.
-    #[error("segment {cid} is not a valid UnixFS file")]
+    #[error("{cid} is not a valid UnixFS file")]
     Segment {
         /// The segment's root CID.
         cid: antiphon_core::Cid,

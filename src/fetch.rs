@@ -69,3 +69,34 @@ pub(crate) async fn fetch_segment(net: &NetHandle, peer: PeerId, seg: &SegmentRe
         latency: started.elapsed(),
     })
 }
+
+/// Fetches the whole UnixFS file `cid` from `peer` into JS memory, refusing files over `max`
+/// bytes as soon as the root says so (or the bytes pass it).
+pub(crate) async fn fetch_bytes(
+    net: &NetHandle,
+    peer: PeerId,
+    cid: antiphon_core::Cid,
+    max: u64,
+) -> Result<js_sys::Uint8Array, Error> {
+    let mut data = Vec::new();
+    let get = |c| {
+        let net = net.clone();
+        async move { net.get(c, peer).await.map(|f| f.block) }
+    };
+    let result = fetch_file(cid, .., BLOCKS_IN_FLIGHT * 4, get, |_, bytes| {
+        if data.len() as u64 + bytes.len() as u64 > max {
+            return Err(Error::InvalidArgument {
+                what: "maxBytes".into(),
+                reason: format!("{cid} is larger than {max} bytes"),
+            });
+        }
+        data.extend_from_slice(&bytes);
+        Ok(())
+    })
+    .await;
+    match result {
+        Ok(_) => Ok(js_sys::Uint8Array::from(&data[..])),
+        Err(FetchError::Get { source, .. } | FetchError::Sink(source)) => Err(source),
+        Err(FetchError::Export(source)) => Err(Error::Segment { cid, source }),
+    }
+}

@@ -96,6 +96,14 @@ impl NetHandle {
     }
 }
 
+/// Yamux with every stream's receive window capped at 1 MiB, so that js-libp2p peers (Helia)
+/// never send a frame rust-yamux refuses (see `antiphon_core::limits::YAMUX_MAX_STREAMS`).
+fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(antiphon_core::limits::YAMUX_MAX_STREAMS);
+    config
+}
+
 fn build_swarm() -> Result<Swarm<BrowserBehaviour>, Error> {
     let transport_err =
         |e: &dyn std::fmt::Display| Error::DialFailed { target: "(setup)".into(), reason: e.to_string() };
@@ -108,7 +116,7 @@ fn build_swarm() -> Result<Swarm<BrowserBehaviour>, Error> {
             Ok(websocket_websys::Transport::default()
                 .upgrade(Version::V1Lazy)
                 .authenticate(noise)
-                .multiplex(yamux::Config::default()))
+                .multiplex(yamux_config()))
         })
         .map_err(|e| transport_err(&e))?
         .with_behaviour(|key| BrowserBehaviour {

@@ -146,7 +146,26 @@ impl Peer {
     pub fn attach(&self, element: HtmlMediaElement) -> Player {
         Player::new(self.net.clone(), self.remote, self.transport(), element)
     }
+
+    /// Fetches a UnixFS file (or a single raw block) by CID from the connected peer over
+    /// Bitswap, verifying every block, and resolves with its bytes. `options`:
+    /// `{ maxBytes?: number }` (default 64 MiB): a larger file is refused rather than buffered.
+    pub async fn cat(&self, cid: String, options: JsValue) -> Result<js_sys::Uint8Array, Error> {
+        let max = if options.is_undefined() || options.is_null() {
+            DEFAULT_CAT_MAX_BYTES
+        } else {
+            js_sys::Reflect::get(&options, &"maxBytes".into())
+                .ok()
+                .and_then(|v| v.as_f64())
+                .map_or(DEFAULT_CAT_MAX_BYTES, |v| v.max(0.0) as u64)
+        };
+        let cid: antiphon_core::Cid = cid.parse().map_err(|source| Error::InvalidCid { input: cid.clone(), source })?;
+        crate::fetch::fetch_bytes(&self.net, self.remote, cid, max).await
+    }
 }
+
+/// Default bound of [`Peer::cat`].
+const DEFAULT_CAT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Dials `addrs` in order, starting the next one when the previous fails or has not connected
 /// within `stagger` ("happy eyeballs"), so that a WebRTC-direct address that hangs costs

@@ -10,7 +10,8 @@ const nodeUrl = params.get("node") || location.origin;
 const $ = (id) => document.getElementById(id);
 
 // What the end-to-end tests read.
-const state = (window.antiphon = { status: "starting", events: [], errors: [], transport: null });
+// What the end-to-end tests read; `Peer` is there for them (and the console) too.
+const state = (window.antiphon = { status: "starting", events: [], errors: [], transport: null, Peer });
 
 function setStatus(s) {
   state.status = s;

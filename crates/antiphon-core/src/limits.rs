@@ -45,3 +45,11 @@ pub const MAX_CAR_ROOTS: usize = 1024;
 
 /// Largest CAR section accepted, in bytes: one CID and one block.
 pub const MAX_CAR_SECTION_BYTES: usize = MAX_CID_BYTES + MAX_BLOCK_BYTES;
+
+/// Streams allowed on one yamux connection. Chosen for its side effect: rust-yamux grows a
+/// stream's receive window beyond 256 KiB only out of the connection's 1 GiB budget left after
+/// 256 KiB per allowed stream, so 4093 streams leave 768 KiB of growth and cap any stream's
+/// window at 1 MiB. js-yamux (Helia) sends data frames as large as the window, and rust-yamux
+/// refuses frames over 1 MiB, closing the connection ("frame body is too large"); with this
+/// cap the two agree. Memory stays within yamux's own 1 GiB connection bound.
+pub const YAMUX_MAX_STREAMS: usize = 4093;

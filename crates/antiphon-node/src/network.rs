@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use antiphon_core::bitswap::{self, Blockstore};
+use antiphon_core::limits::YAMUX_MAX_STREAMS;
 use antiphon_core::transport::transport_name;
 use anyhow::Context;
 use futures::StreamExt;
@@ -44,6 +45,14 @@ mod behaviour {
     }
 }
 
+/// Yamux with every stream's receive window capped at 1 MiB, so that js-libp2p peers (Helia)
+/// never send a frame rust-yamux refuses (see [`YAMUX_MAX_STREAMS`]).
+fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(YAMUX_MAX_STREAMS);
+    config
+}
+
 /// Builds the swarm with every transport the node listens on.
 pub async fn build_swarm<S: Blockstore + Send>(
     key: Keypair,
@@ -52,13 +61,13 @@ pub async fn build_swarm<S: Blockstore + Send>(
 ) -> anyhow::Result<Swarm<NodeBehaviour<S>>> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)?
         .with_other_transport(|key| {
             libp2p_webrtc::tokio::Transport::new(key.clone(), cert)
                 .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
         })?
         .with_dns()?
-        .with_websocket(noise::Config::new, yamux::Config::default)
+        .with_websocket(noise::Config::new, yamux_config)
         .await?
         .with_behaviour(|key| NodeBehaviour {
             bitswap: bitswap::Behaviour::new(store, bitswap::Config::default()),

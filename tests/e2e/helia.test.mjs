@@ -1,0 +1,126 @@
+// The browser peer (wasm, in headless Chromium) fetches a multi-block file from a Helia
+// provider running in Node over WebSocket, and checks its sha256. Runs only inside
+// scripts/netns.sh, under Node 22 (Helia's requirement).
+//
+// Not over WebRTC-direct: Helia's Bitswap closes its side of every incoming stream before
+// reading it, and js-libp2p's WebRTC stream waits up to 10 s for the FIN_ACK of the libp2p
+// WebRTC spec on close; rust-libp2p's WebRTC streams (libp2p-webrtc-utils 0.5) never send
+// FIN_ACK, so Helia aborts the stream unread ("Incoming Bitswap stream timed out after
+// 10000ms"). Helia still listens on WebRTC-direct here, and the dial over it is checked.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createHash, createCipheriv } from "node:crypto";
+import { createServer } from "node:http";
+import { readFileSync, existsSync } from "node:fs";
+import { extname, join } from "node:path";
+import { createHeliaLight } from "helia";
+import { withLibp2pLight } from "@helia/libp2p";
+import { withBitswap } from "@helia/bitswap";
+import { unixfs } from "@helia/unixfs";
+import { webSockets } from "@libp2p/websockets";
+import { webRTCDirect } from "@libp2p/webrtc";
+import { noise } from "@libp2p/noise";
+import { yamux } from "@libp2p/yamux";
+import { identify } from "@libp2p/identify";
+import { fixedSize } from "ipfs-unixfs-importer/chunker";
+import { balanced } from "ipfs-unixfs-importer/layout";
+import { HOST, WWW, assertInNamespace, launchBrowser, removeDir, tempDir, waitInPage } from "./harness.mjs";
+
+assertInNamespace();
+
+let helia;
+let page;
+let browser;
+let profile;
+let site;
+let file;
+
+before(async () => {
+  helia = withBitswap(
+    withLibp2pLight(createHeliaLight(), {
+      addresses: { listen: [`/ip4/${HOST}/tcp/0/ws`, `/ip4/${HOST}/udp/0/webrtc-direct`] },
+      transports: [webSockets(), webRTCDirect()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      services: { identify: identify() },
+      connectionGater: { denyDialMultiaddr: () => false },
+    }),
+  );
+  await helia.start();
+  const cipher = createCipheriv("aes-128-ctr", Buffer.alloc(16, 5), Buffer.alloc(16, 0));
+  const bytes = Buffer.concat([cipher.update(Buffer.alloc(3 * 1024 * 1024 + 99)), cipher.final()]);
+  const cid = await unixfs(helia).addBytes(bytes, {
+    cidVersion: 1,
+    rawLeaves: true,
+    chunker: fixedSize({ chunkSize: 256 * 1024 }),
+    layout: balanced({ maxChildrenPerNode: 174 }),
+  });
+  file = { cid: cid.toString(), sha: createHash("sha256").update(bytes).digest("hex"), bytes: bytes.length };
+
+  // The demo page's bundle, served as static files: the tests use only `window.antiphon.Peer`.
+  assert.ok(existsSync(join(WWW, "index.html")), "make www first");
+  const types = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
+  site = createServer((req, res) => {
+    const url = req.url.split("?")[0];
+    const path = join(WWW, url === "/" ? "index.html" : url);
+    if (!path.startsWith(WWW) || !existsSync(path) || (url !== "/" && url.endsWith("/"))) {
+      res.statusCode = 404;
+      return res.end();
+    }
+    res.setHeader("content-type", types[extname(path)] || "application/octet-stream");
+    res.end(readFileSync(path));
+  });
+  await new Promise((r) => site.listen(0, HOST, r));
+  profile = tempDir("chromium-helia");
+  browser = await launchBrowser(profile);
+  page = await browser.newPage();
+  // `node=` points the demo's own player at nothing, so it stays out of the way.
+  await page.goto(`http://${HOST}:${site.address().port}/?node=http://${HOST}:9`);
+  await waitInPage(page, () => window.antiphon && window.antiphon.Peer, null, 30_000);
+});
+
+after(async () => {
+  await browser?.close();
+  if (profile) removeDir(profile);
+  site?.close();
+  await helia?.stop();
+});
+
+test("the wasm peer connects to Helia over WebRTC-direct", async () => {
+  const addr = helia.libp2p.getMultiaddrs().map(String).find((a) => a.includes("/webrtc-direct/"));
+  assert.ok(addr, `Helia listens on WebRTC-direct: ${helia.libp2p.getMultiaddrs()}`);
+  const transport = await page.evaluate(async (addr) => (await window.antiphon.Peer.connect(addr)).transport, addr);
+  assert.equal(transport, "webrtc-direct");
+});
+
+for (const transport of ["websocket"]) {
+  test(`the wasm peer fetches a file from Helia over ${transport}`, async () => {
+    const pattern = transport === "websocket" ? "/ws/" : "/webrtc-direct/";
+    const addr = helia.libp2p.getMultiaddrs().map(String).find((a) => a.includes(pattern));
+    assert.ok(addr, `Helia listens on ${transport}: ${helia.libp2p.getMultiaddrs()}`);
+    const result = await page.evaluate(
+      async ({ addr, cid }) => {
+        const started = performance.now();
+        const peer = await window.antiphon.Peer.connect(addr);
+        let bytes;
+        try {
+          bytes = await peer.cat(cid);
+        } catch (e) {
+          const chain = [];
+          for (let c = e; c; c = c.cause) chain.push(`${c.code || ""} ${c.message}`);
+          throw new Error(chain.join(" <- "));
+        }
+        const ms = performance.now() - started;
+        // The page is not a secure context (http://10.200.0.1), so no crypto.subtle here: the
+        // bytes go back to Node to be hashed.
+        let binary = "";
+        for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+        return { transport: peer.transport, length: bytes.length, ms, base64: btoa(binary) };
+      },
+      { addr, cid: file.cid },
+    );
+    assert.equal(result.transport, transport);
+    assert.equal(result.length, file.bytes);
+    assert.equal(createHash("sha256").update(Buffer.from(result.base64, "base64")).digest("hex"), file.sha);
+  });
+}
