@@ -62,6 +62,10 @@ pub(crate) async fn fetch_segment(net: &NetHandle, peer: PeerId, seg: &SegmentRe
         Ok(_) => {}
         Err(FetchError::Get { source, .. } | FetchError::Sink(source)) => return Err(source),
         Err(FetchError::Export(source)) => return Err(Error::Segment { cid: seg.cid, source }),
+        Err(e @ FetchError::Stalled(_)) => {
+            tracing::error!(%e, "segment fetch stalled");
+            return Err(Error::Stopped);
+        }
     }
     if data.len() as u64 != seg.bytes {
         return Err(Error::SegmentSize { cid: seg.cid, declared: seg.bytes, actual: Some(data.len() as u64) });
@@ -102,5 +106,9 @@ pub(crate) async fn fetch_bytes(
         Ok(_) => Ok(js_sys::Uint8Array::from(&data[..])),
         Err(FetchError::Get { source, .. } | FetchError::Sink(source)) => Err(source),
         Err(FetchError::Export(source)) => Err(Error::Segment { cid, source }),
+        Err(e @ FetchError::Stalled(_)) => {
+            tracing::error!(%e, "file fetch stalled");
+            Err(Error::Stopped)
+        }
     }
 }

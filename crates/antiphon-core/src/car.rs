@@ -35,8 +35,11 @@ pub enum CarError {
     #[error("CAR header of {0} bytes is out of bounds (1 to {MAX_CAR_HEADER_BYTES})")]
     HeaderLength(u64),
     /// The header is not the dag-cbor map it should be.
-    #[error("CAR header does not decode: {0}")]
-    Header(String),
+    #[error("CAR header does not decode")]
+    HeaderDecode(#[source] serde_ipld_dagcbor::DecodeError<std::convert::Infallible>),
+    /// The header decodes but lacks its roots or has too many.
+    #[error("CAR header: {0}")]
+    Header(&'static str),
     /// A version other than 1 or 2.
     #[error("CAR version {0} is not supported (1 and 2 are)")]
     UnsupportedVersion(u64),
@@ -66,8 +69,8 @@ pub enum CarError {
         source: VerifyError,
     },
     /// The header could not be encoded.
-    #[error("CAR header could not be encoded: {0}")]
-    Encode(String),
+    #[error("CAR header could not be encoded")]
+    Encode(#[source] serde_ipld_dagcbor::EncodeError<std::collections::TryReserveError>),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -115,7 +118,7 @@ impl<R: Read> CarReader<R> {
         let header = read_header(&mut input)?;
         match header.version {
             1 => {
-                let roots = header.roots.ok_or_else(|| CarError::Header("CARv1 header has no roots".into()))?;
+                let roots = header.roots.ok_or(CarError::Header("a CARv1 header needs roots"))?;
                 Ok(Self { input, version: 1, roots })
             }
             2 => {
@@ -143,7 +146,7 @@ impl<R: Read> CarReader<R> {
                 if inner.version != 1 {
                     return Err(CarError::V2Header(format!("inner CAR has version {}", inner.version)));
                 }
-                let roots = inner.roots.ok_or_else(|| CarError::Header("inner CARv1 header has no roots".into()))?;
+                let roots = inner.roots.ok_or(CarError::Header("the inner CARv1 header needs roots"))?;
                 Ok(Self { input, version: 2, roots })
             }
             other => Err(CarError::UnsupportedVersion(other)),
@@ -196,9 +199,9 @@ fn read_header<R: Read>(input: &mut Counting<R>) -> Result<Header, CarError> {
     }
     let mut bytes = vec![0u8; len as usize];
     read_exact(input, &mut bytes)?;
-    let header: Header = serde_ipld_dagcbor::from_slice(&bytes).map_err(|e| CarError::Header(e.to_string()))?;
+    let header: Header = serde_ipld_dagcbor::from_slice(&bytes).map_err(CarError::HeaderDecode)?;
     if header.roots.as_ref().is_some_and(|r| r.len() > MAX_CAR_ROOTS) {
-        return Err(CarError::Header(format!("more than {MAX_CAR_ROOTS} roots")));
+        return Err(CarError::Header("more roots than MAX_CAR_ROOTS"));
     }
     Ok(header)
 }
@@ -237,7 +240,7 @@ impl<W: Write> CarWriter<W> {
     /// Writes the header naming `roots`.
     pub fn new(mut out: W, roots: &[Cid]) -> Result<Self, CarError> {
         let header = Header { roots: Some(roots.to_vec()), version: 1 };
-        let bytes = serde_ipld_dagcbor::to_vec(&header).map_err(|e| CarError::Encode(e.to_string()))?;
+        let bytes = serde_ipld_dagcbor::to_vec(&header).map_err(CarError::Encode)?;
         write_varint(&mut out, bytes.len() as u64)?;
         out.write_all(&bytes)?;
         Ok(Self { out })

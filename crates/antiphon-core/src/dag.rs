@@ -28,12 +28,13 @@ pub enum DagError {
         source: DagPbError,
     },
     /// A dag-cbor block does not decode.
-    #[error("{cid} is not valid dag-cbor: {detail}")]
+    #[error("{cid} is not valid dag-cbor")]
     DagCbor {
         /// The block.
         cid: Cid,
         /// The decoding error.
-        detail: String,
+        #[source]
+        source: serde_ipld_dagcbor::DecodeError<std::convert::Infallible>,
     },
     /// A link's digest is longer than this build accepts.
     #[error("{0} links to a CID this build cannot hold")]
@@ -59,8 +60,8 @@ pub fn links(block: &Block) -> Result<Vec<Cid>, DagError> {
             Ok(node.links.into_iter().map(|l| l.hash).collect())
         }
         DAG_CBOR => {
-            let value: Ipld = serde_ipld_dagcbor::from_slice(block.data())
-                .map_err(|e| DagError::DagCbor { cid, detail: e.to_string() })?;
+            let value: Ipld =
+                serde_ipld_dagcbor::from_slice(block.data()).map_err(|source| DagError::DagCbor { cid, source })?;
             let mut out = Vec::new();
             let mut stack = vec![&value];
             while let Some(v) = stack.pop() {

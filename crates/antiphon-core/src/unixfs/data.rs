@@ -102,11 +102,14 @@ pub struct UnixFsData {
 }
 
 /// Why bytes were refused as a UnixFS `Data` message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum UnixFsDataError {
     /// Not a protobuf of the schema.
-    #[error("UnixFS Data message does not decode: {0}")]
-    Decode(String),
+    #[error("UnixFS Data message does not decode")]
+    Decode(#[source] prost::DecodeError),
+    /// The required `Type` field is absent.
+    #[error("UnixFS Data message has no Type")]
+    MissingType,
     /// A `Type` the spec does not define.
     #[error("UnixFS Data has unknown Type {0}")]
     UnknownType(i32),
@@ -135,8 +138,8 @@ impl UnixFsData {
         if bytes.len() > MAX_BLOCK_BYTES {
             return Err(UnixFsDataError::TooLarge(bytes.len()));
         }
-        let m = pb::Data::decode(bytes).map_err(|e| UnixFsDataError::Decode(e.to_string()))?;
-        let code = m.r#type.ok_or_else(|| UnixFsDataError::Decode("the required Type field is missing".into()))?;
+        let m = pb::Data::decode(bytes).map_err(UnixFsDataError::Decode)?;
+        let code = m.r#type.ok_or(UnixFsDataError::MissingType)?;
         let kind = DataType::from_i32(code).ok_or(UnixFsDataError::UnknownType(code))?;
         Ok(Self {
             kind,

@@ -29,6 +29,10 @@ pub enum FetchError<E> {
     /// The blocks do not form a valid file.
     #[error(transparent)]
     Export(#[from] ExportError),
+    /// Nothing was in flight while the reader still needed a block (a bug, reported rather
+    /// than panicking).
+    #[error("fetching stalled before {0}")]
+    Stalled(Cid),
     /// The sink refused the bytes.
     #[error("the output refused the file's bytes")]
     Sink(#[source] E),
@@ -81,7 +85,7 @@ where
             inflight.push(async move { (cid, fut.await) });
         }
         let Some((cid, result)) = inflight.next().await else {
-            unreachable!("the next block is always requested or ready");
+            return Err(FetchError::Stalled(next));
         };
         requested.retain(|c| *c != cid);
         let block = result.map_err(|source| FetchError::Get { cid, source })?;
