@@ -89,6 +89,11 @@ function playwrightDisabledFeatures() {
     "AimEnabled", "PreconnectToSearch", "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion"];
 }
 
+/** The creator nodes' pages the play tests open (ports 18080-18150 in steps of 10). Chromium
+ * treats them as secure contexts, as a dapp served over HTTPS would be, so that the browser
+ * peer hashes with WebCrypto there; pages on other ports exercise its Rust fallback. */
+const SECURE_ORIGINS = Array.from({ length: 8 }, (_, i) => `http://${HOST}:${18080 + 10 * i}`);
+
 /** Launches headless Chromium with the flags that keep it off any outside network. */
 export async function launchBrowser(userDataDir) {
   const ours = playwrightDisabledFeatures();
@@ -100,6 +105,7 @@ export async function launchBrowser(userDataDir) {
       "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
       "--autoplay-policy=no-user-gesture-required",
+      `--unsafely-treat-insecure-origin-as-secure=${SECURE_ORIGINS.join(",")}`,
       `--disable-features=${[...ours, "WebRtcHideLocalIpsWithMdns"].join(",")}`,
     ],
   });

@@ -61,6 +61,7 @@ async function playOver(transport, port, dataDir = join(work, "good"), pastSecs 
       currentTime: document.getElementById("audio").currentTime,
       stats: window.antiphon.player.stats(),
       segmentEvents: window.antiphon.events.filter((e) => e.type === "segment"),
+      webCrypto: window.isSecureContext && !!(window.crypto && window.crypto.subtle),
     }));
     await page.screenshot({ path: join(outDir, `playing-${transport}.png`) });
     return state;
@@ -81,6 +82,7 @@ for (const [transport, port] of [["webrtc-direct", 18080], ["websocket", 18090]]
     assert.ok(state.currentTime > 8);
     assert.ok(state.stats.appended.length >= 2, "at least two verified segments were appended");
     assert.ok(state.stats.bytes > 0);
+    assert.ok(state.webCrypto, "the page is a secure context, so blocks were hashed with WebCrypto");
   });
 }
 
