@@ -5,7 +5,7 @@ use crate::block::Cid;
 use bytes::Bytes;
 use prost::Message as _;
 
-use crate::block::{Block, HashFn, Multihash, SHA2_256, VerifyError, sha2_256};
+use crate::block::{Block, HashFn, Multihash, SHA2_256, VerifyError};
 use crate::limits::{MAX_BLOCK_BYTES, MAX_CID_BYTES, MAX_MESSAGE_BYTES, MIN_DIGEST_BYTES};
 
 /// The protobuf schema of `/ipfs/bitswap/1.2.0`.
@@ -225,45 +225,50 @@ impl CidPrefix {
     /// [`HashFn`] lists except identity) and truncated to its length. Other functions, and
     /// lengths under [`MIN_DIGEST_BYTES`], are refused rather than trusted.
     pub fn cid_of(&self, data: &[u8]) -> Result<Cid, VerifyError> {
-        let placeholder = Cid::new_v1(self.codec, sha2_256(data));
-        let unsupported = VerifyError::UnsupportedHash { cid: placeholder, code: self.mh_code };
+        // The checks come before the one hash: nothing is hashed for a prefix that is refused.
         let function = match HashFn::from_code(self.mh_code) {
-            Some(HashFn::Identity) | None => return Err(unsupported),
+            Some(HashFn::Identity) | None => {
+                return Err(VerifyError::UnsupportedHash { cid: self.placeholder(), code: self.mh_code });
+            }
             Some(f) => f,
         };
         let len = usize::try_from(self.mh_len).unwrap_or(usize::MAX);
         if len < MIN_DIGEST_BYTES {
-            return Err(VerifyError::DigestTooShort { cid: placeholder, len });
+            return Err(VerifyError::DigestTooShort { cid: self.placeholder(), len });
         }
         if len > function.output_len() {
             return Err(VerifyError::DigestTooLong {
-                cid: placeholder,
+                cid: self.placeholder(),
                 len,
                 function: function.name(),
                 max: function.output_len(),
             });
         }
-        let full = function.digest(data)?;
-        self.cid_from_digest(full.digest()).map_err(|_| unsupported)
+        self.cid_from_digest(function.digest(data)?.digest())
+    }
+
+    /// A CID naming this prefix's codec and hash function, with no digest: what errors about
+    /// bytes that were never hashed carry.
+    fn placeholder(&self) -> Cid {
+        Cid::new_v1(self.codec, Multihash::wrap(self.mh_code, &[]).unwrap_or_default())
     }
 
     /// The CID under this prefix of the full digest `digest` computed elsewhere (e.g. by the
     /// browser's WebCrypto), truncated to the prefix's length.
     pub fn cid_from_digest(&self, digest: &[u8]) -> Result<Cid, VerifyError> {
-        let placeholder = || Cid::new_v1(self.codec, Multihash::default());
         let len = usize::try_from(self.mh_len).unwrap_or(usize::MAX);
         if len < MIN_DIGEST_BYTES {
-            return Err(VerifyError::DigestTooShort { cid: placeholder(), len });
+            return Err(VerifyError::DigestTooShort { cid: self.placeholder(), len });
         }
         if len > digest.len() {
             return Err(VerifyError::DigestTooLong {
-                cid: placeholder(),
+                cid: self.placeholder(),
                 len,
                 function: "the given",
                 max: digest.len(),
             });
         }
-        let unsupported = || VerifyError::UnsupportedHash { cid: placeholder(), code: self.mh_code };
+        let unsupported = || VerifyError::UnsupportedHash { cid: self.placeholder(), code: self.mh_code };
         let mh = Multihash::wrap(self.mh_code, &digest[..len]).map_err(|_| unsupported())?;
         match self.version {
             0 => Cid::new_v0(mh).map_err(|_| unsupported()),
