@@ -273,3 +273,21 @@ async fn a_duplicate_block_is_not_taken_for_a_corrupt_answer_to_another_want() {
     assert_eq!((delivered, duplicates), (1, 1));
     assert_eq!(client.behaviour().stats().corrupt_blocks, 0);
 }
+
+#[tokio::test]
+async fn unasked_blocks_are_not_handed_out_for_external_hashing() {
+    let config = bitswap::Config::default().with_external_sha2_256(true);
+    let mut client = build(|_| bitswap::Behaviour::new(MemoryBlockstore::new(1 << 20), config));
+    let (mut control, _raw) = raw_peer(&mut client, 805).await;
+    let mut flood = Message::default();
+    for i in 0..20u8 {
+        flood.push_block(&Block::from_data(RAW, vec![i; 1000]).unwrap());
+    }
+    let mut out = control.open_stream(*client.local_peer_id(), PROTOCOL).await.unwrap();
+    write_framed(&mut out, &flood.encode_framed().unwrap()).await.unwrap();
+    for _ in 0..20 {
+        let event = until(&mut client, |e| Some(format!("{e:?}"))).await;
+        assert!(event.starts_with("UnwantedBlock"), "hashed here and dropped, not queued: {event}");
+    }
+    assert_eq!(client.behaviour().stats().unwanted_blocks, 20);
+}

@@ -230,6 +230,9 @@ struct Suspicion {
 
 const MAX_SUSPICIONS: usize = 64;
 
+/// Blocks handed out for external hashing at once (at most 2 MiB each).
+const MAX_PENDING_HASHES: usize = 16;
+
 /// Deliveries remembered to recognise duplicates.
 const MAX_RECENT: usize = 256;
 
@@ -296,6 +299,8 @@ pub struct Behaviour<S: Blockstore> {
     /// Blocks recently delivered, by sender: a second copy of one is a duplicate, not a
     /// corrupt answer to another request.
     recent: VecDeque<(PeerId, Cid)>,
+    /// [`Event::HashNeeded`] emitted and not yet answered with [`Behaviour::deliver_hashed`].
+    pending_hashes: usize,
 }
 
 impl<S: Blockstore> Behaviour<S> {
@@ -316,6 +321,7 @@ impl<S: Blockstore> Behaviour<S> {
             timer: None,
             stats: Stats::default(),
             recent: VecDeque::new(),
+            pending_hashes: 0,
         }
     }
 
@@ -440,7 +446,15 @@ impl<S: Blockstore> Behaviour<S> {
     }
 
     fn on_block(&mut self, peer: PeerId, received: ReceivedBlock) {
-        if self.config.external_sha2_256 && received.prefix.mh_code == crate::block::SHA2_256 {
+        // Only a block that could answer a request of ours goes out to be hashed, and only up
+        // to MAX_PENDING_HASHES at once: a peer flooding unasked blocks cannot grow that queue,
+        // and whatever is not handed out is hashed here as usual.
+        if self.config.external_sha2_256
+            && received.prefix.mh_code == crate::block::SHA2_256
+            && self.pending_hashes < MAX_PENDING_HASHES
+            && self.requests.values().any(|r| r.asked.contains(&peer) && CidPrefix::of(&r.cid) == received.prefix)
+        {
+            self.pending_hashes += 1;
             self.events.push_back(Event::HashNeeded { peer, block: received });
             return;
         }
@@ -453,6 +467,7 @@ impl<S: Blockstore> Behaviour<S> {
     /// Completes an [`Event::HashNeeded`]: `digest` is the sha2-256 of `block.data`, or `None`
     /// to have it hashed here after all.
     pub fn deliver_hashed(&mut self, peer: PeerId, block: ReceivedBlock, digest: Option<[u8; 32]>) {
+        self.pending_hashes = self.pending_hashes.saturating_sub(1);
         let prefix = block.prefix;
         let len = block.data.len();
         let outcome = match digest {
