@@ -61,9 +61,10 @@ where
     while let Some(&next) = reader.next_cid() {
         if let Some(block) = ready.get(&next).cloned() {
             let bytes = reader.push_block(&block)?;
-            // A file may link the same block several times (repeated content): keep it while
-            // the reader still needs it.
-            if !reader.upcoming().any(|c| *c == next) {
+            // Repeated content links the same block several times in a row: keep it while it
+            // is needed again next. (Looking further ahead would cost a scan of the reader's
+            // whole stack per block; a repeat further away is simply fetched again.)
+            if reader.next_cid() != Some(&next) {
                 ready.remove(&next);
             }
             produced += bytes.len() as u64;
@@ -71,7 +72,9 @@ where
             continue;
         }
         let mut wanted: Vec<Cid> = Vec::new();
-        for c in reader.upcoming() {
+        // Look a bounded way ahead: a node may hold tens of thousands of links, and scanning
+        // them all for every block would be quadratic in what a peer sends.
+        for c in reader.upcoming().take(window * 8) {
             if wanted.len() + requested.len() >= window {
                 break;
             }
