@@ -30,9 +30,9 @@ pub struct Fetched {
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchCommandError {
-    /// A block could not be fetched or the DAG is malformed.
+    /// A block could not be fetched, the DAG is malformed, or the output failed.
     #[error(transparent)]
-    Fetch(#[from] FetchError<GetError>),
+    Fetch(#[from] FetchError<GetError, SinkError>),
     /// The root could not be fetched.
     #[error("could not fetch {cid}")]
     Root {
@@ -60,6 +60,17 @@ pub enum FetchCommandError {
         /// What the blocks hold.
         actual: u64,
     },
+}
+
+/// Why the output of a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Writing the bytes out failed.
+    #[error("cannot write the output")]
+    Write(#[source] std::io::Error),
+    /// Keeping the blocks failed.
+    #[error(transparent)]
+    Store(StoreError),
 }
 
 /// Connects to `addr`.
@@ -96,35 +107,21 @@ pub async fn fetch(
     };
     for (index, (file, declared)) in files.into_iter().enumerate() {
         let mut written = 0u64;
-        let mut write_error = None;
-        let mut store_error = None;
         let get = |c| {
             let client = client.clone();
             async move { client.get(c, peer).await }
         };
         fetch_file(file, .., WINDOW, get, |block: &Block, data| {
             blocks += 1;
-            if let Some(batch) = batch.as_deref_mut()
-                && let Err(e) = batch.put(block)
-            {
-                store_error.get_or_insert(e);
+            if let Some(batch) = batch.as_deref_mut() {
+                batch.put(block).map_err(SinkError::Store)?;
             }
-            if let Err(e) = out.write_all(&data) {
-                write_error.get_or_insert(e);
-                return Err(GetError::Stopped);
-            }
+            out.write_all(&data).map_err(SinkError::Write)?;
             written += data.len() as u64;
             progress(bytes + written, blocks);
             Ok(())
         })
-        .await
-        .map_err(|e| match write_error.take() {
-            Some(io) => FetchCommandError::Write(io),
-            None => e.into(),
-        })?;
-        if let Some(e) = store_error {
-            return Err(e.into());
-        }
+        .await?;
         if let Some(declared) = declared
             && declared != written
         {

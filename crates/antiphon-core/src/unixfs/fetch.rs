@@ -16,7 +16,7 @@ use crate::block::{Block, Cid};
 
 /// Why fetching a file failed.
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError<E> {
+pub enum FetchError<E, S = E> {
     /// A block could not be fetched.
     #[error("could not fetch block {cid}")]
     Get {
@@ -35,19 +35,19 @@ pub enum FetchError<E> {
     Stalled(Cid),
     /// The sink refused the bytes.
     #[error("the output refused the file's bytes")]
-    Sink(#[source] E),
+    Sink(#[source] S),
 }
 
 /// Fetches the bytes of `root` within `range`, with up to `window` blocks requested at once,
 /// passing every block fetched and the file bytes it holds (possibly none) to `sink`, in file
 /// order. Returns the number of file bytes produced.
-pub async fn fetch_file<G, Fut, E>(
+pub async fn fetch_file<G, Fut, E, S>(
     root: Cid,
     range: impl RangeBounds<u64>,
     window: usize,
     mut get: G,
-    mut sink: impl FnMut(&Block, Bytes) -> Result<(), E>,
-) -> Result<u64, FetchError<E>>
+    mut sink: impl FnMut(&Block, Bytes) -> Result<(), S>,
+) -> Result<u64, FetchError<E, S>>
 where
     G: FnMut(Cid) -> Fut,
     Fut: Future<Output = Result<Block, E>>,
