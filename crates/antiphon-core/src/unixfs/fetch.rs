@@ -165,7 +165,8 @@ mod tests {
         let data = vec![1u8; 2 * CHUNK_BYTES];
         let (file, _) = import_bytes(&data);
         let get = |_cid: Cid| async { Err::<Block, _>("nobody has it") };
-        let err = futures::executor::block_on(fetch_file(file.root, .., 4, get, |_, _| Ok(()))).unwrap_err();
+        let err =
+            futures::executor::block_on(fetch_file(file.root, .., 4, get, |_, _| Ok::<(), &str>(()))).unwrap_err();
         assert!(matches!(err, FetchError::Get { cid, .. } if cid == file.root));
     }
 }
