@@ -230,6 +230,14 @@ struct Suspicion {
 
 const MAX_SUSPICIONS: usize = 64;
 
+/// What the store holds for one wantlist entry.
+enum Found {
+    /// The block, for a want-block or a small block inlined for a want-have.
+    Block(Bytes),
+    /// Only that it is there: a want-have for a block over [`INLINE_HAVE_BYTES`].
+    Have,
+}
+
 /// Blocks handed out for external hashing at once (at most 2 MiB each).
 const MAX_PENDING_HASHES: usize = 16;
 
@@ -649,32 +657,35 @@ impl<S: Blockstore> Behaviour<S> {
                 let Some(entry) = ledger.pop() else { break };
                 // A want-have is answered from the block's size; only a small block is read,
                 // to be inlined in place of the HAVE.
-                let stored: Result<Option<Bytes>, _> = match entry.want_type {
-                    WantType::Block => self.store.get(&entry.cid),
+                let found = match entry.want_type {
+                    WantType::Block => self.store.get(&entry.cid).map(|b| b.map(Found::Block)),
                     WantType::Have => match self.store.size(&entry.cid) {
-                        Ok(Some(n)) if n <= INLINE_HAVE_BYTES => self.store.get(&entry.cid),
-                        Ok(Some(_)) => Ok(Some(Bytes::new())),
+                        Ok(Some(n)) if n <= INLINE_HAVE_BYTES => {
+                            self.store.get(&entry.cid).map(|b| b.map(Found::Block))
+                        }
+                        Ok(Some(_)) => Ok(Some(Found::Have)),
                         Ok(None) => Ok(None),
                         Err(e) => Err(e),
                     },
                 };
-                let stored = stored.unwrap_or_else(|e| {
+                let found = found.unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "blockstore read failed while serving");
                     None
                 });
-                size += stored.as_ref().map_or(0, Bytes::len) + MAX_CID_BYTES;
-                match (entry.want_type, stored) {
-                    (WantType::Block, Some(data)) => {
+                match found {
+                    Some(Found::Block(data)) => {
+                        size += data.len() + MAX_CID_BYTES;
                         reply.blocks.push(ReceivedBlock { prefix: CidPrefix::of(&entry.cid), data });
                     }
-                    (WantType::Have, Some(data)) if !data.is_empty() => {
-                        reply.blocks.push(ReceivedBlock { prefix: CidPrefix::of(&entry.cid), data });
+                    Some(Found::Have) => {
+                        size += MAX_CID_BYTES;
+                        reply.presences.push(Presence { cid: entry.cid, have: true });
                     }
-                    (WantType::Have, Some(_)) => reply.presences.push(Presence { cid: entry.cid, have: true }),
-                    (_, None) if entry.send_dont_have => {
+                    None if entry.send_dont_have => {
+                        size += MAX_CID_BYTES;
                         reply.presences.push(Presence { cid: entry.cid, have: false });
                     }
-                    (_, None) => {}
+                    None => {}
                 }
             }
             ledger.outstanding += reply.block_bytes();
