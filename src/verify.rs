@@ -6,7 +6,7 @@
 //! for the other functions.
 
 use antiphon_core::Cid;
-use antiphon_core::block::{HashFn, Multihash, RAW, verify as verify_sync};
+use antiphon_core::block::{HashFn, Multihash, RAW, VerifyError, verify as verify_sync};
 use antiphon_core::limits::{MAX_BLOCK_BYTES, MIN_DIGEST_BYTES};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -25,10 +25,13 @@ pub fn verify(cid: &str, bytes: &[u8]) -> Result<(), Error> {
 #[wasm_bindgen(js_name = verifyAsync)]
 pub async fn verify_async(cid: String, bytes: js_sys::Uint8Array) -> Result<(), Error> {
     let cid = parse(&cid)?;
+    let len = bytes.length() as usize;
+    if len > MAX_BLOCK_BYTES {
+        // Refused before anything is copied into wasm memory.
+        return Err(Error::Verify { cid, source: VerifyError::TooLarge { len, max: MAX_BLOCK_BYTES } });
+    }
     let expected = cid.hash().digest();
-    let fast = cid.hash().code() == antiphon_core::block::SHA2_256
-        && bytes.length() as usize <= MAX_BLOCK_BYTES
-        && (MIN_DIGEST_BYTES..=32).contains(&expected.len());
+    let fast = cid.hash().code() == antiphon_core::block::SHA2_256 && (MIN_DIGEST_BYTES..=32).contains(&expected.len());
     if fast
         && let Some(digest) = subtle_sha256_js(&bytes).await
         && digest[..expected.len()] == *expected

@@ -30,3 +30,12 @@ fn cid_of_matches_the_known_empty_cid_and_refuses_unknown_hashes() {
     assert_eq!(cid_of(b"", Some("md5".into())).unwrap_err().code(), ErrorCode::InvalidArgument);
     assert_eq!(verify("not a cid", b"").unwrap_err().code(), ErrorCode::InvalidCid);
 }
+
+#[wasm_bindgen_test]
+async fn an_oversized_buffer_is_refused_by_size() {
+    let cid = cid_of(b"x", None).unwrap();
+    let big = js_sys::Uint8Array::new_with_length(2 * 1024 * 1024 + 1);
+    let err = verify_async(cid, big).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::VerificationFailed);
+    assert!(err.to_string().contains("bytes do not verify"), "{err}");
+}
