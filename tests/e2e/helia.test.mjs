@@ -13,17 +13,12 @@ import { createHash, createCipheriv } from "node:crypto";
 import { createServer } from "node:http";
 import { readFileSync, existsSync } from "node:fs";
 import { extname, join } from "node:path";
-import { createHeliaLight } from "helia";
-import { withLibp2pLight } from "@helia/libp2p";
-import { withBitswap } from "@helia/bitswap";
 import { unixfs } from "@helia/unixfs";
 import { webSockets } from "@libp2p/websockets";
 import { webRTCDirect } from "@libp2p/webrtc";
-import { noise } from "@libp2p/noise";
-import { yamux } from "@libp2p/yamux";
-import { identify } from "@libp2p/identify";
 import { fixedSize } from "ipfs-unixfs-importer/chunker";
 import { balanced } from "ipfs-unixfs-importer/layout";
+import { startHelia } from "../interop/helia.mjs";
 import { HOST, WWW, assertInNamespace, launchBrowser, removeDir, tempDir, waitInPage } from "./harness.mjs";
 
 assertInNamespace();
@@ -36,17 +31,10 @@ let site;
 let file;
 
 before(async () => {
-  helia = withBitswap(
-    withLibp2pLight(createHeliaLight(), {
-      addresses: { listen: [`/ip4/${HOST}/tcp/0/ws`, `/ip4/${HOST}/udp/0/webrtc-direct`] },
-      transports: [webSockets(), webRTCDirect()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-      services: { identify: identify() },
-      connectionGater: { denyDialMultiaddr: () => false },
-    }),
-  );
-  await helia.start();
+  helia = await startHelia({
+    listen: [`/ip4/${HOST}/tcp/0/ws`, `/ip4/${HOST}/udp/0/webrtc-direct`],
+    transports: [webSockets(), webRTCDirect()],
+  });
   const cipher = createCipheriv("aes-128-ctr", Buffer.alloc(16, 5), Buffer.alloc(16, 0));
   const bytes = Buffer.concat([cipher.update(Buffer.alloc(3 * 1024 * 1024 + 99)), cipher.final()]);
   const cid = await unixfs(helia).addBytes(bytes, {

@@ -10,11 +10,12 @@ import { noise } from "@libp2p/noise";
 import { yamux } from "@libp2p/yamux";
 import { identify } from "@libp2p/identify";
 
-export async function startHelia({ listen = [] } = {}) {
+/** `transports` replaces the default TCP and WebSocket (e.g. to add WebRTC-direct). */
+export async function startHelia({ listen = [], transports = [tcp(), webSockets()] } = {}) {
   const helia = withBitswap(
     withLibp2pLight(createHeliaLight(), {
       addresses: { listen },
-      transports: [tcp(), webSockets()],
+      transports,
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       services: { identify: identify() },

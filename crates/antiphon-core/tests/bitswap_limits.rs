@@ -11,29 +11,14 @@ use antiphon_core::bitswap::{self, Event, InboundError, MemoryBlockstore, PROTOC
 use antiphon_core::block::{Block, RAW};
 use antiphon_core::store::Blockstore;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use libp2p::core::transport::MemoryTransport;
-use libp2p::core::upgrade::Version;
+
+mod common;
+use common::memory_swarm;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, Transport, noise, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm};
 
 fn server(store: MemoryBlockstore) -> Swarm<bitswap::Behaviour<MemoryBlockstore>> {
-    build(|_| bitswap::Behaviour::new(store, bitswap::Config::default()))
-}
-
-fn build<B: libp2p::swarm::NetworkBehaviour>(behaviour: impl FnOnce(&libp2p::identity::Keypair) -> B) -> Swarm<B> {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_other_transport(|key| {
-            MemoryTransport::default()
-                .upgrade(Version::V1)
-                .authenticate(noise::Config::new(key).unwrap())
-                .multiplex(yamux::Config::default())
-        })
-        .unwrap()
-        .with_behaviour(|key| behaviour(key))
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
-        .build()
+    memory_swarm(|_| bitswap::Behaviour::new(store, bitswap::Config::default()))
 }
 
 /// A peer that speaks raw streams, running on its own task; returns its control and peer id.
@@ -48,7 +33,7 @@ async fn raw_peer(
             break;
         }
     }
-    let mut raw = build(|_| libp2p_stream::Behaviour::new());
+    let mut raw = memory_swarm(|_| libp2p_stream::Behaviour::new());
     let control = raw.behaviour().new_control();
     let peer = *raw.local_peer_id();
     raw.dial(addr).unwrap();
@@ -236,7 +221,7 @@ async fn bitswap_1_1_0_wants_are_served() {
 async fn a_duplicate_block_is_not_taken_for_a_corrupt_answer_to_another_want() {
     // The bitswap swarm here is the client; the raw peer answers its wants by hand.
     let config = bitswap::Config::default().with_request_timeout(Duration::from_secs(2));
-    let mut client = build(|_| bitswap::Behaviour::new(MemoryBlockstore::new(1 << 20), config));
+    let mut client = memory_swarm(|_| bitswap::Behaviour::new(MemoryBlockstore::new(1 << 20), config));
     let (mut control, raw) = raw_peer(&mut client, 804).await;
     let mut wants = control.accept(PROTOCOL).unwrap();
     let x = Block::from_data(RAW, vec![1u8; 5000]).unwrap();
@@ -277,7 +262,7 @@ async fn a_duplicate_block_is_not_taken_for_a_corrupt_answer_to_another_want() {
 #[tokio::test]
 async fn unasked_blocks_are_not_handed_out_for_external_hashing() {
     let config = bitswap::Config::default().with_external_sha2_256(true);
-    let mut client = build(|_| bitswap::Behaviour::new(MemoryBlockstore::new(1 << 20), config));
+    let mut client = memory_swarm(|_| bitswap::Behaviour::new(MemoryBlockstore::new(1 << 20), config));
     let (mut control, _raw) = raw_peer(&mut client, 805).await;
     let mut flood = Message::default();
     for i in 0..20u8 {

@@ -11,10 +11,11 @@ use antiphon_core::bitswap::{self, Blockstore, BlockstoreError, Event, MemoryBlo
 use antiphon_core::block::RAW;
 use bytes::Bytes;
 use futures::StreamExt;
-use libp2p::core::transport::MemoryTransport;
-use libp2p::core::upgrade::Version;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, Transport, noise, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm};
+
+mod common;
+use common::memory_swarm;
 
 /// A blockstore that serves whatever bytes it was given for a CID, verified or not: a
 /// misbehaving peer.
@@ -36,19 +37,7 @@ fn swarm<S: Blockstore + Send>(store: S) -> Swarm<bitswap::Behaviour<S>> {
 }
 
 fn swarm_with<S: Blockstore + Send>(store: S, config: bitswap::Config) -> Swarm<bitswap::Behaviour<S>> {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_other_transport(|key| {
-            MemoryTransport::default()
-                .upgrade(Version::V1)
-                .authenticate(noise::Config::new(key).unwrap())
-                .multiplex(yamux::Config::default())
-        })
-        .unwrap()
-        .with_behaviour(|_| bitswap::Behaviour::new(store, config))
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
-        .build()
+    memory_swarm(|_| bitswap::Behaviour::new(store, config))
 }
 
 async fn listen<S: Blockstore + Send>(s: &mut Swarm<bitswap::Behaviour<S>>, port: u64) -> Multiaddr {
