@@ -35,7 +35,53 @@ pub(crate) struct FetchedSegment {
 pub(crate) async fn fetch_segment(net: &NetHandle, peer: PeerId, seg: &SegmentRef) -> Result<FetchedSegment, Error> {
     let started = web_time::Instant::now();
     // The manifest bounds `bytes` (MAX_SEGMENT_BYTES), so this allocation is bounded too.
-    let mut data = BytesMut::with_capacity(seg.bytes as usize);
+    let too_big = || Error::SegmentSize { cid: seg.cid, declared: seg.bytes, actual: None };
+    let fetched = fetch_up_to(net, peer, seg.cid, seg.bytes, seg.bytes as usize, BLOCKS_IN_FLIGHT, too_big).await?;
+    if fetched.data.len() as u64 != seg.bytes {
+        return Err(Error::SegmentSize { cid: seg.cid, declared: seg.bytes, actual: Some(fetched.data.len() as u64) });
+    }
+    Ok(FetchedSegment {
+        data: fetched.data.freeze(),
+        blocks: fetched.blocks,
+        peer: fetched.root_peer.unwrap_or(peer),
+        latency: started.elapsed(),
+    })
+}
+
+/// Fetches the whole UnixFS file `cid` from `peer` into JS memory, refusing files over `max`
+/// bytes as soon as the bytes pass it.
+pub(crate) async fn fetch_bytes(
+    net: &NetHandle,
+    peer: PeerId,
+    cid: antiphon_core::Cid,
+    max: u64,
+) -> Result<js_sys::Uint8Array, Error> {
+    let too_big =
+        || Error::InvalidArgument { what: "maxBytes".into(), reason: format!("{cid} is larger than {max} bytes") };
+    let fetched = fetch_up_to(net, peer, cid, max, 0, CAT_BLOCKS_IN_FLIGHT, too_big).await?;
+    Ok(js_sys::Uint8Array::from(&fetched.data[..]))
+}
+
+/// What [`fetch_up_to`] gathered.
+struct Gathered {
+    data: BytesMut,
+    blocks: usize,
+    root_peer: Option<PeerId>,
+}
+
+/// Fetches the UnixFS file `root` from `peer` with `window` blocks in flight into a buffer of
+/// `capacity` bytes to start with, failing with `too_big()` as soon as it holds more than
+/// `max` bytes.
+async fn fetch_up_to(
+    net: &NetHandle,
+    peer: PeerId,
+    root: antiphon_core::Cid,
+    max: u64,
+    capacity: usize,
+    window: usize,
+    too_big: impl Fn() -> Error,
+) -> Result<Gathered, Error> {
+    let mut data = BytesMut::with_capacity(capacity);
     let mut blocks = 0;
     let root_peer = std::cell::Cell::new(None);
     let get = |cid| {
@@ -43,71 +89,27 @@ pub(crate) async fn fetch_segment(net: &NetHandle, peer: PeerId, seg: &SegmentRe
         let root_peer = &root_peer;
         async move {
             let fetched = net.get(cid, peer).await?;
-            if cid == seg.cid {
+            if cid == root {
                 root_peer.set(Some(fetched.peer));
             }
             Ok(fetched.block)
         }
     };
-    let result = fetch_file(seg.cid, .., BLOCKS_IN_FLIGHT, get, |_, bytes| {
+    let result = fetch_file(root, .., window, get, |_, bytes| {
         blocks += 1;
-        if data.len() + bytes.len() > seg.bytes as usize {
-            return Err(Error::SegmentSize { cid: seg.cid, declared: seg.bytes, actual: None });
+        if (data.len() + bytes.len()) as u64 > max {
+            return Err(too_big());
         }
         data.extend_from_slice(&bytes);
         Ok(())
     })
     .await;
     match result {
-        Ok(_) => {}
-        Err(FetchError::Get { source, .. } | FetchError::Sink(source)) => return Err(source),
-        Err(FetchError::Export(source)) => return Err(Error::Segment { cid: seg.cid, source }),
-        Err(e @ FetchError::Stalled(_)) => {
-            tracing::error!(%e, "segment fetch stalled");
-            return Err(Error::Stopped);
-        }
-    }
-    if data.len() as u64 != seg.bytes {
-        return Err(Error::SegmentSize { cid: seg.cid, declared: seg.bytes, actual: Some(data.len() as u64) });
-    }
-    Ok(FetchedSegment {
-        data: data.freeze(),
-        blocks,
-        peer: root_peer.get().unwrap_or(peer),
-        latency: started.elapsed(),
-    })
-}
-
-/// Fetches the whole UnixFS file `cid` from `peer` into JS memory, refusing files over `max`
-/// bytes as soon as the root says so (or the bytes pass it).
-pub(crate) async fn fetch_bytes(
-    net: &NetHandle,
-    peer: PeerId,
-    cid: antiphon_core::Cid,
-    max: u64,
-) -> Result<js_sys::Uint8Array, Error> {
-    let mut data = Vec::new();
-    let get = |c| {
-        let net = net.clone();
-        async move { net.get(c, peer).await.map(|f| f.block) }
-    };
-    let result = fetch_file(cid, .., CAT_BLOCKS_IN_FLIGHT, get, |_, bytes| {
-        if data.len() as u64 + bytes.len() as u64 > max {
-            return Err(Error::InvalidArgument {
-                what: "maxBytes".into(),
-                reason: format!("{cid} is larger than {max} bytes"),
-            });
-        }
-        data.extend_from_slice(&bytes);
-        Ok(())
-    })
-    .await;
-    match result {
-        Ok(_) => Ok(js_sys::Uint8Array::from(&data[..])),
+        Ok(_) => Ok(Gathered { data, blocks, root_peer: root_peer.get() }),
         Err(FetchError::Get { source, .. } | FetchError::Sink(source)) => Err(source),
-        Err(FetchError::Export(source)) => Err(Error::Segment { cid, source }),
+        Err(FetchError::Export(source)) => Err(Error::Segment { cid: root, source }),
         Err(e @ FetchError::Stalled(_)) => {
-            tracing::error!(%e, "file fetch stalled");
+            tracing::error!(%e, "fetch stalled");
             Err(Error::Stopped)
         }
     }
