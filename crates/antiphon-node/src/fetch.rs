@@ -42,6 +42,15 @@ pub enum FetchCommandError {
         #[source]
         source: GetError,
     },
+    /// A dag-cbor root that is not a track manifest.
+    #[error("{cid} is dag-cbor but not a track manifest")]
+    NotATrack {
+        /// The root.
+        cid: Cid,
+        /// Why it is not a manifest.
+        #[source]
+        source: antiphon_core::ManifestError,
+    },
     /// The output could not be written.
     #[error("cannot write the output")]
     Write(#[source] std::io::Error),
@@ -97,7 +106,9 @@ pub async fn fetch(
         if let Some(batch) = batch.as_deref_mut() {
             batch.put(&root)?;
         }
-        TrackManifest::from_block(&root).ok()
+        // A dag-cbor root that is not a track is not a file either: say so now rather than
+        // fetch it again only for the UnixFS reader to refuse it.
+        Some(TrackManifest::from_block(&root).map_err(|source| FetchCommandError::NotATrack { cid, source })?)
     } else {
         None
     };
