@@ -38,4 +38,4 @@ pub mod unixfs;
 
 pub use block::{Block, Cid, Multihash, VerifyError};
 pub use cid;
-pub use manifest::{ManifestError, SegmentRef, TrackManifest};
+pub use manifest::{Cover, ManifestError, SegmentRef, TrackManifest};

@@ -30,6 +30,9 @@ pub const MAX_SEGMENT_BYTES: u64 = 32 * 1024 * 1024;
 /// Most segments in one track manifest (8192 segments of 6 s is over 13 hours).
 pub const MAX_SEGMENTS: usize = 8192;
 
+/// Largest cover image a manifest may link (8 MiB).
+pub const MAX_COVER_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Longest text field (title, artist, codec) in a manifest, in bytes.
 pub const MAX_TEXT_BYTES: usize = 1024;
 

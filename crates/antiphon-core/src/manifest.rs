@@ -9,7 +9,9 @@ use crate::block::Cid;
 use serde::{Deserialize, Serialize};
 
 use crate::block::{Block, DAG_CBOR, DAG_PB, HashFn, RAW, VerifyError};
-use crate::limits::{MAX_BLOCK_BYTES, MAX_MANIFEST_BYTES, MAX_SEGMENT_BYTES, MAX_SEGMENTS, MAX_TEXT_BYTES};
+use crate::limits::{
+    MAX_BLOCK_BYTES, MAX_COVER_BYTES, MAX_MANIFEST_BYTES, MAX_SEGMENT_BYTES, MAX_SEGMENTS, MAX_TEXT_BYTES,
+};
 
 /// The manifest format version this build writes and reads.
 pub const MANIFEST_VERSION: u64 = 1;
@@ -51,7 +53,28 @@ pub struct TrackManifest {
     /// Artist of the track, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artist: Option<String>,
+    /// Album the track belongs to, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub album: Option<String>,
+    /// Cover art, if the source file carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cover: Option<Cover>,
 }
+
+/// A track's cover art: an image stored as a UnixFS file, linked so pinning the track pins it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cover {
+    /// The image file (a raw block, or a UnixFS file root).
+    pub cid: Cid,
+    /// Length of the image in bytes.
+    pub bytes: u64,
+    /// Its MIME type, one of [`COVER_TYPES`].
+    pub mime: String,
+}
+
+/// Image types a cover may have.
+pub const COVER_TYPES: &[&str] = &["image/jpeg", "image/png", "image/webp", "image/gif"];
 
 /// Why bytes were refused as a track manifest.
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +162,16 @@ impl TrackManifest {
         if self.segments.is_empty() || self.segments.len() > MAX_SEGMENTS {
             return invalid(format!("{} segments (expected 1 to {MAX_SEGMENTS})", self.segments.len()));
         }
-        for field in [&self.title, &self.artist].into_iter().flatten() {
+        if let Some(cover) = &self.cover {
+            if !COVER_TYPES.contains(&cover.mime.as_str()) {
+                return invalid(format!("cover type {:?} is not one of {COVER_TYPES:?}", truncate(&cover.mime)));
+            }
+            if cover.bytes == 0 || cover.bytes > MAX_COVER_BYTES {
+                return invalid(format!("cover of {} bytes (expected 1 to {MAX_COVER_BYTES})", cover.bytes));
+            }
+            check_file_link("cover", &cover.cid, cover.bytes)?;
+        }
+        for field in [&self.title, &self.artist, &self.album].into_iter().flatten() {
             if field.len() > MAX_TEXT_BYTES {
                 return invalid(format!("a text field of {} bytes exceeds {MAX_TEXT_BYTES}", field.len()));
             }
@@ -149,21 +181,9 @@ impl TrackManifest {
             if seg.samples == 0 || seg.bytes == 0 {
                 return invalid(format!("segment {i} is empty"));
             }
-            match seg.cid.codec() {
-                RAW if seg.bytes > MAX_BLOCK_BYTES as u64 => {
-                    return invalid(format!("segment {i} is one raw block but claims {} bytes", seg.bytes));
-                }
-                RAW | DAG_PB => {}
-                other => return invalid(format!("segment {i} links to codec {other:#x}, not raw or dag-pb")),
-            }
+            check_file_link(&format!("segment {i}"), &seg.cid, seg.bytes)?;
             if seg.bytes > MAX_SEGMENT_BYTES {
                 return invalid(format!("segment {i} claims {} bytes, over {MAX_SEGMENT_BYTES}", seg.bytes));
-            }
-            if HashFn::from_code(seg.cid.hash().code()).is_none() {
-                return invalid(format!(
-                    "segment {i} uses multihash {:#x}, which cannot be verified",
-                    seg.cid.hash().code()
-                ));
             }
             // No segment may be longer than a minute: it bounds what a player buffers.
             if seg.samples > u64::from(self.sample_rate) * 60 {
@@ -176,6 +196,22 @@ impl TrackManifest {
         }
         Ok(())
     }
+}
+
+/// Checks a link to a UnixFS file of `bytes` bytes: raw or dag-pb, with a verifiable hash.
+fn check_file_link(what: &str, cid: &Cid, bytes: u64) -> Result<(), ManifestError> {
+    let invalid = |msg: String| Err(ManifestError::Invalid(msg));
+    match cid.codec() {
+        RAW if bytes > MAX_BLOCK_BYTES as u64 => {
+            return invalid(format!("{what} is one raw block but claims {bytes} bytes"));
+        }
+        RAW | DAG_PB => {}
+        other => return invalid(format!("{what} links to codec {other:#x}, not raw or dag-pb")),
+    }
+    if HashFn::from_code(cid.hash().code()).is_none() {
+        return invalid(format!("{what} uses multihash {:#x}, which cannot be verified", cid.hash().code()));
+    }
+    Ok(())
 }
 
 fn truncate(s: &str) -> &str {
@@ -206,6 +242,8 @@ pub(crate) mod tests {
             segments,
             title: Some("Test".into()),
             artist: None,
+            album: None,
+            cover: None,
         }
     }
 
@@ -279,6 +317,25 @@ pub(crate) mod tests {
             b
         };
         assert!(TrackManifest::decode(&untagged).is_err());
+    }
+
+    #[test]
+    fn a_cover_is_a_link_of_a_known_image_type() {
+        let mut m = sample();
+        m.album = Some("Album".into());
+        m.cover = Some(Cover { cid: cid_v1(RAW, b"png"), bytes: 3, mime: "image/png".into() });
+        let bytes = m.encode().unwrap();
+        assert_eq!(TrackManifest::decode(&bytes).unwrap(), m);
+        assert_eq!(bytes.windows(2).filter(|w| w == &[0xd8, 0x2a]).count(), 4, "the cover is an IPLD link");
+        let mut bad = m.clone();
+        bad.cover.as_mut().unwrap().mime = "text/html".into();
+        assert!(matches!(bad.encode(), Err(ManifestError::Invalid(_))));
+        let mut bad = m.clone();
+        bad.cover.as_mut().unwrap().bytes = MAX_COVER_BYTES + 1;
+        assert!(matches!(bad.encode(), Err(ManifestError::Invalid(_))));
+        let mut bad = m;
+        bad.cover.as_mut().unwrap().cid = cid_v1(DAG_CBOR, b"x");
+        assert!(matches!(bad.encode(), Err(ManifestError::Invalid(_))));
     }
 
     #[test]

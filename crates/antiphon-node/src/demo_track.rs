@@ -6,8 +6,7 @@
 
 use std::f32::consts::TAU;
 
-use anyhow::{Context, anyhow};
-use mp3lame_encoder::{Bitrate, Builder, DualPcm, FlushNoGap, Quality};
+use crate::mp3_encoder::Mp3Encoder;
 
 /// Sample rate of the default track.
 pub const SAMPLE_RATE: u32 = 44_100;
@@ -97,32 +96,13 @@ pub fn render(seconds: u32) -> (Vec<f32>, Vec<f32>) {
 /// Renders and encodes the default track: `seconds` long, 128 kb/s CBR stereo MP3.
 pub fn encode_mp3(seconds: u32, kbps: u32) -> anyhow::Result<Vec<u8>> {
     let (left, right) = render(seconds);
-    let to_i16 = |v: &[f32]| v.iter().map(|s| (s * f32::from(i16::MAX)) as i16).collect::<Vec<i16>>();
-    let (left, right) = (to_i16(&left), to_i16(&right));
-
-    let mut builder = Builder::new().context("LAME could not allocate an encoder")?;
-    builder.set_num_channels(2).map_err(|e| anyhow!("LAME: {e:?}"))?;
-    builder.set_sample_rate(SAMPLE_RATE).map_err(|e| anyhow!("LAME: {e:?}"))?;
-    let bitrate = match kbps {
-        128 => Bitrate::Kbps128,
-        192 => Bitrate::Kbps192,
-        256 => Bitrate::Kbps256,
-        320 => Bitrate::Kbps320,
-        other => return Err(anyhow!("unsupported bitrate {other} kbps (128, 192, 256 or 320)")),
-    };
-    builder.set_brate(bitrate).map_err(|e| anyhow!("LAME: {e:?}"))?;
-    builder.set_quality(Quality::Good).map_err(|e| anyhow!("LAME: {e:?}"))?;
-    builder.set_to_write_vbr_tag(false).map_err(|e| anyhow!("LAME: {e:?}"))?;
-    let mut encoder = builder.build().map_err(|e| anyhow!("LAME: {e:?}"))?;
-
-    let mut out = Vec::new();
-    for (l, r) in left.chunks(SAMPLE_RATE as usize).zip(right.chunks(SAMPLE_RATE as usize)) {
-        out.reserve(mp3lame_encoder::max_required_buffer_size(l.len()));
-        encoder.encode_to_vec(DualPcm { left: l, right: r }, &mut out).map_err(|e| anyhow!("LAME: {e:?}"))?;
+    let interleaved: Vec<i16> =
+        left.iter().zip(&right).flat_map(|(l, r)| [*l, *r]).map(|s| (s * f32::from(i16::MAX)) as i16).collect();
+    let mut encoder = Mp3Encoder::new(SAMPLE_RATE, 2, kbps)?;
+    for chunk in interleaved.chunks(2 * SAMPLE_RATE as usize) {
+        encoder.push(chunk)?;
     }
-    out.reserve(7200);
-    encoder.flush_to_vec::<FlushNoGap>(&mut out).map_err(|e| anyhow!("LAME: {e:?}"))?;
-    Ok(out)
+    Ok(encoder.finish()?)
 }
 
 #[cfg(test)]

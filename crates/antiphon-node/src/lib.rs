@@ -20,5 +20,7 @@ pub mod fetch;
 pub mod http;
 pub mod identity;
 pub mod ingest;
+pub mod mp3_encoder;
 pub mod network;
+pub mod progress;
 pub mod store;

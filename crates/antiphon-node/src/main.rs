@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use antiphon_core::Cid;
-use antiphon_node::{content, demo_track, http, identity, ingest, network, store};
+use antiphon_node::{content, demo_track, http, identity, ingest, network, progress, store};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
@@ -29,22 +29,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Cut an MP3 file into ~6 s segments on frame boundaries, store them and their manifest,
-    /// and print the track CID.
+    /// Cut an audio file into ~6 s segments on frame boundaries, store them, its cover and its
+    /// manifest in one transaction, and print the track CID. MP3 and ADTS AAC pass through
+    /// untouched; AAC in MP4/M4A, FLAC, WAV and Ogg Vorbis are transcoded to MP3 first.
     Ingest {
-        /// The MP3 file.
+        /// The audio file.
         file: PathBuf,
-        /// Title recorded in the manifest.
+        /// Title recorded in the manifest [default: the file's title tag].
         #[arg(long)]
         title: Option<String>,
-        /// Artist recorded in the manifest.
+        /// Artist recorded in the manifest [default: the file's artist tag].
         #[arg(long)]
         artist: Option<String>,
+        /// Album recorded in the manifest [default: the file's album tag].
+        #[arg(long)]
+        album: Option<String>,
+        /// Bitrate in kbit/s of transcoded audio (128, 160, 192, 224, 256 or 320); MP3 and ADTS
+        /// AAC are never re-encoded.
+        #[arg(long, default_value_t = ingest::DEFAULT_KBPS, value_parser = parse_transcode_kbps)]
+        kbps: u32,
         /// Target segment length in seconds. Segments over 256 KiB become multi-block UnixFS
         /// files.
         #[arg(long, value_name = "SECONDS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=30))]
         segment_seconds: u32,
     },
+    /// List the stored tracks: CID, duration, segments, title and artist.
+    Tracks,
     /// Print the CID `ipfs add --cid-version=1` gives FILE (256 KiB chunks, raw leaves,
     /// balanced DAG); stores nothing.
     Cid {
@@ -137,6 +147,15 @@ enum Command {
     },
 }
 
+fn parse_transcode_kbps(s: &str) -> Result<u32, String> {
+    let kbps: u32 = s.parse().map_err(|_| "must be a number".to_string())?;
+    if antiphon_node::mp3_encoder::KBPS_CHOICES.contains(&kbps) {
+        Ok(kbps)
+    } else {
+        Err("must be 128, 160, 192, 224, 256 or 320".into())
+    }
+}
+
 fn parse_kbps(s: &str) -> Result<u32, String> {
     match s {
         "128" | "192" | "256" | "320" => Ok(s.parse().expect("a listed bitrate")),
@@ -152,7 +171,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            "info,libp2p_swarm=warn,libp2p_webrtc=warn,webrtc=warn,symphonia_core=off,symphonia_bundle_mp3=warn".into()
+            "info,libp2p_swarm=warn,libp2p_webrtc=warn,webrtc=warn,symphonia=warn,symphonia_core=off,symphonia_bundle_mp3=warn,symphonia_codec_aac=warn,symphonia_format_isomp4=warn,symphonia_format_ogg=warn".into()
         }))
         .with_writer(std::io::stderr)
         .init();
@@ -170,8 +189,27 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Ingest { file, title, artist, segment_seconds } => {
-            ingest(&cli.data, &file, ingest::IngestOptions { title, artist, segment_secs: segment_seconds })
+        Command::Ingest { file, title, artist, album, kbps, segment_seconds } => ingest(
+            &cli.data,
+            &file,
+            ingest::IngestOptions { title, artist, album, kbps, segment_secs: segment_seconds },
+        ),
+        Command::Tracks => {
+            let store = store::Store::open_existing(&cli.data)?;
+            for (cid, _added) in store.tracks()? {
+                let Some(bytes) = store.block(&cid)? else { continue };
+                match antiphon_core::TrackManifest::decode(&bytes) {
+                    Ok(m) => println!(
+                        "{cid}\t{:.1} s\t{} segments\t{}\t{}",
+                        m.duration_secs(),
+                        m.segments.len(),
+                        m.title.as_deref().unwrap_or("-"),
+                        m.artist.as_deref().unwrap_or("-")
+                    ),
+                    Err(e) => println!("{cid}\t(unreadable manifest: {e})"),
+                }
+            }
+            Ok(())
         }
         Command::Cid { file } => {
             let imported = content::cid_of_file(&file)?;
@@ -262,20 +300,28 @@ fn unix_now() -> u64 {
 fn ingest(data: &Path, file: &Path, options: ingest::IngestOptions) -> anyhow::Result<()> {
     // Read and check the whole file before the store is even opened: a refused file changes
     // nothing.
-    let track = ingest::ingest_mp3(file, options)?;
+    let started = std::time::Instant::now();
+    let bar = progress::IngestBar::new(file);
+    let track = ingest::ingest_file(file, options, &mut |p| bar.update(p));
+    bar.finish();
+    let track = track?;
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let store = store::Store::open(data)?;
     store.put_track(&track.manifest_block, &track.segments, unix_now())?;
     let m = &track.manifest;
     eprintln!(
-        "ingested {}: {} segments ({} blocks), {:.1} s, {} Hz, {} channel(s), {} bytes",
+        "ingested {}{}: {} segments ({} blocks), {:.1} s, {} Hz, {} channel(s), {} bytes of {}{} in {:.1} s",
         file.display(),
+        if track.transcoded { " (transcoded to MP3)" } else { "" },
         m.segments.len(),
         track.segments.len(),
         m.duration_secs(),
         m.sample_rate,
         m.channels,
-        m.segments.iter().map(|s| s.bytes).sum::<u64>()
+        m.segments.iter().map(|s| s.bytes).sum::<u64>(),
+        m.codec,
+        if m.cover.is_some() { ", with cover art" } else { "" },
+        started.elapsed().as_secs_f64()
     );
     println!("{}", track.manifest_block.cid());
     Ok(())
