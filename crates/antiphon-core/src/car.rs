@@ -248,11 +248,7 @@ impl<W: Write> CarWriter<W> {
 
     /// Appends a block.
     pub fn write_block(&mut self, block: &Block) -> Result<(), CarError> {
-        let cid = block.cid().to_bytes();
-        write_varint(&mut self.out, (cid.len() + block.data().len()) as u64)?;
-        self.out.write_all(&cid)?;
-        self.out.write_all(block.data())?;
-        Ok(())
+        Ok(write_section(&mut self.out, block)?)
     }
 
     /// Flushes and returns the output.
@@ -260,6 +256,15 @@ impl<W: Write> CarWriter<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+}
+
+/// Writes one CARv1 section (varint length, CID, bytes) for `block`: what streaming writers
+/// that send the header separately need.
+pub fn write_section(out: &mut impl Write, block: &Block) -> io::Result<()> {
+    let cid = block.cid().to_bytes();
+    write_varint(out, (cid.len() + block.data().len()) as u64)?;
+    out.write_all(&cid)?;
+    out.write_all(block.data())
 }
 
 fn write_varint(out: &mut impl Write, v: u64) -> io::Result<()> {

@@ -13,7 +13,7 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm};
 
-use crate::network::{NodeBehaviour, NodeBehaviourEvent, build_swarm};
+use crate::network::{NodeBehaviour, NodeBehaviourEvent, SwarmOptions, build_swarm};
 
 /// Commands the handle sends to the swarm task; bounded, so a flood waits instead of growing.
 const COMMAND_QUEUE: usize = 64;
@@ -45,7 +45,7 @@ impl Client {
         let key = libp2p::identity::Keypair::generate_ed25519();
         let cert = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?;
         // The client serves nothing; a zero-byte store keeps nothing it fetches.
-        let mut swarm = build_swarm(key, cert, MemoryBlockstore::new(0)).await?;
+        let mut swarm = build_swarm(key, cert, MemoryBlockstore::new(0), &SwarmOptions::default()).await?;
         let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
         let id = opts.connection_id();
         swarm.dial(opts).with_context(|| format!("cannot dial {addr}"))?;

@@ -112,11 +112,17 @@ pub async fn fetch(
     } else {
         None
     };
-    let files: Vec<(Cid, Option<u64>)> = match &manifest {
-        Some(m) => m.segments.iter().map(|s| (s.cid, Some(s.bytes))).collect(),
-        None => vec![(cid, None)],
+    // Segments are written out in order; a track's cover is fetched (and stored) but not written.
+    let files: Vec<(Cid, Option<u64>, bool)> = match &manifest {
+        Some(m) => m
+            .segments
+            .iter()
+            .map(|s| (s.cid, Some(s.bytes), true))
+            .chain(m.cover.as_ref().map(|c| (c.cid, Some(c.bytes), false)))
+            .collect(),
+        None => vec![(cid, None, true)],
     };
-    for (index, (file, declared)) in files.into_iter().enumerate() {
+    for (index, (file, declared, write)) in files.into_iter().enumerate() {
         let mut written = 0u64;
         let get = |c| {
             let client = client.clone();
@@ -127,7 +133,9 @@ pub async fn fetch(
             if let Some(batch) = batch.as_deref_mut() {
                 batch.put(block).map_err(SinkError::Store)?;
             }
-            out.write_all(&data).map_err(SinkError::Write)?;
+            if write {
+                out.write_all(&data).map_err(SinkError::Write)?;
+            }
             written += data.len() as u64;
             progress(bytes + written, blocks);
             Ok(())

@@ -1,11 +1,17 @@
 //! The Antiphon creator node as a library: what the `antiphon-node` binary is made of.
 //!
-//! - [`ingest`]: an MP3 file in, segments as UnixFS files and a track manifest out;
+//! - [`ingest`]: an audio file in (MP3 and ADTS AAC passed through, the rest transcoded to
+//!   MP3), segments as UnixFS files and a track manifest out;
 //! - [`client`] and [`fetch`]: a Bitswap client and `antiphon-node fetch`;
 //! - [`content`]: a file's CID, CAR import and export, reading files back;
 //! - [`store`]: blocks and tracks in one redb database;
-//! - [`network`]: the libp2p swarm (TCP, WebSocket, WebRTC-direct; Bitswap, identify, ping);
-//! - [`http`]: the HTTP API (`/peer`, `/tracks`) and the demo page;
+//! - [`network`]: the libp2p swarm (TCP, WebSocket, WebRTC-direct; Bitswap, identify, ping,
+//!   connection limits, relay server, replication);
+//! - [`replication`]: asking replicas to pull tracks, and pulling them as a replica;
+//! - [`http`]: the HTTP API (trustless gateway, tracks, HLS, uploads, metrics, delegated
+//!   routing) and the demo page;
+//! - [`config`]: `serve --config node.toml`;
+//! - [`metrics`]: what `GET /metrics` reports;
 //! - [`identity`]: the persistent libp2p key and WebRTC certificate;
 //! - [`demo_track`]: the synthesised default track.
 
@@ -14,13 +20,21 @@
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
 pub mod client;
+pub mod config;
 pub mod content;
 pub mod demo_track;
 pub mod fetch;
 pub mod http;
 pub mod identity;
 pub mod ingest;
+pub mod metrics;
 pub mod mp3_encoder;
 pub mod network;
 pub mod progress;
+pub mod replication;
 pub mod store;
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use antiphon_core::Cid;
 use antiphon_node::{content, demo_track, http, identity, ingest, network, progress, store};
@@ -107,22 +106,27 @@ enum Command {
         #[arg(long)]
         length: Option<u64>,
     },
-    /// Serve stored tracks over libp2p (Bitswap) and HTTP until Ctrl-C or SIGTERM.
+    /// Serve stored tracks over libp2p (Bitswap, relay, replication) and HTTP (trustless
+    /// gateway, tracks, HLS, uploads, metrics, delegated routing) until Ctrl-C or SIGTERM.
     Serve {
+        /// TOML configuration (see node.example.toml); flags below override it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// libp2p listen address (TCP, WebSocket `/ws`, or UDP `/webrtc-direct`); repeat for
-        /// several. Giving any replaces all the defaults.
-        #[arg(
-            long = "listen",
-            value_name = "MULTIADDR",
-            default_values = DEFAULT_LISTEN,
-        )]
+        /// several. Giving any replaces all the others [default: /ip4/127.0.0.1/tcp/4001,
+        /// /ip4/127.0.0.1/tcp/4002/ws, /ip4/127.0.0.1/udp/4003/webrtc-direct].
+        #[arg(long = "listen", value_name = "MULTIADDR")]
         listen: Vec<Multiaddr>,
-        /// HTTP API address (GET /peer, GET /tracks, and the demo page).
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-        http: SocketAddr,
-        /// Directory of static files served at / (the built demo page, www/dist).
+        /// HTTP API address [default: 127.0.0.1:8080].
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
+        /// Directory of static files served at / (the built demo page, www/dist) [default: none].
         #[arg(long, value_name = "DIR")]
         www: Option<PathBuf>,
+        /// Replica creator node (multiaddr ending in /p2p/<peer id>); repeat for several. Adds to
+        /// the config file's list [default: none].
+        #[arg(long = "replica", value_name = "MULTIADDR")]
+        replicas: Vec<Multiaddr>,
     },
     /// Write the embedded default track: synthesised music encoded to MP3 with LAME.
     DemoTrack {
@@ -162,10 +166,6 @@ fn parse_kbps(s: &str) -> Result<u32, String> {
         _ => Err("must be 128, 192, 256 or 320".into()),
     }
 }
-
-/// Where `serve` listens unless told otherwise: loopback only.
-const DEFAULT_LISTEN: [&str; 3] =
-    ["/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/tcp/4002/ws", "/ip4/127.0.0.1/udp/4003/webrtc-direct"];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -275,8 +275,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             content::cat(&store, cid, offset..end, &mut std::io::stdout().lock())?;
             Ok(())
         }
-        Command::Serve { listen, http, www } => {
-            tokio::runtime::Runtime::new()?.block_on(serve(&cli.data, listen, http, www))
+        Command::Serve { config, listen, http, www, replicas } => {
+            let mut settings = match &config {
+                Some(path) => antiphon_node::config::Config::load(path)?,
+                None => antiphon_node::config::Config::default(),
+            };
+            if !listen.is_empty() {
+                settings.listen.libp2p = listen;
+            }
+            if let Some(http) = http {
+                settings.listen.http = http;
+            }
+            if www.is_some() {
+                settings.http.www = www;
+            }
+            settings.replication.replicas.extend(replicas);
+            tokio::runtime::Runtime::new()?.block_on(serve(&cli.data, settings))
         }
         Command::DemoTrack { output, seconds, kbps } => {
             let mp3 = demo_track::encode_mp3(seconds, kbps)?;
@@ -293,9 +307,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+use antiphon_node::unix_now;
 
 fn ingest(data: &Path, file: &Path, options: ingest::IngestOptions) -> anyhow::Result<()> {
     // Read and check the whole file before the store is even opened: a refused file changes
@@ -327,21 +339,40 @@ fn ingest(data: &Path, file: &Path, options: ingest::IngestOptions) -> anyhow::R
     Ok(())
 }
 
-async fn serve(data: &Path, listen: Vec<Multiaddr>, http_addr: SocketAddr, www: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(data: &Path, settings: antiphon_node::config::Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let key = identity::load_or_create_keypair(data)?;
     let cert = identity::load_or_create_certificate(data)?;
     let store = store::Store::open(data)?;
     let peer_id = key.public().to_peer_id();
-    let swarm = network::build_swarm(key, cert, store.clone()).await?;
+    let options = network::SwarmOptions {
+        limits: settings.limits.clone(),
+        relay: settings.relay.enabled.then(|| settings.relay.clone()),
+    };
+    let swarm = network::build_swarm(key, cert, store.clone(), &options).await?;
 
     let (addrs_tx, addrs_rx) = watch::channel(Vec::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (new_tracks_tx, new_tracks_rx) = tokio::sync::mpsc::channel(64);
+    let metrics = std::sync::Arc::new(antiphon_node::metrics::Metrics::default());
+    let http_addr = settings.listen.http;
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("cannot bind the HTTP API to {http_addr}"))?;
     let bound = listener.local_addr()?;
-    let app = http::router(http::AppState { peer_id, addrs: addrs_rx, store }, www);
+    let state = http::AppState {
+        peer_id,
+        addrs: addrs_rx,
+        http_addr: bound,
+        store: store.clone(),
+        metrics: metrics.clone(),
+        new_tracks: new_tracks_tx,
+        replicas: std::sync::Arc::new(settings.replication.replicas.clone()),
+        ingest: settings.ingest.clone(),
+        upload_token: settings.http.upload_token.as_deref().map(Into::into),
+        upload_dir: data.join("uploads"),
+    };
+    let app = http::router(state, settings.http.www.clone());
 
     let mut http_shutdown = shutdown_rx.clone();
     let http_task = tokio::spawn(async move {
@@ -351,9 +382,19 @@ async fn serve(data: &Path, listen: Vec<Multiaddr>, http_addr: SocketAddr, www: 
             })
             .await
     });
-    let net_task = tokio::spawn(async move { network::run(swarm, &listen, addrs_tx, shutdown_rx).await });
+    let context = network::RunContext {
+        store,
+        metrics,
+        replicas: settings.replication.replicas.clone(),
+        retry: std::time::Duration::from_secs(settings.replication.retry_secs),
+        new_tracks: new_tracks_rx,
+        addrs_tx,
+        shutdown: shutdown_rx,
+    };
+    let listen = settings.listen.libp2p.clone();
+    let net_task = tokio::spawn(async move { network::run(swarm, &listen, context).await });
 
-    tracing::info!(%peer_id, "node started");
+    tracing::info!(%peer_id, replicas = settings.replication.replicas.len(), relay = settings.relay.enabled, "node started");
     println!("antiphon-node {peer_id} serving; open http://{bound}/");
 
     wait_for_signal().await;

@@ -1,11 +1,15 @@
 //! The node's libp2p swarm: TCP, WebSocket and WebRTC-direct listeners; Bitswap serving from
-//! the store; identify (which advertises Bitswap, as Helia requires) and ping.
+//! the store; identify (which advertises Bitswap, as Helia requires), ping, connection limits,
+//! a small circuit relay v2 server, and the replication protocol.
 //!
-//! The swarm is owned by one task; the rest of the node sees its listen addresses through a
-//! watch channel.
+//! The swarm is owned by one task ([`run`]); the rest of the node sees its listen addresses
+//! through a watch channel and tells it about new tracks through a channel.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
+use antiphon_core::Cid;
 use antiphon_core::bitswap::{self, Blockstore};
 use antiphon_core::limits::YAMUX_MAX_STREAMS;
 use antiphon_core::transport::transport_name;
@@ -15,15 +19,24 @@ use libp2p::core::ConnectedPoint;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, Transport, identify, noise, ping, tcp, yamux};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, Transport, connection_limits, identify, noise, ping, relay, tcp, yamux};
 use libp2p_webrtc::tokio::Certificate;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use crate::config;
+use crate::metrics::Metrics;
+use crate::replication::{self, ReplicateRequest, ReplicateResponse};
 use crate::store::Store;
 
 /// Protocol version string sent in identify.
 pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
+/// Replication pulls a replica serves at once; more requests wait for a later retry.
+const MAX_CONCURRENT_PULLS: usize = 4;
+/// Replication requests in flight to one replica at once.
+const MAX_REQUESTS_PER_REPLICA: usize = 4;
 
 pub use behaviour::{NodeBehaviour, NodeBehaviourEvent};
 
@@ -36,13 +49,28 @@ mod behaviour {
     /// for a one-off fetch).
     #[derive(NetworkBehaviour)]
     pub struct NodeBehaviour<S: Blockstore + Send> {
+        /// Connection limits: checked first, before any other behaviour sees a connection.
+        pub limits: connection_limits::Behaviour,
         /// Bitswap, serving from the store.
         pub bitswap: bitswap::Behaviour<S>,
         /// Identify: tells peers (Helia among them) which protocols the node speaks.
         pub identify: identify::Behaviour,
         /// Ping: keeps connections measured and alive.
         pub ping: ping::Behaviour,
+        /// Circuit relay v2 server (off for one-off clients).
+        pub relay: Toggle<relay::Behaviour>,
+        /// Replication requests between creator nodes.
+        pub replicate: request_response::cbor::Behaviour<ReplicateRequest, ReplicateResponse>,
     }
+}
+
+/// What shapes the swarm besides its keys and store.
+#[derive(Debug, Clone, Default)]
+pub struct SwarmOptions {
+    /// Connection limits.
+    pub limits: config::Limits,
+    /// Relay server settings; `None` runs no relay.
+    pub relay: Option<config::Relay>,
 }
 
 /// Yamux with every stream's receive window capped at 1 MiB, so that js-libp2p peers (Helia)
@@ -58,7 +86,13 @@ pub async fn build_swarm<S: Blockstore + Send>(
     key: Keypair,
     cert: Certificate,
     store: S,
+    options: &SwarmOptions,
 ) -> anyhow::Result<Swarm<NodeBehaviour<S>>> {
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(options.limits.max_connections))
+        .with_max_established_per_peer(Some(options.limits.max_connections_per_peer))
+        .with_max_pending_incoming(Some(options.limits.max_pending_incoming));
+    let relay_config = options.relay.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)?
@@ -70,56 +104,249 @@ pub async fn build_swarm<S: Blockstore + Send>(
         .with_websocket(noise::Config::new, yamux_config)
         .await?
         .with_behaviour(|key| NodeBehaviour {
+            limits: connection_limits::Behaviour::new(limits),
             bitswap: bitswap::Behaviour::new(store, bitswap::Config::default()),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
                     .with_agent_version(format!("antiphon-node/{}", env!("CARGO_PKG_VERSION"))),
             ),
             ping: ping::Behaviour::default(),
+            relay: relay_config
+                .map(|r| {
+                    relay::Behaviour::new(
+                        key.public().to_peer_id(),
+                        relay::Config {
+                            max_reservations: r.max_reservations,
+                            max_circuits: r.max_circuits,
+                            max_circuit_bytes: r.max_circuit_bytes,
+                            max_circuit_duration: Duration::from_secs(r.max_circuit_secs),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .into(),
+            replicate: request_response::cbor::Behaviour::new(
+                [(replication::PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(replication::PULL_TIMEOUT)
+                    .with_max_concurrent_streams(64),
+            ),
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
     Ok(swarm)
 }
 
-/// Starts listening on `addrs` and runs the swarm until `shutdown` flips to true. Listen
-/// addresses (with `/p2p/<peer id>`) are published on `addrs_tx` as they come and go.
+/// What the serving swarm task needs besides the swarm.
+pub struct RunContext {
+    /// The store (tracks to replicate, confirmations).
+    pub store: Store,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Replica creator nodes (multiaddrs ending in `/p2p/<peer id>`).
+    pub replicas: Vec<Multiaddr>,
+    /// Seconds between replication retries.
+    pub retry: Duration,
+    /// Tracks added while serving (uploads), to replicate at once.
+    pub new_tracks: mpsc::Receiver<Cid>,
+    /// Listen addresses (with `/p2p/<peer id>`) are published here.
+    pub addrs_tx: watch::Sender<Vec<Multiaddr>>,
+    /// Flips to true on shutdown.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Which (track, replica) pairs still need a confirmation, and which are being asked.
+struct Replicator {
+    replicas: Vec<(PeerId, Multiaddr)>,
+    in_flight: HashMap<OutboundRequestId, (Cid, PeerId)>,
+    asked: HashSet<(Cid, PeerId)>,
+}
+
+impl Replicator {
+    /// Sends a request for every unconfirmed pair not already being asked, a few per replica.
+    fn kick(&mut self, swarm: &mut Swarm<NodeBehaviour<Store>>, store: &Store, addrs: &[Multiaddr]) {
+        if self.replicas.is_empty() {
+            return;
+        }
+        let from = replication::fetchable(addrs);
+        if from.is_empty() {
+            return;
+        }
+        let tracks = match store.tracks() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list tracks to replicate");
+                return;
+            }
+        };
+        for (peer, _) in &self.replicas {
+            let mut asked_now = self.asked.iter().filter(|(_, p)| p == peer).count();
+            for (track, _) in &tracks {
+                if asked_now >= MAX_REQUESTS_PER_REPLICA {
+                    break;
+                }
+                if self.asked.contains(&(*track, *peer)) {
+                    continue;
+                }
+                let confirmed = store
+                    .replicas_of(track)
+                    .map(|r| r.iter().any(|(p, _)| p.as_slice() == peer.to_bytes().as_slice()))
+                    .unwrap_or(false);
+                if confirmed {
+                    continue;
+                }
+                let request = ReplicateRequest { track: track.to_bytes(), from: from.clone() };
+                let id = swarm.behaviour_mut().replicate.send_request(peer, request);
+                tracing::debug!(%track, %peer, "asking a replica to pull a track");
+                self.in_flight.insert(id, (*track, *peer));
+                self.asked.insert((*track, *peer));
+                asked_now += 1;
+            }
+        }
+    }
+
+    /// Forgets a request; returns what it asked.
+    fn done(&mut self, id: &OutboundRequestId) -> Option<(Cid, PeerId)> {
+        let pair = self.in_flight.remove(id)?;
+        self.asked.remove(&pair);
+        Some(pair)
+    }
+}
+
+/// Starts listening on `listen` and runs the swarm until shutdown: serves Bitswap, keeps the
+/// metrics, answers replication requests and asks replicas to pull tracks.
 pub async fn run(
     mut swarm: Swarm<NodeBehaviour<Store>>,
     listen: &[Multiaddr],
-    addrs_tx: watch::Sender<Vec<Multiaddr>>,
-    mut shutdown: watch::Receiver<bool>,
+    mut ctx: RunContext,
 ) -> anyhow::Result<()> {
     for addr in listen {
         swarm.listen_on(addr.clone()).with_context(|| format!("cannot listen on {addr}"))?;
     }
     let local: PeerId = *swarm.local_peer_id();
+    let mut replicator = Replicator {
+        replicas: ctx.replicas.iter().filter_map(|a| Some((replication::peer_of(a)?, a.clone()))).collect(),
+        in_flight: HashMap::new(),
+        asked: HashSet::new(),
+    };
+    for (peer, addr) in &replicator.replicas {
+        swarm.add_peer_address(*peer, addr.clone());
+    }
+    let mut transports: HashMap<ConnectionId, &'static str> = HashMap::new();
+    let mut peer_transport: HashMap<PeerId, &'static str> = HashMap::new();
+    // Replication pulls this node serves as a replica: their answers come back here.
+    let (pulled_tx, mut pulled_rx) = mpsc::channel::<(ResponseChannel<ReplicateResponse>, ReplicateResponse)>(16);
+    let mut pulls = 0usize;
+    let mut retry = tokio::time::interval(ctx.retry);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gauges = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = ctx.shutdown.changed() => break,
+            _ = retry.tick() => {
+                let addrs = ctx.addrs_tx.borrow().clone();
+                replicator.kick(&mut swarm, &ctx.store, &addrs);
+            }
+            _ = gauges.tick() => {
+                let b = &swarm.behaviour().bitswap;
+                ctx.metrics.set_bitswap(b.peer_wants(), b.requests_in_flight());
+            }
+            Some(track) = ctx.new_tracks.recv() => {
+                tracing::debug!(%track, "new track; asking replicas");
+                let addrs = ctx.addrs_tx.borrow().clone();
+                replicator.kick(&mut swarm, &ctx.store, &addrs);
+            }
+            Some((channel, response)) = pulled_rx.recv() => {
+                pulls = pulls.saturating_sub(1);
+                ctx.metrics.replication(response.stored);
+                if swarm.behaviour_mut().replicate.send_response(channel, response).is_err() {
+                    tracing::debug!("the origin went away before the replication answer");
+                }
+            }
             event = swarm.select_next_some() => match event {
                 SwarmEvent::NewListenAddr { address, .. } => {
                     let full = address.with(Protocol::P2p(local));
                     tracing::info!(%full, "listening");
-                    addrs_tx.send_modify(|a| a.push(full));
+                    ctx.addrs_tx.send_modify(|a| a.push(full));
                 }
                 SwarmEvent::ExpiredListenAddr { address, .. } => {
                     let full = address.with(Protocol::P2p(local));
-                    addrs_tx.send_modify(|a| a.retain(|x| *x != full));
+                    ctx.addrs_tx.send_modify(|a| a.retain(|x| *x != full));
                 }
                 SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
-                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, .. } => {
                     // A listener's own address names the transport reliably; a dialer's target does.
                     let transport = match &endpoint {
                         ConnectedPoint::Listener { local_addr, .. } => transport_name(local_addr),
                         ConnectedPoint::Dialer { address, .. } => transport_name(address),
                     };
+                    transports.insert(connection_id, transport);
+                    peer_transport.insert(peer_id, transport);
+                    ctx.metrics.connection_opened(transport);
                     tracing::info!(%peer_id, transport, addr = %endpoint.get_remote_address(), "connected");
+                    if replicator.replicas.iter().any(|(p, _)| *p == peer_id) {
+                        let addrs = ctx.addrs_tx.borrow().clone();
+                        replicator.kick(&mut swarm, &ctx.store, &addrs);
+                    }
                 }
-                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                SwarmEvent::ConnectionClosed { peer_id, cause, connection_id, num_established, .. } => {
+                    if let Some(transport) = transports.remove(&connection_id) {
+                        ctx.metrics.connection_closed(transport);
+                    }
+                    if num_established == 0 {
+                        peer_transport.remove(&peer_id);
+                    }
                     tracing::info!(%peer_id, cause = ?cause.map(|c| c.to_string()), "disconnected");
                 }
-                SwarmEvent::Behaviour(NodeBehaviourEvent::Bitswap(event)) => log_bitswap(event),
+                SwarmEvent::Behaviour(NodeBehaviourEvent::Bitswap(event)) => {
+                    if let bitswap::Event::Served { peer, bytes, .. } = &event {
+                        let transport = peer_transport.get(peer).copied().unwrap_or("other");
+                        ctx.metrics.served(transport, "bitswap", *bytes);
+                    }
+                    log_bitswap(event);
+                }
+                SwarmEvent::Behaviour(NodeBehaviourEvent::Replicate(event)) => match event {
+                    request_response::Event::Message { peer, message, .. } => match message {
+                        request_response::Message::Request { request, channel, .. } => {
+                            if pulls >= MAX_CONCURRENT_PULLS {
+                                let busy = ReplicateResponse { stored: false, blocks: 0, bytes: 0,
+                                    error: Some("busy; ask again later".into()) };
+                                let _ = swarm.behaviour_mut().replicate.send_response(channel, busy);
+                                continue;
+                            }
+                            pulls += 1;
+                            tracing::info!(%peer, "asked to replicate a track");
+                            let store = ctx.store.clone();
+                            let tx = pulled_tx.clone();
+                            tokio::spawn(async move {
+                                let response = replication::pull(store, request).await;
+                                let _ = tx.send((channel, response)).await;
+                            });
+                        }
+                        request_response::Message::Response { request_id, response } => {
+                            if let Some((track, replica)) = replicator.done(&request_id) {
+                                if response.stored {
+                                    tracing::info!(%track, %replica, blocks = response.blocks, "replica confirmed a track");
+                                    if let Err(e) = ctx.store.confirm_replica(&track, &replica.to_bytes(), crate::unix_now()) {
+                                        tracing::warn!(error = %e, "cannot record a replica's confirmation");
+                                    }
+                                } else {
+                                    tracing::warn!(%track, %replica, error = ?response.error, "replica could not pull a track; will retry");
+                                }
+                            }
+                        }
+                    },
+                    request_response::Event::OutboundFailure { request_id, peer, error, .. } => {
+                        if let Some((track, _)) = replicator.done(&request_id) {
+                            tracing::info!(%track, %peer, %error, "replica unreachable; will retry");
+                        }
+                    }
+                    request_response::Event::InboundFailure { peer, error, .. } => {
+                        tracing::debug!(%peer, %error, "inbound replication request failed");
+                    }
+                    request_response::Event::ResponseSent { .. } => {}
+                },
+                SwarmEvent::Behaviour(NodeBehaviourEvent::Relay(event)) => tracing::debug!(?event, "relay"),
                 SwarmEvent::IncomingConnectionError { error, send_back_addr, .. } => {
                     tracing::debug!(%error, %send_back_addr, "incoming connection failed");
                 }

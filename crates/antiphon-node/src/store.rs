@@ -15,6 +15,9 @@ const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 /// Track manifest CID -> unix time (seconds) the track was added.
 const TRACKS: TableDefinition<&[u8], u64> = TableDefinition::new("tracks");
 
+/// (track manifest CID bytes ++ replica peer ID bytes) -> unix time the replica confirmed it.
+const REPLICAS: TableDefinition<&[u8], u64> = TableDefinition::new("replicas");
+
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "store.redb";
 
@@ -68,6 +71,7 @@ impl Store {
         let txn = db.begin_write()?;
         txn.open_table(BLOCKS)?;
         txn.open_table(TRACKS)?;
+        txn.open_table(REPLICAS)?;
         txn.commit()?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -111,6 +115,36 @@ impl Store {
             out.push((Cid::try_from(k.value())?, v.value()));
         }
         out.sort_by_key(|(cid, added)| (*added, cid.to_bytes()));
+        Ok(out)
+    }
+
+    /// Whether `track` is one of the stored tracks.
+    pub fn has_track(&self, track: &Cid) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(TRACKS)?.get(track.to_bytes().as_slice())?.is_some())
+    }
+
+    /// Records that the replica `peer` (its peer ID bytes) holds `track`.
+    pub fn confirm_replica(&self, track: &Cid, peer: &[u8], unix: u64) -> Result<(), StoreError> {
+        let mut key = track.to_bytes();
+        key.extend_from_slice(peer);
+        let txn = self.db.begin_write()?;
+        txn.open_table(REPLICAS)?.insert(key.as_slice(), unix)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The replicas (peer ID bytes) that confirmed `track`, with when.
+    pub fn replicas_of(&self, track: &Cid) -> Result<Vec<(Vec<u8>, u64)>, StoreError> {
+        let prefix = track.to_bytes();
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(REPLICAS)?;
+        let mut out = Vec::new();
+        for entry in table.range(prefix.as_slice()..)? {
+            let (k, v) = entry?;
+            let Some(peer) = k.value().strip_prefix(prefix.as_slice()) else { break };
+            out.push((peer.to_vec(), v.value()));
+        }
         Ok(out)
     }
 

@@ -6,6 +6,8 @@ use antiphon_core::TrackManifest;
 use antiphon_node::store::{DB_FILE, Store};
 use assert_cmd::Command;
 
+mod common;
+
 fn node() -> Command {
     Command::cargo_bin("antiphon-node").unwrap()
 }
@@ -238,62 +240,6 @@ fn cid_of_an_empty_file_is_the_empty_raw_leaf() {
     assert_eq!(cid.trim(), "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku");
 }
 
-/// A running `antiphon-node serve` on ephemeral loopback ports; killed on drop.
-struct Served {
-    child: std::process::Child,
-    addrs: Vec<String>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path) -> Served {
-    use std::io::{BufRead, Read, Write};
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("antiphon-node"))
-        .arg("--data")
-        .arg(data)
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0/ws",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    // From here on, dropping `served` (even in a panic) kills and reaps the child.
-    let mut served = Served { child, addrs: Vec::new() };
-    let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
-    let http = line.split("open http://").nth(1).unwrap().trim().trim_end_matches('/').to_string();
-    // The listeners come up just after the HTTP API: poll /peer until both are there.
-    for _ in 0..50 {
-        let mut conn = std::net::TcpStream::connect(&http).unwrap();
-        write!(conn, "GET /peer HTTP/1.0\r\nHost: {http}\r\n\r\n").unwrap();
-        let mut response = String::new();
-        conn.read_to_string(&mut response).unwrap();
-        let body = response.split("\r\n\r\n").nth(1).unwrap_or("{}");
-        let peer: serde_json::Value = serde_json::from_str(body).unwrap();
-        let addrs: Vec<String> =
-            peer["multiaddrs"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(String::from)).collect();
-        if addrs.len() >= 2 {
-            served.addrs = addrs;
-            return served;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("serve did not report its listen addresses");
-}
-
 #[test]
 fn fetch_gets_a_track_over_tcp_and_a_file_over_websocket_verified() {
     let dir = tempfile::tempdir().unwrap();
@@ -303,9 +249,8 @@ fn fetch_gets_a_track_over_tcp_and_a_file_over_websocket_verified() {
     let file: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
     std::fs::write(dir.path().join("file.bin"), &file).unwrap();
     let file_cid = stdout(node().arg("--data").arg(&data).arg("add").arg(dir.path().join("file.bin")));
-    let served = serve(&data);
-    let tcp = served.addrs.iter().find(|a| a.contains("/tcp/") && !a.contains("/ws")).unwrap();
-    let ws = served.addrs.iter().find(|a| a.contains("/ws")).unwrap();
+    let served = common::serve(&data, &[]);
+    let (tcp, ws) = (served.tcp(), served.ws());
 
     // The whole track, segments in order: the original MP3, byte for byte.
     let out = dir.path().join("track.mp3");

@@ -95,6 +95,8 @@ pub struct Stats {
     pub corrupt_blocks: u64,
     /// Blocks sent to peers.
     pub blocks_sent: u64,
+    /// Bytes of those blocks.
+    pub bytes_sent: u64,
     /// HAVE answers received.
     pub haves_received: u64,
     /// DONT_HAVE answers received.
@@ -161,6 +163,15 @@ pub enum Event {
         cid: Cid,
         /// Why.
         error: RequestError,
+    },
+    /// A reply carrying blocks was queued for a peer (the server side's accounting).
+    Served {
+        /// To whom.
+        peer: PeerId,
+        /// Blocks in the reply.
+        blocks: usize,
+        /// Their bytes.
+        bytes: u64,
     },
     /// A peer answered HAVE.
     Have {
@@ -346,6 +357,11 @@ impl<S: Blockstore> Behaviour<S> {
     /// What has moved so far.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Entries of every peer's wantlist held here, in all.
+    pub fn peer_wants(&self) -> usize {
+        self.ledgers.values().map(|l| l.wants.len()).sum()
     }
 
     /// Entries of `peer`'s wantlist held here (at most [`MAX_WANTLIST_ENTRIES`]).
@@ -688,8 +704,13 @@ impl<S: Blockstore> Behaviour<S> {
                     None => {}
                 }
             }
-            ledger.outstanding += reply.block_bytes();
+            let bytes = reply.block_bytes();
+            ledger.outstanding += bytes;
             self.stats.blocks_sent += reply.blocks.len() as u64;
+            self.stats.bytes_sent += bytes as u64;
+            if !reply.blocks.is_empty() {
+                self.events.push_back(Event::Served { peer, blocks: reply.blocks.len(), bytes: bytes as u64 });
+            }
             if !ledger.wants.is_empty() {
                 self.serve_order.push_back(peer);
             }

@@ -1,0 +1,114 @@
+//! The node's HTTP API (axum), documented in `docs/http-api.md`:
+//!
+//! - [`gateway`]: the trustless gateway, `GET`/`HEAD /ipfs/{cid}[/path]`;
+//! - [`tracks`]: `GET /tracks`, `GET /tracks/{cid}`, `GET /tracks/{cid}/playlist.m3u8`,
+//!   `POST /tracks`;
+//! - [`routing`]: delegated routing v1, `GET /routing/v1/providers/{cid}`;
+//! - `GET /peer` and `GET /metrics` here; the demo page's static files as the fallback.
+
+pub mod gateway;
+pub mod routing;
+pub mod tracks;
+pub mod traversal;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use libp2p::{Multiaddr, PeerId};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tower_http::cors::CorsLayer;
+use tower_http::services::ServeDir;
+
+use crate::config;
+use crate::metrics::{Metrics, StoreGauges};
+use crate::store::Store;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The node's peer ID.
+    pub peer_id: PeerId,
+    /// Its current listen addresses.
+    pub addrs: watch::Receiver<Vec<Multiaddr>>,
+    /// The HTTP API's own address, for provider records.
+    pub http_addr: SocketAddr,
+    /// The store.
+    pub store: Store,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Uploaded tracks go here to be replicated.
+    pub new_tracks: mpsc::Sender<Cid>,
+    /// The configured replicas (multiaddrs ending in `/p2p/<peer id>`).
+    pub replicas: Arc<Vec<Multiaddr>>,
+    /// Upload settings.
+    pub ingest: config::Ingest,
+    /// Bearer token `POST /tracks` requires, if any.
+    pub upload_token: Option<Arc<str>>,
+    /// Where uploads are spooled before ingest.
+    pub upload_dir: PathBuf,
+}
+
+use antiphon_core::Cid;
+
+#[derive(Serialize)]
+struct PeerInfo {
+    peer_id: String,
+    multiaddrs: Vec<String>,
+}
+
+async fn peer(State(state): State<AppState>) -> Json<PeerInfo> {
+    let multiaddrs = state.addrs.borrow().iter().map(ToString::to_string).collect();
+    Json(PeerInfo { peer_id: state.peer_id.to_string(), multiaddrs })
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    let replicas = state.replicas.len();
+    let gauges = tokio::task::spawn_blocking(move || -> Result<StoreGauges, crate::store::StoreError> {
+        let tracks = store.tracks()?;
+        let mut full = 0;
+        for (cid, _) in &tracks {
+            if store.replicas_of(cid)?.len() >= replicas {
+                full += 1;
+            }
+        }
+        Ok(StoreGauges { blocks: store.block_count()?, tracks: tracks.len() as u64, tracks_fully_replicated: full })
+    })
+    .await;
+    match gauges {
+        Ok(Ok(g)) => {
+            let mut r = state.metrics.render(g).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            r
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "store read failed").into_response(),
+    }
+}
+
+/// The router: the API, and the static files of `www` (the built demo page) when given.
+pub fn router(state: AppState, www: Option<PathBuf>) -> Router {
+    let upload_limit = usize::try_from(state.ingest.max_upload_bytes).unwrap_or(usize::MAX);
+    let api = Router::new()
+        .route("/peer", get(peer))
+        .route("/metrics", get(metrics))
+        .route("/tracks", get(tracks::list).post(tracks::upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .route("/tracks/{cid}", get(tracks::one))
+        .route("/tracks/{cid}/playlist.m3u8", get(tracks::playlist))
+        .route("/ipfs/{cid}", get(gateway::root))
+        .route("/ipfs/{cid}/{*path}", get(gateway::with_path))
+        .route("/routing/v1/providers/{cid}", get(routing::providers))
+        .with_state(state);
+    let app = match www {
+        Some(dir) => api.fallback_service(ServeDir::new(dir)),
+        None => api,
+    };
+    app.layer(CorsLayer::permissive())
+}

@@ -1,0 +1,416 @@
+//! Tracks: listing, one manifest with its replica status, its HLS playlist, and uploads.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use antiphon_core::{Cid, TrackManifest};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use super::AppState;
+use crate::ingest::{IngestOptions, ingest_file};
+use crate::replication::peer_of;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "track request failed");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "store read failed")
+}
+
+/// One entry of `GET /tracks`.
+#[derive(Serialize)]
+struct TrackInfo {
+    cid: String,
+    title: Option<String>,
+    artist: Option<String>,
+    album: Option<String>,
+    codec: String,
+    duration_secs: f64,
+    segments: usize,
+    added_unix: u64,
+    playlist: String,
+}
+
+/// `GET /tracks`: every stored track, oldest first.
+pub async fn list(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    let listed = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<TrackInfo>> {
+        let mut out = Vec::new();
+        for (cid, added_unix) in store.tracks()? {
+            let Some(bytes) = store.block(&cid)? else { continue };
+            let m = TrackManifest::decode(&bytes)?;
+            out.push(TrackInfo {
+                cid: cid.to_string(),
+                duration_secs: m.duration_secs(),
+                segments: m.segments.len(),
+                title: m.title,
+                artist: m.artist,
+                album: m.album,
+                codec: m.codec,
+                added_unix,
+                playlist: format!("/tracks/{cid}/playlist.m3u8"),
+            });
+        }
+        Ok(out)
+    })
+    .await;
+    match listed {
+        Ok(Ok(list)) => Json(list).into_response(),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Serialize)]
+struct SegmentInfo {
+    cid: String,
+    bytes: u64,
+    samples: u64,
+    start_secs: f64,
+}
+
+#[derive(Serialize)]
+struct CoverInfo {
+    cid: String,
+    bytes: u64,
+    mime: String,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct ReplicaInfo {
+    peer: String,
+    addr: Option<String>,
+    confirmed: bool,
+    confirmed_unix: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ManifestInfo {
+    cid: String,
+    version: u64,
+    codec: String,
+    sample_rate: u32,
+    channels: u32,
+    total_samples: u64,
+    duration_secs: f64,
+    title: Option<String>,
+    artist: Option<String>,
+    album: Option<String>,
+    cover: Option<CoverInfo>,
+    segments: Vec<SegmentInfo>,
+    playlist: String,
+    replicas: Vec<ReplicaInfo>,
+}
+
+/// Reads and decodes a stored manifest; `Err` is the response to send.
+fn load_manifest(state: &AppState, cid: &str) -> Result<(Cid, TrackManifest), Response> {
+    let cid: Cid = cid.parse().map_err(|_| error(StatusCode::BAD_REQUEST, format!("{cid:?} is not a valid CID")))?;
+    let bytes = match state.store.block(&cid) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(error(StatusCode::NOT_FOUND, format!("no track {cid} here"))),
+        Err(e) => return Err(internal(e)),
+    };
+    let manifest = TrackManifest::decode(&bytes)
+        .map_err(|e| error(StatusCode::NOT_FOUND, format!("{cid} is not a track manifest: {e}")))?;
+    Ok((cid, manifest))
+}
+
+/// `GET /tracks/{cid}`: the manifest as JSON, with each segment's start and the replicas.
+pub async fn one(State(state): State<AppState>, Path(cid): Path<String>) -> Response {
+    let (cid, m) = match load_manifest(&state, &cid) {
+        Ok(x) => x,
+        Err(response) => return response,
+    };
+    let confirmed = match state.store.replicas_of(&cid) {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let mut replicas: Vec<ReplicaInfo> = state
+        .replicas
+        .iter()
+        .filter_map(|addr| {
+            let peer = peer_of(addr)?;
+            let when = confirmed.iter().find(|(p, _)| p.as_slice() == peer.to_bytes().as_slice()).map(|(_, t)| *t);
+            Some(ReplicaInfo {
+                peer: peer.to_string(),
+                addr: Some(addr.to_string()),
+                confirmed: when.is_some(),
+                confirmed_unix: when,
+            })
+        })
+        .collect();
+    // Confirmations from replicas no longer configured are still facts worth showing.
+    for (peer, when) in &confirmed {
+        let Ok(peer) = PeerId::from_bytes(peer) else { continue };
+        if !replicas.iter().any(|r| r.peer == peer.to_string()) {
+            replicas.push(ReplicaInfo {
+                peer: peer.to_string(),
+                addr: None,
+                confirmed: true,
+                confirmed_unix: Some(*when),
+            });
+        }
+    }
+    let mut start = 0u64;
+    let segments = m
+        .segments
+        .iter()
+        .map(|s| {
+            let info = SegmentInfo {
+                cid: s.cid.to_string(),
+                bytes: s.bytes,
+                samples: s.samples,
+                start_secs: start as f64 / f64::from(m.sample_rate),
+            };
+            start += s.samples;
+            info
+        })
+        .collect();
+    Json(ManifestInfo {
+        cid: cid.to_string(),
+        version: m.version,
+        duration_secs: m.duration_secs(),
+        codec: m.codec.clone(),
+        sample_rate: m.sample_rate,
+        channels: m.channels,
+        total_samples: m.total_samples,
+        title: m.title.clone(),
+        artist: m.artist.clone(),
+        album: m.album.clone(),
+        cover: m.cover.as_ref().map(|c| CoverInfo {
+            cid: c.cid.to_string(),
+            bytes: c.bytes,
+            mime: c.mime.clone(),
+            url: format!("/ipfs/{}", c.cid),
+        }),
+        segments,
+        playlist: format!("/tracks/{cid}/playlist.m3u8"),
+        replicas,
+    })
+    .into_response()
+}
+
+/// The HLS media playlist of a track: one entry per segment, durations from the manifest,
+/// URIs on this node's gateway.
+pub fn render_playlist(manifest: &TrackManifest) -> String {
+    let rate = f64::from(manifest.sample_rate);
+    let longest = manifest.segments.iter().map(|s| s.samples).max().unwrap_or(0) as f64 / rate;
+    let extension = if manifest.codec == "audio/aac" { "aac" } else { "mp3" };
+    let mut out = String::new();
+    let _ = writeln!(out, "#EXTM3U");
+    let _ = writeln!(out, "#EXT-X-VERSION:3");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", longest.ceil() as u64);
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:0");
+    let _ = writeln!(out, "#EXT-X-PLAYLIST-TYPE:VOD");
+    for (i, s) in manifest.segments.iter().enumerate() {
+        let _ = writeln!(out, "#EXTINF:{:.6},", s.samples as f64 / rate);
+        let _ = writeln!(out, "/ipfs/{}?filename=segment-{i}.{extension}", s.cid);
+    }
+    let _ = writeln!(out, "#EXT-X-ENDLIST");
+    out
+}
+
+/// `GET /tracks/{cid}/playlist.m3u8`.
+pub async fn playlist(State(state): State<AppState>, Path(cid): Path<String>) -> Response {
+    let cid = cid.strip_suffix(".m3u8").unwrap_or(&cid).to_string();
+    let (_, m) = match load_manifest(&state, &cid) {
+        Ok(x) => x,
+        Err(response) => return response,
+    };
+    let mut r = render_playlist(&m).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.apple.mpegurl"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=29030400, immutable"));
+    r
+}
+
+/// Query of `POST /tracks`.
+#[derive(Debug, Default, Deserialize)]
+pub struct UploadQuery {
+    title: Option<String>,
+    artist: Option<String>,
+    album: Option<String>,
+    /// The original file name; its extension helps recognise the format.
+    filename: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Uploaded {
+    cid: String,
+    codec: String,
+    transcoded: bool,
+    segments: usize,
+    blocks: usize,
+    duration_secs: f64,
+    ingest_ms: u64,
+}
+
+/// An extension for a content type, when no file name says it.
+fn extension_for(content_type: &str) -> &'static str {
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "audio/mpeg" | "audio/mp3" => "mp3",
+        "audio/aac" | "audio/aacp" => "aac",
+        "audio/mp4" | "audio/x-m4a" | "audio/m4a" => "m4a",
+        "audio/flac" | "audio/x-flac" => "flac",
+        "audio/wav" | "audio/x-wav" | "audio/wave" => "wav",
+        "audio/ogg" | "audio/vorbis" => "ogg",
+        _ => "bin",
+    }
+}
+
+/// `POST /tracks`: the body is an audio file; it is spooled to disk (bounded), ingested, stored
+/// in one transaction, and handed to replication. Answers 201 with the track CID.
+pub async fn upload(
+    State(state): State<AppState>,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Some(token) = &state.upload_token {
+        let given =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_ref()) {
+            return error(StatusCode::UNAUTHORIZED, "uploads need Authorization: Bearer <token>");
+        }
+    }
+    let started = Instant::now();
+    let name = query.filename.clone().unwrap_or_else(|| {
+        let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        format!("upload.{}", extension_for(ct))
+    });
+    let extension = std::path::Path::new(&name).extension().and_then(|e| e.to_str()).unwrap_or("bin").to_string();
+    if let Err(e) = tokio::fs::create_dir_all(&state.upload_dir).await {
+        return internal(e);
+    }
+    let spool = state.upload_dir.join(format!("{}.{extension}", rand::random::<u64>()));
+    let limit = state.ingest.max_upload_bytes;
+    let written = async {
+        let mut file = tokio::fs::File::create(&spool).await?;
+        let mut stream = body.into_data_stream();
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            total += chunk.len() as u64;
+            if total > limit {
+                return Err(std::io::Error::new(std::io::ErrorKind::FileTooLarge, "too large"));
+            }
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        Ok::<u64, std::io::Error>(total)
+    }
+    .await;
+    match written {
+        Ok(0) => {
+            let _ = tokio::fs::remove_file(&spool).await;
+            return error(StatusCode::BAD_REQUEST, "the request body is empty; send the audio file as the body");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&spool).await;
+            if e.kind() == std::io::ErrorKind::FileTooLarge {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, format!("uploads are limited to {limit} bytes"));
+            }
+            return error(StatusCode::BAD_REQUEST, format!("the upload failed: {e}"));
+        }
+    }
+    let options = IngestOptions {
+        title: query.title,
+        artist: query.artist,
+        album: query.album,
+        segment_secs: state.ingest.segment_seconds,
+        kbps: state.ingest.kbps,
+    };
+    let store = state.store.clone();
+    let path = spool.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let track = ingest_file(&path, options, &mut |_| {});
+        let _ = std::fs::remove_file(&path);
+        let track = track.map_err(|e| Err(e.kind))?;
+        store.put_track(&track.manifest_block, &track.segments, crate::unix_now()).map_err(Ok)?;
+        Ok::<_, Result<crate::store::StoreError, crate::ingest::IngestError>>(track)
+    })
+    .await;
+    let track = match result {
+        Ok(Ok(track)) => track,
+        Ok(Err(Err(kind))) => {
+            let mut message = format!("cannot ingest {name}: {kind}");
+            let mut source = std::error::Error::source(&kind);
+            while let Some(cause) = source {
+                let _ = write!(message, ": {cause}");
+                source = cause.source();
+            }
+            return error(StatusCode::UNPROCESSABLE_ENTITY, message);
+        }
+        Ok(Err(Ok(store_error))) => return internal(store_error),
+        Err(e) => return internal(e),
+    };
+    let took = started.elapsed();
+    state.metrics.ingest(took);
+    let cid = *track.manifest_block.cid();
+    // A full queue is fine: the replication retry finds the track anyway.
+    let _ = state.new_tracks.try_send(cid);
+    let m = &track.manifest;
+    tracing::info!(%cid, file = %name, segments = m.segments.len(), ms = took.as_millis() as u64, "uploaded a track");
+    let mut r = (
+        StatusCode::CREATED,
+        Json(Uploaded {
+            cid: cid.to_string(),
+            codec: m.codec.clone(),
+            transcoded: track.transcoded,
+            segments: m.segments.len(),
+            blocks: track.segments.len() + 1,
+            duration_secs: m.duration_secs(),
+            ingest_ms: took.as_millis() as u64,
+        }),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/tracks/{cid}")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn playlist_lists_every_segment_with_its_duration() {
+        let seg = |i: u8, samples| antiphon_core::SegmentRef {
+            cid: antiphon_core::block::cid_v1(antiphon_core::block::RAW, &[i]),
+            bytes: 10,
+            samples,
+        };
+        let m = TrackManifest {
+            version: 1,
+            codec: "audio/mpeg".into(),
+            sample_rate: 44_100,
+            channels: 2,
+            total_samples: 264_600 + 44_100,
+            segments: vec![seg(0, 264_600), seg(1, 44_100)],
+            title: None,
+            artist: None,
+            album: None,
+            cover: None,
+        };
+        let text = render_playlist(&m);
+        assert!(text.starts_with("#EXTM3U\n"));
+        assert!(text.contains("#EXT-X-TARGETDURATION:6\n"));
+        assert!(text.contains("#EXTINF:6.000000,\n/ipfs/"));
+        assert!(text.contains("#EXTINF:1.000000,\n"));
+        assert_eq!(text.matches("/ipfs/").count(), 2);
+        assert!(text.trim_end().ends_with("#EXT-X-ENDLIST"));
+    }
+}
