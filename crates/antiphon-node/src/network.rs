@@ -179,7 +179,10 @@ impl Replicator {
                 return;
             }
         };
-        for (peer, _) in &self.replicas {
+        for (peer, addr) in &self.replicas {
+            // Failed dials make libp2p forget an address; a replica that was down must be
+            // dialled again at its configured address.
+            swarm.add_peer_address(*peer, addr.clone());
             let mut asked_now = self.asked.iter().filter(|(_, p)| p == peer).count();
             for (track, _) in &tracks {
                 if asked_now >= MAX_REQUESTS_PER_REPLICA {
@@ -265,11 +268,15 @@ pub async fn run(
             }
             event = swarm.select_next_some() => match event {
                 SwarmEvent::NewListenAddr { address, .. } => {
+                    // A creator node is a server: what it listens on is where peers reach it,
+                    // and the relay server only takes reservations once it has such an address.
+                    swarm.add_external_address(address.clone());
                     let full = address.with(Protocol::P2p(local));
                     tracing::info!(%full, "listening");
                     ctx.addrs_tx.send_modify(|a| a.push(full));
                 }
                 SwarmEvent::ExpiredListenAddr { address, .. } => {
+                    swarm.remove_external_address(&address);
                     let full = address.with(Protocol::P2p(local));
                     ctx.addrs_tx.send_modify(|a| a.retain(|x| *x != full));
                 }

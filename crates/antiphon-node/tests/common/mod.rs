@@ -51,6 +51,8 @@ impl Served {
 /// Starts `serve` on ephemeral loopback ports (TCP and WebSocket unless `args` gives
 /// `--listen`), waits until it reports its listen addresses.
 pub fn serve(data: &Path, args: &[&str]) -> Served {
+    let listeners =
+        args.iter().filter(|a| **a == "--listen").count().max(if args.contains(&"--listen") { 1 } else { 2 });
     let mut cmd = node();
     cmd.arg("--data").arg(data).args(["serve", "--http", "127.0.0.1:0"]);
     if !args.contains(&"--listen") {
@@ -75,7 +77,7 @@ pub fn serve(data: &Path, args: &[&str]) -> Served {
         let peer: serde_json::Value = serde_json::from_slice(&served.get("/peer", &[]).body).unwrap();
         let addrs: Vec<String> =
             peer["multiaddrs"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(String::from)).collect();
-        if addrs.len() >= 2 {
+        if addrs.len() >= listeners {
             served.addrs = addrs;
             served.peer_id = peer["peer_id"].as_str().unwrap().into();
             return served;
