@@ -36,13 +36,14 @@ export function nodeCli(args) {
 }
 
 /** Starts `antiphon-node serve` on the namespace address; resolves once it serves HTTP. */
-export async function startNode(dataDir, basePort) {
+export async function startNode(dataDir, basePort, extraArgs = []) {
   const args = [
     "--data", dataDir, "serve",
     "--listen", `/ip4/${HOST}/tcp/${basePort + 1}/ws`,
     "--listen", `/ip4/${HOST}/udp/${basePort + 2}/webrtc-direct`,
     "--http", `${HOST}:${basePort}`,
     "--www", WWW,
+    ...extraArgs,
   ];
   const child = spawn(NODE_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";

@@ -1,6 +1,6 @@
 // A Helia node built from parts for tests: no bootstrap, DHT, mDNS, relay or routers, so it
 // never reaches past 127.0.0.1 (INTEROP.md). TCP and WebSocket, noise, yamux, identify,
-// Bitswap 1.2.0.
+// Bitswap 1.2.0; dag-pb, raw and dag-cbor.
 import { createHeliaLight } from "helia";
 import { withLibp2pLight } from "@helia/libp2p";
 import { withBitswap } from "@helia/bitswap";
@@ -9,11 +9,14 @@ import { webSockets } from "@libp2p/websockets";
 import { noise } from "@libp2p/noise";
 import { yamux } from "@libp2p/yamux";
 import { identify } from "@libp2p/identify";
+import * as dagCbor from "@ipld/dag-cbor";
 
 /** `transports` replaces the default TCP and WebSocket (e.g. to add WebRTC-direct). */
 export async function startHelia({ listen = [], transports = [tcp(), webSockets()] } = {}) {
   const helia = withBitswap(
-    withLibp2pLight(createHeliaLight(), {
+    // dag-cbor, so that pinning a track walks its manifest's links (the light build knows only
+    // dag-pb and raw).
+    withLibp2pLight(createHeliaLight({ codecs: [dagCbor] }), {
       addresses: { listen },
       transports,
       connectionEncrypters: [noise()],

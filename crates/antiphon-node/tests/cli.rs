@@ -56,7 +56,7 @@ fn help_describes_every_subcommand_and_option() {
             ][..],
         ),
         ("tracks", &[][..]),
-        ("serve", &["--listen", "--http", "--www", "4003/webrtc-direct"][..]),
+        ("serve", &["--config", "--listen", "--http", "--www", "--replica", "4003/webrtc-direct", "127.0.0.1:8080"][..]),
         ("demo-track", &["--output", "--seconds", "--kbps", "[default: 128]"][..]),
         ("cid", &["<FILE>"][..]),
         ("add", &["<FILE>"][..]),
