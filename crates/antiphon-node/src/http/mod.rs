@@ -75,7 +75,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         let tracks = store.tracks()?;
         let mut full = 0;
         for (cid, _) in &tracks {
-            if store.replicas_of(cid)?.len() >= replicas {
+            if replicas > 0 && store.replicas_of(cid)?.len() >= replicas {
                 full += 1;
             }
         }
