@@ -10,6 +10,7 @@
 //! - [`dag`]: the links of raw, dag-pb and dag-cbor blocks, and walks over whole DAGs;
 //! - [`car`]: content-addressed archives, read and written as streams;
 //! - [`manifest`]: the dag-cbor track manifest that names a track's segments;
+//! - [`schedule`]: the player's scheduler: deadline order, source scores, hedging, bans;
 //! - [`segment`]: cutting a stream of codec frames into ~6 s segments on frame boundaries;
 //! - [`bitswap`]: the `/ipfs/bitswap/1.2.0` protocol as a libp2p `NetworkBehaviour`;
 //! - [`limits`]: every bound the core enforces on untrusted input;
@@ -31,6 +32,7 @@ pub mod dag;
 pub mod dag_pb;
 pub mod limits;
 pub mod manifest;
+pub mod schedule;
 pub mod segment;
 pub mod store;
 pub mod transport;

@@ -1,0 +1,545 @@
+//! The player's scheduler: which segment to fetch next, from which source, and when to ask a
+//! second source.
+//!
+//! It keeps a window of segments ahead of the playhead and fetches them in deadline order (a
+//! segment's deadline is when the playhead reaches it). Each source (creator node, peer that
+//! answered HAVE, HTTP gateway) has a score: the time it is expected to take for a segment,
+//! from its measured latency and throughput plus a penalty per recent failure. A request that
+//! runs late for its deadline is hedged to the next best source; a request that makes no
+//! progress for too long is abandoned and its source penalised; a source that sent bytes that
+//! failed verification is banned for the scheduler's life.
+//!
+//! The scheduler does no I/O and reads no clock: the caller passes the time in, performs the
+//! [`Action`]s it returns and reports outcomes. So it behaves the same in the browser and in
+//! native tests, and every decision can be tested.
+
+use std::time::Duration;
+
+/// A source of segments, as the caller numbered it with [`Scheduler::add_source`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceId(pub u32);
+
+/// What kind of source it is; sets the prior expectations before anything is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A creator node reached over libp2p.
+    CreatorNode,
+    /// Another listener's browser that answered HAVE.
+    Peer,
+    /// An HTTP trustless gateway.
+    Gateway,
+}
+
+impl SourceKind {
+    /// (latency, bytes per second) assumed until measured.
+    fn prior(self) -> (Duration, f64) {
+        match self {
+            Self::CreatorNode => (Duration::from_millis(100), 2e6),
+            Self::Peer => (Duration::from_millis(200), 1e6),
+            Self::Gateway => (Duration::from_millis(250), 2e6),
+        }
+    }
+}
+
+/// Tuning; the defaults are what the player uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Seconds of audio kept fetched ahead of the playhead.
+    pub window_secs: f64,
+    /// Requests one source serves at once.
+    pub per_source: usize,
+    /// Requests in flight in all.
+    pub total: usize,
+    /// A request is hedged when its expected finish leaves less than this before its deadline.
+    pub hedge_margin: Duration,
+    /// A request that has made no progress for this long is abandoned.
+    pub stall: Duration,
+    /// Added to a source's expected time per failure, decaying as it succeeds.
+    pub failure_penalty: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            window_secs: 30.0,
+            per_source: 2,
+            total: 6,
+            hedge_margin: Duration::from_millis(1500),
+            stall: Duration::from_secs(8),
+            failure_penalty: Duration::from_millis(750),
+        }
+    }
+}
+
+/// What the caller should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Fetch `segment` from `source`.
+    Fetch {
+        /// Segment index.
+        segment: usize,
+        /// From whom.
+        source: SourceId,
+        /// Whether another source is already fetching it (a hedge).
+        hedge: bool,
+    },
+    /// Stop fetching `segment` from `source` (done elsewhere, out of the window, or stalled).
+    Cancel {
+        /// Segment index.
+        segment: usize,
+        /// From whom.
+        source: SourceId,
+    },
+    /// `source` is banned: it sent bytes that did not verify.
+    Banned {
+        /// The source.
+        source: SourceId,
+    },
+}
+
+/// Why a fetch failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The source does not have it, refused, or the connection failed.
+    Unavailable,
+    /// The bytes did not hash to the CID: the source is banned.
+    Corrupt,
+}
+
+#[derive(Debug)]
+struct Source {
+    kind: SourceKind,
+    banned: bool,
+    latency: Duration,
+    bytes_per_sec: f64,
+    failures: u32,
+    in_flight: usize,
+}
+
+impl Source {
+    fn expected(&self, bytes: u64, penalty: Duration) -> Duration {
+        self.latency + Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec.max(1.0)) + penalty * self.failures
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    source: SourceId,
+    started: Duration,
+    progress: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Segment {
+    done: bool,
+    attempts: Vec<Attempt>,
+    /// Sources that failed this segment; not asked again for it.
+    failed: Vec<SourceId>,
+}
+
+/// The scheduler of one track. Times are offsets from any fixed origin the caller chooses.
+#[derive(Debug)]
+pub struct Scheduler {
+    config: Config,
+    starts: Vec<f64>,
+    bytes: Vec<u64>,
+    segments: Vec<Segment>,
+    sources: Vec<Source>,
+    /// Media time of the playhead, and the wall time it was there.
+    playhead: (f64, Duration),
+    playing: bool,
+}
+
+/// Weight of a new measurement in the moving averages.
+const EWMA: f64 = 0.3;
+
+impl Scheduler {
+    /// A scheduler for segments of `durations_secs` seconds and `bytes` bytes each.
+    pub fn new(durations_secs: &[f64], bytes: &[u64], config: Config) -> Self {
+        let mut starts = Vec::with_capacity(durations_secs.len());
+        let mut t = 0.0;
+        for d in durations_secs {
+            starts.push(t);
+            t += d;
+        }
+        Self {
+            config,
+            starts,
+            bytes: bytes.to_vec(),
+            segments: durations_secs.iter().map(|_| Segment::default()).collect(),
+            sources: Vec::new(),
+            playhead: (0.0, Duration::ZERO),
+            playing: false,
+        }
+    }
+
+    /// Adds a source; returns its id.
+    pub fn add_source(&mut self, kind: SourceKind) -> SourceId {
+        let (latency, bytes_per_sec) = kind.prior();
+        self.sources.push(Source { kind, banned: false, latency, bytes_per_sec, failures: 0, in_flight: 0 });
+        SourceId(self.sources.len() as u32 - 1)
+    }
+
+    /// Whether `source` is banned.
+    pub fn is_banned(&self, source: SourceId) -> bool {
+        self.sources.get(source.0 as usize).is_some_and(|s| s.banned)
+    }
+
+    /// The kind of `source`.
+    pub fn kind(&self, source: SourceId) -> Option<SourceKind> {
+        self.sources.get(source.0 as usize).map(|s| s.kind)
+    }
+
+    /// Whether every segment is fetched.
+    pub fn is_complete(&self) -> bool {
+        self.segments.iter().all(|s| s.done)
+    }
+
+    /// Whether `segment` is fetched.
+    pub fn is_done(&self, segment: usize) -> bool {
+        self.segments.get(segment).is_some_and(|s| s.done)
+    }
+
+    /// The segment that holds media time `secs`.
+    pub fn segment_at(&self, secs: f64) -> usize {
+        self.starts.partition_point(|s| *s <= secs).saturating_sub(1)
+    }
+
+    /// Reports where the playhead is at wall time `now` and whether it moves. A jump (seek)
+    /// cancels requests for segments now outside the window.
+    pub fn set_playhead(&mut self, secs: f64, playing: bool, now: Duration) -> Vec<Action> {
+        self.playhead = (secs, now);
+        self.playing = playing;
+        let window = self.window();
+        let mut out = Vec::new();
+        for (i, seg) in self.segments.iter_mut().enumerate() {
+            if seg.done || window.contains(&i) {
+                continue;
+            }
+            for a in seg.attempts.drain(..) {
+                self.sources[a.source.0 as usize].in_flight -= 1;
+                out.push(Action::Cancel { segment: i, source: a.source });
+            }
+        }
+        out
+    }
+
+    /// Segments the window covers: from the playhead's to the last starting within
+    /// `window_secs` after it.
+    fn window(&self) -> std::ops::Range<usize> {
+        let first = self.segment_at(self.playhead.0);
+        let end = self.starts.partition_point(|s| *s < self.playhead.0 + self.config.window_secs);
+        first..end.max(first + 1).min(self.segments.len())
+    }
+
+    /// Wall time at which the playhead reaches `segment` (far away when paused).
+    fn deadline(&self, segment: usize) -> Duration {
+        let (secs, at) = self.playhead;
+        let ahead = (self.starts[segment] - secs).max(0.0);
+        if self.playing { at + Duration::from_secs_f64(ahead) } else { at + Duration::from_secs(3600) }
+    }
+
+    /// The best source for `segment` not already trying it and not excluded, with room.
+    fn best_source(&self, segment: usize, skip: &[SourceId]) -> Option<SourceId> {
+        let bytes = self.bytes[segment];
+        self.sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (SourceId(i as u32), s))
+            .filter(|(id, s)| !s.banned && s.in_flight < self.config.per_source && !skip.contains(id))
+            .min_by_key(|(_, s)| s.expected(bytes, self.config.failure_penalty))
+            .map(|(id, _)| id)
+    }
+
+    /// What to start or stop now: new fetches in deadline order, hedges for late requests,
+    /// cancellations of stalled ones.
+    pub fn poll(&mut self, now: Duration) -> Vec<Action> {
+        let mut out = Vec::new();
+        // Stalled requests are abandoned and their sources penalised.
+        for (i, seg) in self.segments.iter_mut().enumerate() {
+            let stall = self.config.stall;
+            let (stalled, kept): (Vec<Attempt>, Vec<Attempt>) =
+                seg.attempts.drain(..).partition(|a| now.saturating_sub(a.progress) >= stall);
+            seg.attempts = kept;
+            for a in stalled {
+                let source = &mut self.sources[a.source.0 as usize];
+                source.in_flight -= 1;
+                source.failures += 1;
+                seg.failed.push(a.source);
+                out.push(Action::Cancel { segment: i, source: a.source });
+            }
+        }
+        let mut in_flight: usize = self.sources.iter().map(|s| s.in_flight).sum();
+        for i in self.window() {
+            if in_flight >= self.config.total {
+                break;
+            }
+            if self.segments[i].done {
+                continue;
+            }
+            let trying: Vec<SourceId> = self.segments[i].attempts.iter().map(|a| a.source).collect();
+            let mut skip = trying.clone();
+            skip.extend(&self.segments[i].failed);
+            let hedge = match self.segments[i].attempts.iter().map(|a| a.started).min() {
+                None => false,
+                Some(started) => {
+                    // Late: expected finish of the running request is within the margin of the
+                    // deadline (or past it).
+                    let source = &self.sources[trying[0].0 as usize];
+                    let finish = started + source.expected(self.bytes[i], self.config.failure_penalty);
+                    if trying.len() >= 2 || finish + self.config.hedge_margin < self.deadline(i) {
+                        continue;
+                    }
+                    true
+                }
+            };
+            let every_source_failed = self
+                .sources
+                .iter()
+                .enumerate()
+                .all(|(id, s)| s.banned || self.segments[i].failed.contains(&SourceId(id as u32)));
+            if every_source_failed && !hedge && trying.is_empty() {
+                // Every usable source failed this segment once: try them again rather than stall.
+                self.segments[i].failed.clear();
+                skip.clear();
+            }
+            let Some(source) = self.best_source(i, &skip) else { continue };
+            self.sources[source.0 as usize].in_flight += 1;
+            self.segments[i].attempts.push(Attempt { source, started: now, progress: now });
+            in_flight += 1;
+            out.push(Action::Fetch { segment: i, source, hedge });
+        }
+        out
+    }
+
+    /// `source` delivered some bytes of `segment` (resets its stall timer).
+    pub fn on_progress(&mut self, segment: usize, source: SourceId, now: Duration) {
+        if let Some(a) = self.segments.get_mut(segment).and_then(|s| s.attempts.iter_mut().find(|a| a.source == source))
+        {
+            a.progress = now;
+        }
+    }
+
+    /// `source` delivered all of `segment`, verified. Cancels the other attempts at it.
+    pub fn on_success(&mut self, segment: usize, source: SourceId, now: Duration) -> Vec<Action> {
+        let Some(seg) = self.segments.get_mut(segment) else { return Vec::new() };
+        let mut out = Vec::new();
+        for a in seg.attempts.drain(..) {
+            let s = &mut self.sources[a.source.0 as usize];
+            s.in_flight -= 1;
+            if a.source == source {
+                let took = now.saturating_sub(a.started).max(Duration::from_millis(1));
+                // Split the time into latency and transfer with the current throughput
+                // estimate, and fold both into the averages.
+                let bytes = self.bytes[segment] as f64;
+                let transfer = (bytes / s.bytes_per_sec).min(took.as_secs_f64());
+                let latency = took.as_secs_f64() - transfer;
+                s.latency = Duration::from_secs_f64(s.latency.as_secs_f64() * (1.0 - EWMA) + latency * EWMA);
+                let rate = bytes / took.as_secs_f64();
+                s.bytes_per_sec = s.bytes_per_sec * (1.0 - EWMA) + rate * EWMA;
+                s.failures = s.failures.saturating_sub(1);
+            } else {
+                out.push(Action::Cancel { segment, source: a.source });
+            }
+        }
+        seg.done = true;
+        out
+    }
+
+    /// `source` failed `segment`. A corrupt delivery bans the source (and cancels everything it
+    /// was fetching); otherwise the source is penalised and not asked for this segment again
+    /// until every other source has failed it too.
+    pub fn on_failure(&mut self, segment: usize, source: SourceId, failure: Failure) -> Vec<Action> {
+        let mut out = Vec::new();
+        if let Some(seg) = self.segments.get_mut(segment)
+            && let Some(pos) = seg.attempts.iter().position(|a| a.source == source)
+        {
+            seg.attempts.remove(pos);
+            seg.failed.push(source);
+            self.sources[source.0 as usize].in_flight -= 1;
+        }
+        let s = &mut self.sources[source.0 as usize];
+        match failure {
+            Failure::Unavailable => s.failures += 1,
+            Failure::Corrupt if !s.banned => {
+                s.banned = true;
+                out.push(Action::Banned { source });
+                for (i, seg) in self.segments.iter_mut().enumerate() {
+                    if let Some(pos) = seg.attempts.iter().position(|a| a.source == source) {
+                        seg.attempts.remove(pos);
+                        self.sources[source.0 as usize].in_flight -= 1;
+                        out.push(Action::Cancel { segment: i, source });
+                    }
+                }
+            }
+            Failure::Corrupt => {}
+        }
+        out
+    }
+
+    /// Sources that are not banned.
+    pub fn usable_sources(&self) -> usize {
+        self.sources.iter().filter(|s| !s.banned).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // The same tests run natively and, under wasm-bindgen-test, in headless Chromium.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn sched(n: usize) -> Scheduler {
+        Scheduler::new(&vec![6.0; n], &vec![100_000; n], Config::default())
+    }
+
+    fn fetches(actions: &[Action]) -> Vec<(usize, u32, bool)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Fetch { segment, source, hedge } => Some((*segment, source.0, *hedge)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fetches_the_window_in_deadline_order_within_the_limits() {
+        let mut s = sched(20);
+        let node = s.add_source(SourceKind::CreatorNode);
+        s.set_playhead(0.0, true, Duration::ZERO);
+        // One source, two at a time: segments 0 and 1 first.
+        assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(0, 0, false), (1, 0, false)]);
+        assert!(s.poll(10 * MS).is_empty(), "the source is busy");
+        assert!(s.on_success(0, node, 200 * MS).is_empty());
+        assert_eq!(fetches(&s.poll(200 * MS)), vec![(2, 0, false)]);
+        // The window is 30 s of 6 s segments: never past segment 4 while the playhead is at 0.
+        for t in 0..10u32 {
+            for a in s.poll((300 + t) * MS) {
+                if let Action::Fetch { segment, .. } = a {
+                    assert!(segment < 5);
+                    s.on_success(segment, node, (301 + t) * MS);
+                }
+            }
+            let _ = s.on_success(1, node, (300 + t) * MS);
+            let _ = s.on_success(2, node, (300 + t) * MS);
+        }
+        assert!((0..5).all(|i| s.is_done(i)));
+        assert!(!s.is_done(5));
+    }
+
+    #[test]
+    fn the_faster_source_wins_once_measured() {
+        let mut s = sched(40);
+        let slow = s.add_source(SourceKind::CreatorNode);
+        let fast = s.add_source(SourceKind::Gateway);
+        s.set_playhead(0.0, true, Duration::ZERO);
+        let mut now = Duration::ZERO;
+        let mut served = [0usize; 2];
+        for _ in 0..30 {
+            for a in s.poll(now) {
+                if let Action::Fetch { segment, source, .. } = a {
+                    served[source.0 as usize] += 1;
+                    let took = if source == slow { 900 * MS } else { 60 * MS };
+                    s.on_success(segment, source, now + took);
+                }
+            }
+            now += 100 * MS;
+            let playhead = (now.as_secs_f64()).min(200.0);
+            s.set_playhead(playhead, true, now);
+        }
+        assert!(served[fast.0 as usize] > served[slow.0 as usize], "{served:?}");
+    }
+
+    #[test]
+    fn a_corrupt_source_is_banned_and_the_segment_fetched_elsewhere() {
+        let mut s = sched(3);
+        let gateway = s.add_source(SourceKind::Gateway);
+        let node = s.add_source(SourceKind::CreatorNode);
+        s.set_playhead(0.0, true, Duration::ZERO);
+        let first = fetches(&s.poll(Duration::ZERO));
+        // The creator node's prior is better: it gets segments 0 and 1, the gateway segment 2.
+        assert_eq!(first, vec![(0, node.0, false), (1, node.0, false), (2, gateway.0, false)]);
+        let actions = s.on_failure(2, gateway, Failure::Corrupt);
+        assert_eq!(actions, vec![Action::Banned { source: gateway }]);
+        assert!(s.is_banned(gateway));
+        s.on_success(0, node, 100 * MS);
+        assert_eq!(fetches(&s.poll(100 * MS)), vec![(2, node.0, false)], "refetched from the node");
+        for t in 0..5 {
+            assert!(fetches(&s.poll((200 + t) * MS)).iter().all(|(_, src, _)| *src != gateway.0), "never again");
+        }
+    }
+
+    #[test]
+    fn a_late_request_is_hedged_and_the_loser_cancelled() {
+        let mut s = sched(3);
+        let node = s.add_source(SourceKind::CreatorNode);
+        let gateway = s.add_source(SourceKind::Gateway);
+        s.set_playhead(0.0, true, Duration::ZERO);
+        assert_eq!(fetches(&s.poll(Duration::ZERO))[0], (0, node.0, false));
+        // Segment 0's deadline is now: the running request is late, so it is hedged.
+        let hedged = fetches(&s.poll(10 * MS));
+        assert!(hedged.contains(&(0, gateway.0, true)), "{hedged:?}");
+        let cancels = s.on_success(0, gateway, 80 * MS);
+        assert_eq!(cancels, vec![Action::Cancel { segment: 0, source: node }]);
+    }
+
+    #[test]
+    fn a_stalled_request_is_abandoned_and_retried_elsewhere() {
+        let mut s =
+            Scheduler::new(&[6.0; 4], &[100_000; 4], Config { hedge_margin: Duration::ZERO, ..Config::default() });
+        let a = s.add_source(SourceKind::CreatorNode);
+        let b = s.add_source(SourceKind::Peer);
+        s.set_playhead(0.0, false, Duration::ZERO);
+        let first = fetches(&s.poll(Duration::ZERO));
+        assert!(first.contains(&(0, a.0, false)));
+        s.on_progress(0, a, Duration::from_secs(3));
+        assert!(
+            !s.poll(Duration::from_secs(10)).contains(&Action::Cancel { segment: 0, source: a }),
+            "progress at 3 s"
+        );
+        let later = s.poll(Duration::from_secs(12));
+        assert!(later.contains(&Action::Cancel { segment: 0, source: a }), "{later:?}");
+        assert!(!fetches(&later).iter().any(|(seg, src, _)| *seg == 0 && *src == a.0), "not from the stalled source");
+        // Once the other source has room, segment 0 goes to it.
+        for seg in 1..4 {
+            s.on_success(seg, b, Duration::from_secs(12));
+        }
+        let mut retried = fetches(&later);
+        retried.extend(fetches(&s.poll(Duration::from_secs(12))));
+        assert!(retried.contains(&(0, b.0, false)), "{retried:?}");
+    }
+
+    #[test]
+    fn a_seek_cancels_what_left_the_window_and_starts_at_the_target() {
+        let mut s = sched(30);
+        let node = s.add_source(SourceKind::CreatorNode);
+        s.set_playhead(0.0, true, Duration::ZERO);
+        assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(0, 0, false), (1, 0, false)]);
+        let cancels = s.set_playhead(120.0, true, 50 * MS);
+        assert_eq!(
+            cancels,
+            vec![Action::Cancel { segment: 0, source: node }, Action::Cancel { segment: 1, source: node }]
+        );
+        assert_eq!(s.segment_at(120.0), 20);
+        assert_eq!(fetches(&s.poll(60 * MS)), vec![(20, 0, false), (21, 0, false)]);
+    }
+
+    #[test]
+    fn when_every_source_failed_a_segment_they_are_tried_again() {
+        let mut s = sched(1);
+        let node = s.add_source(SourceKind::CreatorNode);
+        s.set_playhead(0.0, true, Duration::ZERO);
+        assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(0, 0, false)]);
+        s.on_failure(0, node, Failure::Unavailable);
+        assert_eq!(fetches(&s.poll(10 * MS)), vec![(0, 0, false)]);
+        // A banned source is never retried, even as the last one.
+        s.on_failure(0, node, Failure::Corrupt);
+        assert!(s.poll(20 * MS).is_empty());
+        assert_eq!(s.usable_sources(), 0);
+    }
+}
