@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
+use crate::error::Error;
+use crate::source::Source;
 use antiphon_core::SegmentRef;
 use antiphon_core::unixfs::{FetchError, fetch_file};
 use bytes::{Bytes, BytesMut};
-use libp2p::PeerId;
-
-use crate::error::Error;
-use crate::net::NetHandle;
 
 /// Blocks of one segment requested at once.
 const BLOCKS_IN_FLIGHT: usize = 4;
@@ -24,26 +22,29 @@ pub(crate) struct FetchedSegment {
     pub(crate) data: Bytes,
     /// Blocks it was made of.
     pub(crate) blocks: usize,
-    /// The peer that delivered its root block.
-    pub(crate) peer: PeerId,
+    /// Who delivered its root block (a peer ID or a gateway URL).
+    pub(crate) from: String,
+    /// Every block of the segment, in order, with its size.
+    pub(crate) block_list: Vec<(antiphon_core::Cid, usize)>,
     /// Time from the first want to the last block.
     pub(crate) latency: Duration,
 }
 
-/// Fetches the segment `seg` from `peer`, verifying every block and checking that the bytes
+/// Fetches the segment `seg` from `source`, verifying every block and checking that the bytes
 /// add up to what the manifest declares.
-pub(crate) async fn fetch_segment(net: &NetHandle, peer: PeerId, seg: &SegmentRef) -> Result<FetchedSegment, Error> {
+pub(crate) async fn fetch_segment(source: &Source, seg: &SegmentRef) -> Result<FetchedSegment, Error> {
     let started = web_time::Instant::now();
     // The manifest bounds `bytes` (MAX_SEGMENT_BYTES), so this allocation is bounded too.
     let too_big = || Error::SegmentSize { cid: seg.cid, declared: seg.bytes, actual: None };
-    let fetched = fetch_up_to(net, peer, seg.cid, seg.bytes, seg.bytes as usize, BLOCKS_IN_FLIGHT, too_big).await?;
+    let fetched = fetch_up_to(source, seg.cid, seg.bytes, seg.bytes as usize, BLOCKS_IN_FLIGHT, too_big).await?;
     if fetched.data.len() as u64 != seg.bytes {
         return Err(Error::SegmentSize { cid: seg.cid, declared: seg.bytes, actual: Some(fetched.data.len() as u64) });
     }
     Ok(FetchedSegment {
         data: fetched.data.freeze(),
         blocks: fetched.blocks,
-        peer: fetched.root_peer.unwrap_or(peer),
+        from: fetched.root_from.unwrap_or_else(|| source.label()),
+        block_list: fetched.block_list,
         latency: started.elapsed(),
     })
 }
@@ -51,14 +52,13 @@ pub(crate) async fn fetch_segment(net: &NetHandle, peer: PeerId, seg: &SegmentRe
 /// Fetches the whole UnixFS file `cid` from `peer` into JS memory, refusing files over `max`
 /// bytes as soon as the bytes pass it.
 pub(crate) async fn fetch_bytes(
-    net: &NetHandle,
-    peer: PeerId,
+    source: &Source,
     cid: antiphon_core::Cid,
     max: u64,
 ) -> Result<js_sys::Uint8Array, Error> {
     let too_big =
         || Error::InvalidArgument { what: "maxBytes".into(), reason: format!("{cid} is larger than {max} bytes") };
-    let fetched = fetch_up_to(net, peer, cid, max, 0, CAT_BLOCKS_IN_FLIGHT, too_big).await?;
+    let fetched = fetch_up_to(source, cid, max, 0, CAT_BLOCKS_IN_FLIGHT, too_big).await?;
     Ok(js_sys::Uint8Array::from(&fetched.data[..]))
 }
 
@@ -66,15 +66,15 @@ pub(crate) async fn fetch_bytes(
 struct Gathered {
     data: BytesMut,
     blocks: usize,
-    root_peer: Option<PeerId>,
+    root_from: Option<String>,
+    block_list: Vec<(antiphon_core::Cid, usize)>,
 }
 
-/// Fetches the UnixFS file `root` from `peer` with `window` blocks in flight into a buffer of
+/// Fetches the UnixFS file `root` from `source` with `window` blocks in flight into a buffer of
 /// `capacity` bytes to start with, failing with `too_big()` as soon as it holds more than
 /// `max` bytes.
 async fn fetch_up_to(
-    net: &NetHandle,
-    peer: PeerId,
+    source: &Source,
     root: antiphon_core::Cid,
     max: u64,
     capacity: usize,
@@ -83,20 +83,21 @@ async fn fetch_up_to(
 ) -> Result<Gathered, Error> {
     let mut data = BytesMut::with_capacity(capacity);
     let mut blocks = 0;
-    let root_peer = std::cell::Cell::new(None);
+    let root_from = std::cell::RefCell::new(None);
     let get = |cid| {
-        let net = net.clone();
-        let root_peer = &root_peer;
+        let root_from = &root_from;
         async move {
-            let fetched = net.get(cid, peer).await?;
+            let delivered = source.get(cid).await?;
             if cid == root {
-                root_peer.set(Some(fetched.peer));
+                *root_from.borrow_mut() = Some(delivered.from);
             }
-            Ok(fetched.block)
+            Ok(delivered.block)
         }
     };
-    let result = fetch_file(root, .., window, get, |_, bytes| {
+    let mut block_list = Vec::new();
+    let result = fetch_file(root, .., window, get, |block: &antiphon_core::Block, bytes| {
         blocks += 1;
+        block_list.push((*block.cid(), block.data().len()));
         if (data.len() + bytes.len()) as u64 > max {
             return Err(too_big());
         }
@@ -105,7 +106,7 @@ async fn fetch_up_to(
     })
     .await;
     match result {
-        Ok(_) => Ok(Gathered { data, blocks, root_peer: root_peer.get() }),
+        Ok(_) => Ok(Gathered { data, blocks, root_from: root_from.into_inner(), block_list }),
         Err(FetchError::Get { source, .. } | FetchError::Sink(source)) => Err(source),
         Err(FetchError::Export(source)) => Err(Error::Segment { cid: root, source }),
         Err(e @ FetchError::Stalled(_)) => {

@@ -35,6 +35,8 @@ mod peer;
 #[cfg(target_arch = "wasm32")]
 mod player;
 #[cfg(target_arch = "wasm32")]
+mod source;
+#[cfg(target_arch = "wasm32")]
 mod util;
 #[cfg(target_arch = "wasm32")]
 pub mod verify;

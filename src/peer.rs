@@ -30,6 +30,9 @@ struct ConnectOptions {
     dial_timeout_ms: Option<u32>,
     /// Head start, in ms, of each address over the next (default 1500).
     stagger_ms: Option<u32>,
+    /// Base URLs of HTTP trustless gateways players may fetch blocks from, verified like
+    /// Bitswap blocks.
+    gateways: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +55,7 @@ pub struct Peer {
     remote_addr: Multiaddr,
     dial_ms: f64,
     attempts: Vec<Attempt>,
+    gateways: Vec<String>,
 }
 
 #[wasm_bindgen]
@@ -61,7 +65,9 @@ impl Peer {
     /// The next address is tried when one fails or has not connected within `staggerMs`; the
     /// first connection wins.
     /// `options`: `{ transport?: "webrtc-direct" | "websocket", dialTimeoutMs?: number,
-    /// staggerMs?: number }`.
+    /// staggerMs?: number, gateways?: string[] }`. `gateways` are HTTP trustless gateways
+    /// (base URLs) players also fetch from, verifying every block; one that sends bytes that
+    /// do not verify is banned.
     pub async fn connect(target: String, options: JsValue) -> Result<Peer, Error> {
         let options: ConnectOptions = if options.is_undefined() || options.is_null() {
             ConnectOptions::default()
@@ -85,14 +91,30 @@ impl Peer {
         let net = NetHandle::spawn()?;
         let timeout = Duration::from_millis(u64::from(options.dial_timeout_ms.unwrap_or(DEFAULT_DIAL_TIMEOUT_MS)));
         let stagger = Duration::from_millis(u64::from(options.stagger_ms.unwrap_or(DEFAULT_STAGGER_MS)));
-        dial_staggered(net, addrs, timeout, stagger).await.map_err(|attempts| {
+        let mut gateways = Vec::new();
+        for g in options.gateways.unwrap_or_default() {
+            let url = web_sys::Url::new(&g).map_err(|_| Error::InvalidArgument {
+                what: "gateways".into(),
+                reason: format!("{g:?} is not a URL"),
+            })?;
+            if url.protocol() != "http:" && url.protocol() != "https:" {
+                return Err(Error::InvalidArgument {
+                    what: "gateways".into(),
+                    reason: format!("{g:?} is not http(s)"),
+                });
+            }
+            gateways.push(g.trim_end_matches('/').to_string());
+        }
+        let mut peer = dial_staggered(net, addrs, timeout, stagger).await.map_err(|attempts| {
             let reason = attempts
                 .iter()
                 .map(|a| format!("{}: {}", transport_name(&a.addr), a.error.as_deref().unwrap_or("?")))
                 .collect::<Vec<_>>()
                 .join("; ");
             Error::DialFailed { target, reason }
-        })
+        })?;
+        peer.gateways = gateways;
+        Ok(peer)
     }
 
     /// The transport of the connection: `"webrtc-direct"` or `"websocket"`.
@@ -144,7 +166,7 @@ impl Peer {
 
     /// A player that plays tracks from this peer into `element`.
     pub fn attach(&self, element: HtmlMediaElement) -> Player {
-        Player::new(self.net.clone(), self.remote, self.transport(), element)
+        Player::new(self.net.clone(), self.remote, self.transport(), element, self.gateways.clone())
     }
 
     /// Fetches a UnixFS file (or a single raw block) by CID from the connected peer over
@@ -160,7 +182,8 @@ impl Peer {
                 .map_or(DEFAULT_CAT_MAX_BYTES, |v| v.max(0.0) as u64)
         };
         let cid: antiphon_core::Cid = cid.parse().map_err(|source| Error::InvalidCid { input: cid.clone(), source })?;
-        crate::fetch::fetch_bytes(&self.net, self.remote, cid, max).await
+        let source = crate::source::Source::Bitswap { net: self.net.clone(), peer: self.remote };
+        crate::fetch::fetch_bytes(&source, cid, max).await
     }
 }
 
@@ -218,7 +241,7 @@ async fn dial_staggered(
             Ok(remote) => {
                 tracing::info!(%addr, dial_ms = ms, "connected to creator node");
                 attempts[index].error = None;
-                return Ok(Peer { net, remote, remote_addr: addr, dial_ms: ms, attempts });
+                return Ok(Peer { net, remote, remote_addr: addr, dial_ms: ms, attempts, gateways: Vec::new() });
             }
             Err(reason) => {
                 tracing::warn!(%addr, %reason, "dial failed");

@@ -1,24 +1,36 @@
-//! `Player`: fetches a track's manifest and segments through the network side and appends the
-//! verified segments, in order, to Media Source Extensions.
+//! `Player`: fetches a track's manifest and segments and appends the verified segments, in
+//! order, to Media Source Extensions. Which segment is fetched from which source (the creator
+//! node over Bitswap, HTTP gateways) is decided by `antiphon_core::schedule`: deadline order
+//! within a window ahead of the playhead, scores per source, hedging of late requests, bans for
+//! sources whose bytes do not verify.
 
 use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::time::Duration;
 
+use antiphon_core::schedule::{Action, Config as ScheduleConfig, Failure, Scheduler, SourceId, SourceKind};
 use antiphon_core::{Cid, TrackManifest};
 use futures::StreamExt;
-use futures::stream::FuturesOrdered;
+use futures::future::{AbortHandle, Abortable, Either, select};
+use futures::stream::FuturesUnordered;
 use libp2p::PeerId;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlMediaElement;
 
-use crate::error::Error;
-use crate::fetch::fetch_segment;
+use crate::error::{Error, ErrorCode};
+use crate::fetch::{FetchedSegment, fetch_segment};
 use crate::media::MediaSink;
 use crate::net::NetHandle;
+use crate::source::Source;
 use crate::util::object;
 
-/// Segments fetched ahead of the one being appended.
-const LOOKAHEAD: usize = 3;
+/// How often the pump looks at the playhead when nothing else happens.
+const TICK: Duration = Duration::from_millis(250);
+/// A segment that failed this many times per usable source fails playback.
+const FAILURES_PER_SOURCE: usize = 3;
+/// Most provenance records kept (a 10-minute track of 6 s segments has ~100).
+const MAX_PROVENANCE: usize = 16_384;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SegmentState {
@@ -52,12 +64,17 @@ struct State {
     error: Option<(String, String)>,
     sink: Option<Rc<MediaSink>>,
     ended: bool,
+    /// Every verified block: CID, sender, bytes, ms since load.
+    provenance: Vec<(Cid, String, usize, f64)>,
+    /// Sources banned for sending bytes that did not verify.
+    banned: Vec<String>,
 }
 
 struct Shared {
     net: NetHandle,
     remote: PeerId,
     transport: String,
+    gateways: Vec<String>,
     element: HtmlMediaElement,
     state: RefCell<State>,
     listener: RefCell<Option<js_sys::Function>>,
@@ -110,12 +127,19 @@ pub struct Player {
 }
 
 impl Player {
-    pub(crate) fn new(net: NetHandle, remote: PeerId, transport: String, element: HtmlMediaElement) -> Self {
+    pub(crate) fn new(
+        net: NetHandle,
+        remote: PeerId,
+        transport: String,
+        element: HtmlMediaElement,
+        gateways: Vec<String>,
+    ) -> Self {
         Self {
             shared: Rc::new(Shared {
                 net,
                 remote,
                 transport,
+                gateways,
                 element,
                 state: RefCell::new(State::default()),
                 listener: RefCell::new(None),
@@ -127,8 +151,9 @@ impl Player {
 #[wasm_bindgen]
 impl Player {
     /// Registers the event listener. Events are plain objects with a `type`:
-    /// `"manifest"`, `"segment"` (index, cid, peer, bytes, blocks, latencyMs), `"ended"` and `"error"`
-    /// (code, message, cid, index).
+    /// `"manifest"`, `"segment"` (index, cid, peer, sourceKind, bytes, blocks, latencyMs,
+    /// hedged), `"sourceFailed"` (source, index, code), `"sourceBanned"` (source, kind),
+    /// `"ended"` and `"error"` (code, message, cid, index).
     #[wasm_bindgen(js_name = onEvent)]
     pub fn on_event(&self, listener: js_sys::Function) {
         *self.shared.listener.borrow_mut() = Some(listener);
@@ -168,9 +193,29 @@ impl Player {
             ("durationSecs", state.manifest.as_ref().map(TrackManifest::duration_secs).into()),
             ("bufferedAheadSecs", buffered_ahead.max(0.0).into()),
             ("ended", state.ended.into()),
+            ("banned", state.banned.iter().map(|b| JsValue::from(b.as_str())).collect::<js_sys::Array>().into()),
             ("errorCode", state.error.as_ref().map(|e| e.0.clone()).into()),
             ("error", state.error.as_ref().map(|e| e.1.clone()).into()),
         ])
+    }
+
+    /// Every verified block of the current track so far: `{ cid, from, bytes, atMs }`, where
+    /// `from` is the peer ID or gateway URL that sent it and `atMs` is since `load`.
+    pub fn provenance(&self) -> js_sys::Array {
+        self.shared
+            .state
+            .borrow()
+            .provenance
+            .iter()
+            .map(|(cid, from, bytes, at)| {
+                object(&[
+                    ("cid", cid.to_string().into()),
+                    ("from", from.as_str().into()),
+                    ("bytes", (*bytes as f64).into()),
+                    ("atMs", (*at).into()),
+                ])
+            })
+            .collect()
     }
 
     /// Stops streaming, detaches the media source and releases its object URL.
@@ -214,51 +259,193 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
     Ok(())
 }
 
-/// Fetches segments with a small lookahead and appends them strictly in order.
+/// The sources a player fetches from: the connected creator node, then each gateway.
+fn sources(shared: &Shared, scheduler: &mut Scheduler) -> Vec<(Source, SourceKind)> {
+    let mut out = vec![(Source::Bitswap { net: shared.net.clone(), peer: shared.remote }, SourceKind::CreatorNode)];
+    out.extend(shared.gateways.iter().map(|g| (Source::Gateway { base: g.clone() }, SourceKind::Gateway)));
+    for (_, kind) in &out {
+        scheduler.add_source(*kind);
+    }
+    out
+}
+
+fn kind_name(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::CreatorNode => "node",
+        SourceKind::Peer => "peer",
+        SourceKind::Gateway => "gateway",
+    }
+}
+
+type Outcome = (usize, SourceId, Result<FetchedSegment, Error>);
+
+/// Fetches segments as the scheduler directs and appends them strictly in order.
 async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink: Rc<MediaSink>) {
-    let mut inflight = FuturesOrdered::new();
-    let mut next = 0usize;
+    let rate = f64::from(manifest.sample_rate);
+    let durations: Vec<f64> = manifest.segments.iter().map(|s| s.samples as f64 / rate).collect();
+    let sizes: Vec<u64> = manifest.segments.iter().map(|s| s.bytes).collect();
+    let mut scheduler = Scheduler::new(&durations, &sizes, ScheduleConfig::default());
+    let sources = sources(&shared, &mut scheduler);
+    let started = web_time::Instant::now();
     let total = manifest.segments.len();
-    while next < total || !inflight.is_empty() {
-        while inflight.len() < LOOKAHEAD && next < total {
-            let (net, remote, seg) = (shared.net.clone(), shared.remote, manifest.segments[next].clone());
-            shared.set_segment(generation, next, SegmentState::Fetching);
-            let index = next;
-            inflight.push_back(async move { (index, fetch_segment(&net, remote, &seg).await) });
-            next += 1;
-        }
-        let Some((index, result)) = inflight.next().await else { break };
+    let mut running: FuturesUnordered<Abortable<futures::future::LocalBoxFuture<'static, Outcome>>> =
+        FuturesUnordered::new();
+    let mut aborts: HashMap<(usize, SourceId), AbortHandle> = HashMap::new();
+    let mut hedged: HashMap<usize, bool> = HashMap::new();
+    let mut ready: BTreeMap<usize, (FetchedSegment, SourceId)> = BTreeMap::new();
+    let mut failures: HashMap<usize, usize> = HashMap::new();
+    let mut last_error: Option<(usize, Error)> = None;
+    let mut next_append = 0usize;
+    while next_append < total {
         if !shared.is_current(generation) {
-            return;
+            break;
         }
-        let fetched = match result {
-            Ok(fetched) => fetched,
-            Err(e) => {
-                // The block was refused (or never came): it is not appended, and nothing after
-                // it can be, since segments go in strictly in order.
+        let now = started.elapsed();
+        let element = &shared.element;
+        let rate = if element.paused() { 0.0 } else { element.playback_rate() };
+        let mut actions = scheduler.set_playhead(element.current_time(), rate, now);
+        actions.extend(scheduler.poll(now));
+        for action in actions {
+            match action {
+                Action::Fetch { segment, source, hedge } => {
+                    let (src, seg) = (sources[source.0 as usize].0.clone(), manifest.segments[segment].clone());
+                    let (handle, registration) = AbortHandle::new_pair();
+                    aborts.insert((segment, source), handle);
+                    hedged.insert(segment, hedge);
+                    shared.set_segment(generation, segment, SegmentState::Fetching);
+                    let job: futures::future::LocalBoxFuture<'static, Outcome> =
+                        Box::pin(async move { (segment, source, fetch_segment(&src, &seg).await) });
+                    running.push(Abortable::new(job, registration));
+                }
+                Action::Cancel { segment, source } => {
+                    if let Some(handle) = aborts.remove(&(segment, source)) {
+                        handle.abort();
+                    }
+                }
+                Action::Banned { source } => {
+                    let (src, kind) = &sources[source.0 as usize];
+                    let label = src.label();
+                    tracing::warn!(source = %label, "source banned: it sent bytes that do not verify");
+                    shared.state.borrow_mut().banned.push(label.clone());
+                    shared.emit(object(&[
+                        ("type", "sourceBanned".into()),
+                        ("source", label.into()),
+                        ("kind", kind_name(*kind).into()),
+                    ]));
+                }
+            }
+        }
+        // The next outcome, or a tick to look at the playhead again.
+        let outcome = if running.is_empty() {
+            futures_timer::Delay::new(TICK).await;
+            None
+        } else {
+            match select(running.next(), futures_timer::Delay::new(TICK)).await {
+                Either::Left((Some(Ok(outcome)), _)) => Some(outcome),
+                _ => None,
+            }
+        };
+        if !shared.is_current(generation) {
+            break;
+        }
+        if let Some((segment, source, result)) = outcome {
+            aborts.remove(&(segment, source));
+            let now = started.elapsed();
+            match result {
+                Ok(fetched) => {
+                    for action in scheduler.on_success(segment, source, now) {
+                        if let Action::Cancel { segment, source } = action
+                            && let Some(handle) = aborts.remove(&(segment, source))
+                        {
+                            handle.abort();
+                        }
+                    }
+                    if ready.contains_key(&segment) || segment < next_append {
+                        continue;
+                    }
+                    shared.set_segment(generation, segment, SegmentState::Verified);
+                    {
+                        let mut state = shared.state.borrow_mut();
+                        let at = now.as_secs_f64() * 1000.0;
+                        for (cid, bytes) in &fetched.block_list {
+                            if state.provenance.len() < MAX_PROVENANCE {
+                                state.provenance.push((*cid, fetched.from.clone(), *bytes, at));
+                            }
+                        }
+                    }
+                    ready.insert(segment, (fetched, source));
+                }
+                Err(e) => {
+                    let failure =
+                        if e.code() == ErrorCode::VerificationFailed { Failure::Corrupt } else { Failure::Unavailable };
+                    let label = sources[source.0 as usize].0.label();
+                    tracing::info!(segment, source = %label, error = %e, "a source failed a segment");
+                    shared.emit(object(&[
+                        ("type", "sourceFailed".into()),
+                        ("source", label.into()),
+                        ("index", (segment as f64).into()),
+                        ("code", e.code().as_str().into()),
+                    ]));
+                    for action in scheduler.on_failure(segment, source, failure) {
+                        if let Action::Banned { source } = action {
+                            let (src, kind) = &sources[source.0 as usize];
+                            let label = src.label();
+                            shared.state.borrow_mut().banned.push(label.clone());
+                            shared.emit(object(&[
+                                ("type", "sourceBanned".into()),
+                                ("source", label.into()),
+                                ("kind", kind_name(*kind).into()),
+                            ]));
+                        }
+                    }
+                    *failures.entry(segment).or_default() += 1;
+                    last_error = Some((segment, e));
+                }
+            }
+        }
+        // Append whatever is next in order.
+        while let Some((fetched, source)) = ready.remove(&next_append) {
+            let index = next_append;
+            if let Err(e) = sink.append(&fetched.data).await {
                 shared.fail(generation, Some(index), &e);
                 return;
             }
-        };
-        shared.set_segment(generation, index, SegmentState::Verified);
-        if let Err(e) = sink.append(&fetched.data).await {
-            shared.fail(generation, Some(index), &e);
+            if !shared.is_current(generation) {
+                return;
+            }
+            shared.set_segment(generation, index, SegmentState::Appended);
+            shared.state.borrow_mut().bytes += fetched.data.len() as u64;
+            shared.emit(object(&[
+                ("type", "segment".into()),
+                ("index", (index as f64).into()),
+                ("cid", manifest.segments[index].cid.to_string().into()),
+                ("peer", fetched.from.clone().into()),
+                ("sourceKind", kind_name(sources[source.0 as usize].1).into()),
+                ("bytes", (fetched.data.len() as f64).into()),
+                ("blocks", (fetched.blocks as f64).into()),
+                ("latencyMs", (fetched.latency.as_secs_f64() * 1000.0).into()),
+                ("hedged", hedged.get(&index).copied().unwrap_or(false).into()),
+            ]));
+            next_append += 1;
+        }
+        // Give up when no source is left, or one segment keeps failing everywhere.
+        let usable = scheduler.usable_sources();
+        let exhausted = failures.values().any(|n| *n >= FAILURES_PER_SOURCE * usable.max(1));
+        if (usable == 0 && running.is_empty()) || exhausted {
+            if let Some((index, e)) = last_error.take() {
+                for handle in aborts.values() {
+                    handle.abort();
+                }
+                shared.fail(generation, Some(index), &e);
+            }
             return;
         }
-        if !shared.is_current(generation) {
-            return;
-        }
-        shared.set_segment(generation, index, SegmentState::Appended);
-        shared.state.borrow_mut().bytes += fetched.data.len() as u64;
-        shared.emit(object(&[
-            ("type", "segment".into()),
-            ("index", (index as f64).into()),
-            ("cid", manifest.segments[index].cid.to_string().into()),
-            ("peer", fetched.peer.to_string().into()),
-            ("bytes", (fetched.data.len() as f64).into()),
-            ("blocks", (fetched.blocks as f64).into()),
-            ("latencyMs", (fetched.latency.as_secs_f64() * 1000.0).into()),
-        ]));
+    }
+    for handle in aborts.values() {
+        handle.abort();
+    }
+    if !shared.is_current(generation) {
+        return;
     }
     if let Err(e) = sink.end_of_stream() {
         shared.fail(generation, None, &e);

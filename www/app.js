@@ -2,7 +2,9 @@
 //
 // Query parameters: ?node=<http base URL> (default: this page's origin), ?track=<cid>
 // (default: the node's first track), ?transport=webrtc-direct|websocket (default: try
-// WebRTC-direct, then WebSocket), ?dialTimeoutMs=N (per dial, default 10000), ?autoplay=1.
+// WebRTC-direct, then WebSocket), ?dialTimeoutMs=N (per dial, default 10000), ?autoplay=1,
+// ?gateway=<http base URL> (repeatable: trustless gateways the player may also fetch from),
+// ?rate=N (playback rate).
 import { Peer } from "antiphon";
 
 const params = new URLSearchParams(location.search);
@@ -73,6 +75,7 @@ async function play(trackCid) {
   const options = {};
   if (params.get("transport")) options.transport = params.get("transport");
   if (params.get("dialTimeoutMs")) options.dialTimeoutMs = Number(params.get("dialTimeoutMs"));
+  if (params.getAll("gateway").length) options.gateways = params.getAll("gateway");
   const peer = await Peer.connect(nodeUrl, options);
   state.transport = peer.transport;
   state.dialMs = peer.dialMs;
@@ -87,13 +90,24 @@ async function play(trackCid) {
   state.player = player;
   player.onEvent((e) => {
     state.events.push(e);
-    if (e.type === "segment") log(`segment ${e.index} verified: ${e.bytes} bytes in ${e.blocks} block(s) from ${e.peer.slice(-8)} in ${e.latencyMs.toFixed(0)} ms`);
+    if (e.type === "segment") log(`segment ${e.index} verified: ${e.bytes} bytes in ${e.blocks} block(s) from ${e.sourceKind} ${e.peer.slice(-24)} in ${e.latencyMs.toFixed(0)} ms${e.hedged ? " (hedged)" : ""}`);
+    else if (e.type === "sourceBanned") log(`banned ${e.kind} ${e.source}: it sent bytes that do not verify`);
+    else if (e.type === "sourceFailed") log(`${e.source} failed segment ${e.index} (${e.code}); trying elsewhere`);
     else if (e.type === "error") {
       state.errors.push(e);
       log(`refused: ${e.message}`);
       setStatus(`error ${e.code}`);
     } else log(e.type);
     renderStrip(player);
+  });
+  state.rebuffers = 0;
+  state.rebufferTimes = [];
+  audio.addEventListener("waiting", () => {
+    if (state.loadToPlayingMs !== undefined && !audio.ended) {
+      state.rebuffers += 1;
+      state.rebufferTimes.push(audio.currentTime);
+      log(`rebuffering at ${audio.currentTime.toFixed(2)} s`);
+    }
   });
   audio.addEventListener("playing", () => {
     if (state.loadToPlayingMs === undefined) {
@@ -108,6 +122,7 @@ async function play(trackCid) {
   state.loadStarted = performance.now();
   await player.load(trackCid);
   renderStrip(player);
+  if (params.get("rate")) audio.playbackRate = Number(params.get("rate"));
   await audio.play();
 }
 

@@ -52,6 +52,11 @@ pub struct Config {
     pub total: usize,
     /// A request is hedged when its expected finish leaves less than this before its deadline.
     pub hedge_margin: Duration,
+    /// A request is also hedged, whatever its deadline, once it has run this many times its
+    /// source's expected time (plus [`Config::overdue_grace`]): its source may be gone.
+    pub overdue_factor: f64,
+    /// Added to the overdue threshold, so that fast sources are not hedged over jitter.
+    pub overdue_grace: Duration,
     /// A request that has made no progress for this long is abandoned.
     pub stall: Duration,
     /// Added to a source's expected time per failure, decaying as it succeeds.
@@ -65,6 +70,8 @@ impl Default for Config {
             per_source: 2,
             total: 6,
             hedge_margin: Duration::from_millis(1500),
+            overdue_factor: 4.0,
+            overdue_grace: Duration::from_secs(1),
             stall: Duration::from_secs(8),
             failure_penalty: Duration::from_millis(750),
         }
@@ -147,7 +154,8 @@ pub struct Scheduler {
     sources: Vec<Source>,
     /// Media time of the playhead, and the wall time it was there.
     playhead: (f64, Duration),
-    playing: bool,
+    /// Media seconds per wall second: the playback rate, 0 when paused.
+    rate: f64,
 }
 
 /// Weight of a new measurement in the moving averages.
@@ -169,7 +177,7 @@ impl Scheduler {
             segments: durations_secs.iter().map(|_| Segment::default()).collect(),
             sources: Vec::new(),
             playhead: (0.0, Duration::ZERO),
-            playing: false,
+            rate: 0.0,
         }
     }
 
@@ -205,11 +213,12 @@ impl Scheduler {
         self.starts.partition_point(|s| *s <= secs).saturating_sub(1)
     }
 
-    /// Reports where the playhead is at wall time `now` and whether it moves. A jump (seek)
-    /// cancels requests for segments now outside the window.
-    pub fn set_playhead(&mut self, secs: f64, playing: bool, now: Duration) -> Vec<Action> {
+    /// Reports where the playhead is at wall time `now` and how fast it moves (the playback
+    /// rate; 0 when paused). A jump (seek) cancels requests for segments now outside the
+    /// window.
+    pub fn set_playhead(&mut self, secs: f64, rate: f64, now: Duration) -> Vec<Action> {
         self.playhead = (secs, now);
-        self.playing = playing;
+        self.rate = if rate.is_finite() { rate.max(0.0) } else { 0.0 };
         let window = self.window();
         let mut out = Vec::new();
         for (i, seg) in self.segments.iter_mut().enumerate() {
@@ -236,7 +245,11 @@ impl Scheduler {
     fn deadline(&self, segment: usize) -> Duration {
         let (secs, at) = self.playhead;
         let ahead = (self.starts[segment] - secs).max(0.0);
-        if self.playing { at + Duration::from_secs_f64(ahead) } else { at + Duration::from_secs(3600) }
+        if self.rate > 0.0 {
+            at + Duration::from_secs_f64((ahead / self.rate).min(3600.0))
+        } else {
+            at + Duration::from_secs(3600)
+        }
     }
 
     /// The best source for `segment` not already trying it and not excluded, with room.
@@ -283,11 +296,16 @@ impl Scheduler {
             let hedge = match self.segments[i].attempts.iter().map(|a| a.started).min() {
                 None => false,
                 Some(started) => {
-                    // Late: expected finish of the running request is within the margin of the
-                    // deadline (or past it).
+                    // Late: the running request's expected finish (never before now) is within
+                    // the margin of the deadline; or it has run far longer than its source
+                    // usually takes.
                     let source = &self.sources[trying[0].0 as usize];
-                    let finish = started + source.expected(self.bytes[i], self.config.failure_penalty);
-                    if trying.len() >= 2 || finish + self.config.hedge_margin < self.deadline(i) {
+                    let expected = source.expected(self.bytes[i], self.config.failure_penalty);
+                    let finish = (started + expected).max(now);
+                    let overdue = now.saturating_sub(started)
+                        > expected.mul_f64(self.config.overdue_factor) + self.config.overdue_grace;
+                    let late = finish + self.config.hedge_margin >= self.deadline(i);
+                    if trying.len() >= 2 || !(late || overdue) {
                         continue;
                     }
                     true
@@ -346,9 +364,9 @@ impl Scheduler {
         out
     }
 
-    /// `source` failed `segment`. A corrupt delivery bans the source (and cancels everything it
-    /// was fetching); otherwise the source is penalised and not asked for this segment again
-    /// until every other source has failed it too.
+    /// `source` failed `segment`. A corrupt delivery bans the source; otherwise the source is
+    /// penalised and not asked for this segment again until every other source has failed it
+    /// too.
     pub fn on_failure(&mut self, segment: usize, source: SourceId, failure: Failure) -> Vec<Action> {
         let mut out = Vec::new();
         if let Some(seg) = self.segments.get_mut(segment)
@@ -362,15 +380,10 @@ impl Scheduler {
         match failure {
             Failure::Unavailable => s.failures += 1,
             Failure::Corrupt if !s.banned => {
+                // Never asked again. Requests already running may finish: their blocks are
+                // verified one by one like anyone else's.
                 s.banned = true;
                 out.push(Action::Banned { source });
-                for (i, seg) in self.segments.iter_mut().enumerate() {
-                    if let Some(pos) = seg.attempts.iter().position(|a| a.source == source) {
-                        seg.attempts.remove(pos);
-                        self.sources[source.0 as usize].in_flight -= 1;
-                        out.push(Action::Cancel { segment: i, source });
-                    }
-                }
             }
             Failure::Corrupt => {}
         }
@@ -411,7 +424,7 @@ mod tests {
     fn fetches_the_window_in_deadline_order_within_the_limits() {
         let mut s = sched(20);
         let node = s.add_source(SourceKind::CreatorNode);
-        s.set_playhead(0.0, true, Duration::ZERO);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
         // One source, two at a time: segments 0 and 1 first.
         assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(0, 0, false), (1, 0, false)]);
         assert!(s.poll(10 * MS).is_empty(), "the source is busy");
@@ -437,7 +450,7 @@ mod tests {
         let mut s = sched(40);
         let slow = s.add_source(SourceKind::CreatorNode);
         let fast = s.add_source(SourceKind::Gateway);
-        s.set_playhead(0.0, true, Duration::ZERO);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
         let mut now = Duration::ZERO;
         let mut served = [0usize; 2];
         for _ in 0..30 {
@@ -450,7 +463,7 @@ mod tests {
             }
             now += 100 * MS;
             let playhead = (now.as_secs_f64()).min(200.0);
-            s.set_playhead(playhead, true, now);
+            s.set_playhead(playhead, 1.0, now);
         }
         assert!(served[fast.0 as usize] > served[slow.0 as usize], "{served:?}");
     }
@@ -460,7 +473,7 @@ mod tests {
         let mut s = sched(3);
         let gateway = s.add_source(SourceKind::Gateway);
         let node = s.add_source(SourceKind::CreatorNode);
-        s.set_playhead(0.0, true, Duration::ZERO);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
         let first = fetches(&s.poll(Duration::ZERO));
         // The creator node's prior is better: it gets segments 0 and 1, the gateway segment 2.
         assert_eq!(first, vec![(0, node.0, false), (1, node.0, false), (2, gateway.0, false)]);
@@ -479,7 +492,7 @@ mod tests {
         let mut s = sched(3);
         let node = s.add_source(SourceKind::CreatorNode);
         let gateway = s.add_source(SourceKind::Gateway);
-        s.set_playhead(0.0, true, Duration::ZERO);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
         assert_eq!(fetches(&s.poll(Duration::ZERO))[0], (0, node.0, false));
         // Segment 0's deadline is now: the running request is late, so it is hedged.
         let hedged = fetches(&s.poll(10 * MS));
@@ -489,12 +502,31 @@ mod tests {
     }
 
     #[test]
+    fn a_request_far_overdue_is_hedged_even_with_time_to_spare() {
+        let mut s = sched(10);
+        let node = s.add_source(SourceKind::CreatorNode);
+        let gateway = s.add_source(SourceKind::Gateway);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        let _ = s.poll(Duration::ZERO);
+        for seg in 0..4 {
+            let _ = s.on_success(seg, if seg < 2 { node } else { gateway }, 50 * MS);
+        }
+        // Segment 5 (starts at 30 s) goes to the node, which then goes silent.
+        let asked = fetches(&s.poll(100 * MS));
+        assert!(asked.contains(&(4, node.0, false)), "{asked:?}");
+        assert!(!fetches(&s.poll(500 * MS)).iter().any(|(seg, _, hedge)| *seg == 4 && *hedge), "not yet overdue");
+        let later = fetches(&s.poll(Duration::from_secs(3)));
+        assert!(later.contains(&(4, gateway.0, true)), "hedged long before its deadline at 24 s: {later:?}");
+    }
+
+    #[test]
     fn a_stalled_request_is_abandoned_and_retried_elsewhere() {
-        let mut s =
-            Scheduler::new(&[6.0; 4], &[100_000; 4], Config { hedge_margin: Duration::ZERO, ..Config::default() });
+        // No hedging here: only the stall rule acts.
+        let config = Config { hedge_margin: Duration::ZERO, overdue_factor: 1000.0, ..Config::default() };
+        let mut s = Scheduler::new(&[6.0; 4], &[100_000; 4], config);
         let a = s.add_source(SourceKind::CreatorNode);
         let b = s.add_source(SourceKind::Peer);
-        s.set_playhead(0.0, false, Duration::ZERO);
+        s.set_playhead(0.0, 0.0, Duration::ZERO);
         let first = fetches(&s.poll(Duration::ZERO));
         assert!(first.contains(&(0, a.0, false)));
         s.on_progress(0, a, Duration::from_secs(3));
@@ -518,9 +550,9 @@ mod tests {
     fn a_seek_cancels_what_left_the_window_and_starts_at_the_target() {
         let mut s = sched(30);
         let node = s.add_source(SourceKind::CreatorNode);
-        s.set_playhead(0.0, true, Duration::ZERO);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
         assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(0, 0, false), (1, 0, false)]);
-        let cancels = s.set_playhead(120.0, true, 50 * MS);
+        let cancels = s.set_playhead(120.0, 1.0, 50 * MS);
         assert_eq!(
             cancels,
             vec![Action::Cancel { segment: 0, source: node }, Action::Cancel { segment: 1, source: node }]
@@ -533,7 +565,7 @@ mod tests {
     fn when_every_source_failed_a_segment_they_are_tried_again() {
         let mut s = sched(1);
         let node = s.add_source(SourceKind::CreatorNode);
-        s.set_playhead(0.0, true, Duration::ZERO);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
         assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(0, 0, false)]);
         s.on_failure(0, node, Failure::Unavailable);
         assert_eq!(fetches(&s.poll(10 * MS)), vec![(0, 0, false)]);

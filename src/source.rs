@@ -1,0 +1,122 @@
+//! Where blocks come from: a creator node over Bitswap, or an HTTP trustless gateway. Either
+//! way every block is verified against its CID before anything uses it; a gateway's body is
+//! refused as soon as it passes the block limit, before it is buffered whole.
+
+use std::time::Duration;
+
+use antiphon_core::limits::MAX_BLOCK_BYTES;
+use antiphon_core::{Block, Cid};
+use libp2p::PeerId;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::error::Error;
+use crate::net::NetHandle;
+use crate::util::describe;
+
+/// A block and who delivered it.
+pub(crate) struct Delivered {
+    /// The verified block.
+    pub(crate) block: Block,
+    /// A label for the sender: a peer ID or a gateway URL.
+    pub(crate) from: String,
+}
+
+/// One source of blocks.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// A connected libp2p peer, asked over Bitswap.
+    Bitswap {
+        /// The network task.
+        net: NetHandle,
+        /// The peer.
+        peer: PeerId,
+    },
+    /// An HTTP trustless gateway, asked for `application/vnd.ipld.raw`.
+    Gateway {
+        /// Its base URL, without a trailing slash.
+        base: String,
+    },
+}
+
+impl Source {
+    /// A label for events and provenance.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Self::Bitswap { peer, .. } => peer.to_string(),
+            Self::Gateway { base } => base.clone(),
+        }
+    }
+
+    /// Fetches and verifies one block.
+    pub(crate) async fn get(&self, cid: Cid) -> Result<Delivered, Error> {
+        match self {
+            Self::Bitswap { net, peer } => {
+                let fetched = net.get(cid, *peer).await?;
+                Ok(Delivered { block: fetched.block, from: fetched.peer.to_string() })
+            }
+            Self::Gateway { base } => {
+                let data = gateway_raw(base, &cid).await?;
+                let block =
+                    Block::new(cid, data).map_err(|source| Error::Verification { cid, peer: base.clone(), source })?;
+                Ok(Delivered { block, from: base.clone() })
+            }
+        }
+    }
+}
+
+/// Gateway requests that take longer than this fail.
+const GATEWAY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `GET {base}/ipfs/{cid}?format=raw`, read chunk by chunk, refused past [`MAX_BLOCK_BYTES`].
+async fn gateway_raw(base: &str, cid: &Cid) -> Result<Vec<u8>, Error> {
+    let url = format!("{base}/ipfs/{cid}?format=raw");
+    let http = |reason: String| Error::Http { url: url.clone(), reason };
+    let request = async {
+        let init = web_sys::RequestInit::new();
+        let headers = web_sys::Headers::new().map_err(|e| http(describe(&e)))?;
+        headers.set("Accept", "application/vnd.ipld.raw").map_err(|e| http(describe(&e)))?;
+        init.set_headers(&headers);
+        let request = web_sys::Request::new_with_str_and_init(&url, &init).map_err(|e| http(describe(&e)))?;
+        let global: web_sys::Window = js_sys::global().dyn_into().map_err(|_| http("no window object".into()))?;
+        let response = JsFuture::from(global.fetch_with_request(&request)).await.map_err(|e| http(describe(&e)))?;
+        let response: web_sys::Response = response.dyn_into().map_err(|e| http(describe(&e)))?;
+        if !response.ok() {
+            return Err(http(format!("status {}", response.status())));
+        }
+        let declared = response.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BLOCK_BYTES as u64) {
+            return Err(http(format!(
+                "a {} byte body is over the {MAX_BLOCK_BYTES}-byte block limit",
+                declared.unwrap_or(0)
+            )));
+        }
+        let body = response.body().ok_or_else(|| http("no body".into()))?;
+        let reader: web_sys::ReadableStreamDefaultReader =
+            body.get_reader().dyn_into().map_err(|e| http(describe(&e)))?;
+        let mut data = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        loop {
+            let chunk = JsFuture::from(reader.read()).await.map_err(|e| http(describe(&e)))?;
+            let done = js_sys::Reflect::get(&chunk, &"done".into()).map(|v| v.is_truthy()).unwrap_or(true);
+            if done {
+                break;
+            }
+            let value = js_sys::Reflect::get(&chunk, &"value".into()).map_err(|e| http(describe(&e)))?;
+            let bytes: js_sys::Uint8Array = value.dyn_into().map_err(|e| http(describe(&e)))?;
+            if data.len() + bytes.length() as usize > MAX_BLOCK_BYTES {
+                let _ = reader.cancel();
+                return Err(http(format!("the body passed the {MAX_BLOCK_BYTES}-byte block limit")));
+            }
+            let at = data.len();
+            data.resize(at + bytes.length() as usize, 0);
+            bytes.copy_to(&mut data[at..]);
+        }
+        Ok(data)
+    };
+    let timeout = futures_timer::Delay::new(GATEWAY_TIMEOUT);
+    futures::pin_mut!(request);
+    match futures::future::select(request, timeout).await {
+        futures::future::Either::Left((result, _)) => result,
+        futures::future::Either::Right(_) => Err(http(format!("no answer within {GATEWAY_TIMEOUT:?}"))),
+    }
+}
