@@ -36,9 +36,19 @@ impl MediaSink {
         Ok(Self { source, buffer, url })
     }
 
-    /// Appends one segment and waits until the SourceBuffer has taken it.
-    pub async fn append(&self, bytes: &[u8]) -> Result<(), Error> {
+    /// Sets the presentation's duration (so that a seek bar spans the whole track before it is
+    /// all buffered).
+    pub fn set_duration(&self, secs: f64) {
+        if self.source.ready_state() == MediaSourceReadyState::Open && !self.buffer.updating() {
+            self.source.set_duration(secs);
+        }
+    }
+
+    /// Appends one segment at media time `start_secs` (so segments may arrive in any order and
+    /// land exactly where the manifest places them) and waits until the SourceBuffer has it.
+    pub async fn append_at(&self, bytes: &[u8], start_secs: f64) -> Result<(), Error> {
         let media = |e: wasm_bindgen::JsValue| Error::Media(describe(&e));
+        self.buffer.set_timestamp_offset(start_secs);
         let data = Uint8Array::from(bytes);
         let done = next_event(&self.buffer, "updateend", Some("error"));
         self.buffer.append_buffer_with_array_buffer_view(&data).map_err(media)?;

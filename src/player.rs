@@ -68,7 +68,21 @@ struct State {
     provenance: Vec<(Cid, String, usize, f64)>,
     /// Sources banned for sending bytes that did not verify.
     banned: Vec<String>,
+    /// When `load` was called.
+    load_started: Option<web_time::Instant>,
+    /// From `load` to the element's first `playing`.
+    time_to_first_audio: Option<Duration>,
+    /// Stalls after playback started (not counting seeks), and their total time.
+    rebuffers: u32,
+    rebuffer_time: Duration,
+    waiting_since: Option<web_time::Instant>,
+    /// Segment bytes by source kind ("node", "peer", "gateway") and by sender.
+    bytes_by_kind: BTreeMap<&'static str, u64>,
+    bytes_by_source: BTreeMap<String, u64>,
 }
+
+/// An event name and the closure listening for it on the media element.
+type ElementListener = (&'static str, Closure<dyn FnMut()>);
 
 struct Shared {
     net: NetHandle,
@@ -78,6 +92,8 @@ struct Shared {
     element: HtmlMediaElement,
     state: RefCell<State>,
     listener: RefCell<Option<js_sys::Function>>,
+    /// The element's `playing` and `waiting` listeners, removed on destroy.
+    element_listeners: RefCell<Vec<ElementListener>>,
 }
 
 impl Shared {
@@ -134,17 +150,43 @@ impl Player {
         element: HtmlMediaElement,
         gateways: Vec<String>,
     ) -> Self {
-        Self {
-            shared: Rc::new(Shared {
-                net,
-                remote,
-                transport,
-                gateways,
-                element,
-                state: RefCell::new(State::default()),
-                listener: RefCell::new(None),
-            }),
+        let shared = Rc::new(Shared {
+            net,
+            remote,
+            transport,
+            gateways,
+            element,
+            state: RefCell::new(State::default()),
+            listener: RefCell::new(None),
+            element_listeners: RefCell::new(Vec::new()),
+        });
+        // Time to first audio and rebuffers, as the element experiences them.
+        let weak = Rc::downgrade(&shared);
+        let playing = Closure::<dyn FnMut()>::new(move || {
+            let Some(shared) = weak.upgrade() else { return };
+            let mut state = shared.state.borrow_mut();
+            if state.time_to_first_audio.is_none() {
+                state.time_to_first_audio = state.load_started.map(|t| t.elapsed());
+            }
+            if let Some(since) = state.waiting_since.take() {
+                state.rebuffer_time += since.elapsed();
+            }
+        });
+        let weak = Rc::downgrade(&shared);
+        let waiting = Closure::<dyn FnMut()>::new(move || {
+            let Some(shared) = weak.upgrade() else { return };
+            let seeking = shared.element.seeking();
+            let mut state = shared.state.borrow_mut();
+            if state.time_to_first_audio.is_some() && !seeking && state.waiting_since.is_none() && !state.ended {
+                state.rebuffers += 1;
+                state.waiting_since = Some(web_time::Instant::now());
+            }
+        });
+        for (name, callback) in [("playing", playing), ("waiting", waiting)] {
+            let _ = shared.element.add_event_listener_with_callback(name, callback.as_ref().unchecked_ref());
+            shared.element_listeners.borrow_mut().push((name, callback));
         }
+        Self { shared }
     }
 }
 
@@ -169,7 +211,10 @@ impl Player {
         })
     }
 
-    /// A snapshot of the player: track, transport, per-segment states, bytes, last error.
+    /// A snapshot of the player: track, transport, per-segment states (`pending`, `fetching`,
+    /// `verified`, `appended`, `failed`), bytes (in all, by source kind, by sender), seconds
+    /// buffered ahead, rebuffers and their time, time to first audio, banned sources, last
+    /// error.
     pub fn stats(&self) -> JsValue {
         let state = self.shared.state.borrow();
         let segments = js_sys::Array::new();
@@ -194,6 +239,11 @@ impl Player {
             ("bufferedAheadSecs", buffered_ahead.max(0.0).into()),
             ("ended", state.ended.into()),
             ("banned", state.banned.iter().map(|b| JsValue::from(b.as_str())).collect::<js_sys::Array>().into()),
+            ("rebuffers", f64::from(state.rebuffers).into()),
+            ("rebufferMs", (state.rebuffer_time.as_secs_f64() * 1000.0).into()),
+            ("timeToFirstAudioMs", state.time_to_first_audio.map(|d| d.as_secs_f64() * 1000.0).into()),
+            ("bytesBySourceKind", counts(state.bytes_by_kind.iter().map(|(k, v)| (*k, *v)))),
+            ("bytesBySource", counts(state.bytes_by_source.iter().map(|(k, v)| (k.as_str(), *v)))),
             ("errorCode", state.error.as_ref().map(|e| e.0.clone()).into()),
             ("error", state.error.as_ref().map(|e| e.1.clone()).into()),
         ])
@@ -220,6 +270,9 @@ impl Player {
 
     /// Stops streaming, detaches the media source and releases its object URL.
     pub fn destroy(&self) {
+        for (name, callback) in self.shared.element_listeners.borrow_mut().drain(..) {
+            let _ = self.shared.element.remove_event_listener_with_callback(name, callback.as_ref().unchecked_ref());
+        }
         let mut state = self.shared.state.borrow_mut();
         state.generation = state.generation.wrapping_add(1);
         state.sink = None;
@@ -233,12 +286,18 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
     let generation = {
         let mut state = shared.state.borrow_mut();
         state.generation = state.generation.wrapping_add(1);
-        *state = State { generation: state.generation, track: Some(cid), ..State::default() };
+        *state = State {
+            generation: state.generation,
+            track: Some(cid),
+            load_started: Some(web_time::Instant::now()),
+            ..State::default()
+        };
         state.generation
     };
     let fetched = shared.net.get(cid, shared.remote).await?;
     let manifest = TrackManifest::from_block(&fetched.block).map_err(|source| Error::Manifest { cid, source })?;
     let sink = Rc::new(MediaSink::attach(&shared.element, &manifest.codec).await?);
+    sink.set_duration(manifest.duration_secs());
     if !shared.is_current(generation) {
         return Err(Error::Stopped);
     }
@@ -257,6 +316,15 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
     ]));
     wasm_bindgen_futures::spawn_local(pump(shared, generation, manifest, sink));
     Ok(())
+}
+
+/// A plain object of byte counts.
+fn counts<'a>(entries: impl Iterator<Item = (&'a str, u64)>) -> JsValue {
+    let out = js_sys::Object::new();
+    for (k, v) in entries {
+        let _ = js_sys::Reflect::set(&out, &k.into(), &(v as f64).into());
+    }
+    out.into()
 }
 
 /// The sources a player fetches from: the connected creator node, then each gateway.
@@ -279,7 +347,20 @@ fn kind_name(kind: SourceKind) -> &'static str {
 
 type Outcome = (usize, SourceId, Result<FetchedSegment, Error>);
 
-/// Fetches segments as the scheduler directs and appends them strictly in order.
+/// Removes an event listener when dropped.
+struct Listener {
+    element: HtmlMediaElement,
+    callback: Closure<dyn FnMut()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.element.remove_event_listener_with_callback("seeking", self.callback.as_ref().unchecked_ref());
+    }
+}
+
+/// Fetches segments as the scheduler directs and appends each, as it is verified, at its place
+/// on the timeline.
 async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink: Rc<MediaSink>) {
     let rate = f64::from(manifest.sample_rate);
     let durations: Vec<f64> = manifest.segments.iter().map(|s| s.samples as f64 / rate).collect();
@@ -295,8 +376,15 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
     let mut ready: BTreeMap<usize, (FetchedSegment, SourceId)> = BTreeMap::new();
     let mut failures: HashMap<usize, usize> = HashMap::new();
     let mut last_error: Option<(usize, Error)> = None;
-    let mut next_append = 0usize;
-    while next_append < total {
+    let mut appended = vec![false; total];
+    // A seek wakes the loop at once instead of at the next tick.
+    let (seek_tx, mut seeks) = futures::channel::mpsc::channel::<()>(1);
+    let on_seeking = Closure::<dyn FnMut()>::new(move || {
+        let _ = seek_tx.clone().try_send(());
+    });
+    let _ = shared.element.add_event_listener_with_callback("seeking", on_seeking.as_ref().unchecked_ref());
+    let _listener = Listener { element: shared.element.clone(), callback: on_seeking };
+    while !appended.iter().all(|a| *a) {
         if !shared.is_current(generation) {
             break;
         }
@@ -335,12 +423,13 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
                 }
             }
         }
-        // The next outcome, or a tick to look at the playhead again.
+        // The next outcome, or a tick (or a seek) to look at the playhead again.
+        let wake = select(futures_timer::Delay::new(TICK), seeks.next());
         let outcome = if running.is_empty() {
-            futures_timer::Delay::new(TICK).await;
+            wake.await;
             None
         } else {
-            match select(running.next(), futures_timer::Delay::new(TICK)).await {
+            match select(running.next(), wake).await {
                 Either::Left((Some(Ok(outcome)), _)) => Some(outcome),
                 _ => None,
             }
@@ -360,7 +449,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
                             handle.abort();
                         }
                     }
-                    if ready.contains_key(&segment) || segment < next_append {
+                    if ready.contains_key(&segment) || appended[segment] {
                         continue;
                     }
                     shared.set_segment(generation, segment, SegmentState::Verified);
@@ -403,10 +492,9 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
                 }
             }
         }
-        // Append whatever is next in order.
-        while let Some((fetched, source)) = ready.remove(&next_append) {
-            let index = next_append;
-            if let Err(e) = sink.append(&fetched.data).await {
+        // Append what is ready, each segment placed at its own start time.
+        while let Some((index, (fetched, source))) = ready.pop_first() {
+            if let Err(e) = sink.append_at(&fetched.data, manifest.segment_start_secs(index)).await {
                 shared.fail(generation, Some(index), &e);
                 return;
             }
@@ -414,7 +502,13 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
                 return;
             }
             shared.set_segment(generation, index, SegmentState::Appended);
-            shared.state.borrow_mut().bytes += fetched.data.len() as u64;
+            {
+                let mut state = shared.state.borrow_mut();
+                let n = fetched.data.len() as u64;
+                state.bytes += n;
+                *state.bytes_by_kind.entry(kind_name(sources[source.0 as usize].1)).or_default() += n;
+                *state.bytes_by_source.entry(fetched.from.clone()).or_default() += n;
+            }
             shared.emit(object(&[
                 ("type", "segment".into()),
                 ("index", (index as f64).into()),
@@ -426,7 +520,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
                 ("latencyMs", (fetched.latency.as_secs_f64() * 1000.0).into()),
                 ("hedged", hedged.get(&index).copied().unwrap_or(false).into()),
             ]));
-            next_append += 1;
+            appended[index] = true;
         }
         // Give up when no source is left, or one segment keeps failing everywhere.
         let usable = scheduler.usable_sources();

@@ -73,8 +73,8 @@ test("with a gateway configured, stopping the creator node mid-playback causes n
   const profile = tempDir("chromium");
   const browser = await launchBrowser(profile);
   try {
-    // 4x speed: the 64 s track plays in 16 s; a 30 s window is ahead of the playhead.
-    const page = await openPlayer(browser, `${a.url}/?track=${track}&autoplay=1&rate=4&gateway=${encodeURIComponent(b.url)}`);
+    // Twice the speed, so the 64 s track plays in 32 s (deadlines come twice as fast, too).
+    const page = await openPlayer(browser, `${a.url}/?track=${track}&autoplay=1&rate=2&gateway=${encodeURIComponent(b.url)}`);
     await waitInPage(page, () => document.getElementById("audio").currentTime > 2, null, 20_000);
     await stopNode(a);
     const stoppedAt = await page.evaluate(() => document.getElementById("audio").currentTime);
@@ -84,16 +84,25 @@ test("with a gateway configured, stopping the creator node mid-playback causes n
       rebufferTimes: window.antiphon.rebufferTimes,
       appendedAt: window.antiphon.events.filter((e) => e.type === "segment").map((e) => e.index),
       log: document.getElementById("log").innerText.split("\n").slice(0, 40),
+      buffered: (() => { const b = document.getElementById("audio").buffered; return Array.from({ length: b.length }, (_, i) => [b.start(i), b.end(i)]); })(),
       errors: window.antiphon.errors,
       segments: window.antiphon.events.filter((e) => e.type === "segment").map((e) => ({ index: e.index, kind: e.sourceKind })),
       failed: window.antiphon.events.filter((e) => e.type === "sourceFailed").length,
       provenance: window.antiphon.player.provenance(),
       currentTime: document.getElementById("audio").currentTime,
+      stats: window.antiphon.player.stats(),
+      duration: document.getElementById("audio").duration,
     }));
-    results.nodeStopped = { stoppedAt, rebuffers: state.rebuffers, rebufferTimes: state.rebufferTimes,
+    results.nodeStopped = { stoppedAt, rebuffers: state.rebuffers, rebufferTimes: state.rebufferTimes, stats: state.stats, buffered: state.buffered,
       segments: state.segments, sourceFailures: state.failed, log: state.log };
     assert.deepEqual(state.errors, []);
     assert.equal(state.rebuffers, 0, "no rebuffer");
+    // stats() agrees with the element.
+    assert.equal(state.stats.rebuffers, 0);
+    assert.ok(state.stats.timeToFirstAudioMs > 0);
+    assert.ok(Math.abs(state.stats.durationSecs - state.duration) < 0.1, `${state.stats.durationSecs} vs ${state.duration}`);
+    assert.equal((state.stats.bytesBySourceKind.node || 0) + (state.stats.bytesBySourceKind.gateway || 0), state.stats.bytes);
+    assert.ok(state.stats.bytesBySourceKind.gateway > 0);
     assert.equal(state.segments.length, 11, "every segment was appended");
     assert.ok(state.segments.some((s) => s.kind === "gateway"), "some segments came from the gateway");
     assert.ok(state.currentTime > 63);
@@ -137,5 +146,46 @@ test("a gateway that corrupts blocks is banned and the blocks are fetched from t
     bad.close();
     await stopNode(a);
     await stopNode(b);
+  }
+});
+
+test("a seek into unbuffered audio fetches the target first and resumes there; seeking back works", async () => {
+  const a = await startNode(join(work, "a"), 18280);
+  const profile = tempDir("chromium");
+  const browser = await launchBrowser(profile);
+  try {
+    const page = await openPlayer(browser, `${a.url}/?track=${track}&autoplay=1`);
+    await waitInPage(page, () => document.getElementById("audio").currentTime > 1, null, 20_000);
+    const before = await page.evaluate(() => window.antiphon.player.stats().segments);
+    assert.equal(before[8], "pending", "50 s is beyond the 30 s window: not fetched yet");
+    const seekStarted = Date.now();
+    await page.evaluate(() => { document.getElementById("audio").currentTime = 50; });
+    await waitInPage(page, () => {
+      const a = document.getElementById("audio");
+      return !a.seeking && a.currentTime > 50.2;
+    }, null, 20_000);
+    const forward = await page.evaluate(() => ({
+      t: document.getElementById("audio").currentTime,
+      appendedAfter: window.antiphon.events.filter((e) => e.type === "segment").map((e) => e.index),
+    }));
+    const resumeMs = Date.now() - seekStarted;
+    // Resumed at the target, not at its segment's start or anywhere else.
+    assert.ok(forward.t >= 50 && forward.t < 50 + 6, `resumed at ${forward.t}`);
+    // Segment 8 (47.9-53.8 s) was the first one appended after the seek.
+    const firstAfterSeek = forward.appendedAfter.find((i) => i >= 6);
+    assert.equal(firstAfterSeek, 8);
+    await page.evaluate(() => { document.getElementById("audio").currentTime = 10; });
+    await waitInPage(page, () => {
+      const a = document.getElementById("audio");
+      return !a.seeking && a.currentTime > 10.2;
+    }, null, 20_000);
+    const back = await page.evaluate(() => ({ t: document.getElementById("audio").currentTime, errors: window.antiphon.errors }));
+    assert.ok(back.t >= 10 && back.t < 16, `resumed at ${back.t}`);
+    assert.deepEqual(back.errors, []);
+    results.seek = { forwardResumedAt: forward.t, resumeMs, backResumedAt: back.t, appended: forward.appendedAfter };
+  } finally {
+    await browser.close();
+    removeDir(profile);
+    await stopNode(a);
   }
 });

@@ -26,12 +26,30 @@ async fn appended_mp3_is_buffered_for_its_duration() {
     let audio = audio_element();
     let sink = MediaSink::attach(&audio, "audio/mpeg").await.unwrap();
     // Two appends split on an MP3 frame boundary, as the segmenter cuts them.
-    let cut = second_frame_offset(TWO_SECONDS);
-    sink.append(&TWO_SECONDS[..cut]).await.unwrap();
-    sink.append(&TWO_SECONDS[cut..]).await.unwrap();
+    let (cut, at) = frame_offset(TWO_SECONDS, 1);
+    sink.append_at(&TWO_SECONDS[..cut], 0.0).await.unwrap();
+    sink.append_at(&TWO_SECONDS[cut..], at).await.unwrap();
     let end = sink.buffered_until(0.0);
     assert!((1.9..2.2).contains(&end), "buffered until {end} s");
     sink.end_of_stream().unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn segments_appended_out_of_order_land_at_their_start_times() {
+    let audio = audio_element();
+    let sink = MediaSink::attach(&audio, "audio/mpeg").await.unwrap();
+    sink.set_duration(2.0);
+    let (cut, at) = frame_offset(TWO_SECONDS, 40);
+    assert!((1.0..1.1).contains(&at), "frame 40 starts at {at} s");
+    // The second half first: it lands at its own start, leaving the first second empty.
+    sink.append_at(&TWO_SECONDS[cut..], at).await.unwrap();
+    assert_eq!(sink.buffered_until(0.0), 0.0, "nothing at 0 yet");
+    let end = sink.buffered_until(at + 0.01);
+    assert!((1.9..2.2).contains(&end), "the second half spans to {end} s");
+    // Then the first half closes the gap.
+    sink.append_at(&TWO_SECONDS[..cut], 0.0).await.unwrap();
+    let end = sink.buffered_until(0.0);
+    assert!((1.9..2.2).contains(&end), "buffered from 0 to {end} s");
 }
 
 #[wasm_bindgen_test]
@@ -49,18 +67,23 @@ async fn garbage_bytes_are_rejected_by_the_source_buffer() {
     let audio = audio_element();
     let sink = MediaSink::attach(&audio, "audio/mpeg").await.unwrap();
     // Not MP3 at all: the append either fails or buffers nothing.
-    let _ = sink.append(&[0x00u8; 4096]).await;
+    let _ = sink.append_at(&[0x00u8; 4096], 0.0).await;
     assert_eq!(sink.buffered_until(0.0), 0.0);
 }
 
-/// Byte offset of the second MPEG audio frame (MPEG-1 Layer III, as the fixture is).
-fn second_frame_offset(mp3: &[u8]) -> usize {
+/// Byte offset and start time (s) of MPEG audio frame `n` (MPEG-1 Layer III, as the fixture
+/// is).
+fn frame_offset(mp3: &[u8], n: usize) -> (usize, f64) {
     const BITRATES: [u32; 15] = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320];
     const RATES: [u32; 3] = [44_100, 48_000, 32_000];
-    let start = mp3.windows(2).position(|w| w[0] == 0xff && w[1] & 0xe0 == 0xe0).unwrap();
-    let h = &mp3[start..start + 4];
-    let bitrate = BITRATES[usize::from(h[2] >> 4)] * 1000;
-    let rate = RATES[usize::from((h[2] >> 2) & 0x3)];
-    let padding = u32::from((h[2] >> 1) & 0x1);
-    start + (144 * bitrate / rate + padding) as usize
+    let mut at = mp3.windows(2).position(|w| w[0] == 0xff && w[1] & 0xe0 == 0xe0).unwrap();
+    let mut rate = 44_100;
+    for _ in 0..n {
+        let h = &mp3[at..at + 4];
+        let bitrate = BITRATES[usize::from(h[2] >> 4)] * 1000;
+        rate = RATES[usize::from((h[2] >> 2) & 0x3)];
+        let padding = u32::from((h[2] >> 1) & 0x1);
+        at += (144 * bitrate / rate + padding) as usize;
+    }
+    (at, n as f64 * 1152.0 / f64::from(rate))
 }
