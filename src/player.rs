@@ -1,5 +1,6 @@
-//! `Player`: fetches a track's manifest and segments and appends the verified segments, in
-//! order, to Media Source Extensions. Which segment is fetched from which source (the creator
+//! `Player`: fetches a track's manifest and segments and appends each verified segment to Media
+//! Source Extensions at its start time (`timestampOffset`), so segments may arrive in any order
+//! and seeks land exactly. Which segment is fetched from which source (the creator
 //! node over Bitswap, HTTP gateways) is decided by `antiphon_core::schedule`: deadline order
 //! within a window ahead of the playhead, scores per source, hedging of late requests, bans for
 //! sources whose bytes do not verify.
