@@ -26,14 +26,24 @@ function log(line) {
   $("log").prepend(el);
 }
 
+/** Who served each segment, from the player's segment events. */
+const servedBy = [];
+
 function renderStrip(player) {
   const stats = player.stats();
   const strip = $("strip");
   if (strip.children.length !== stats.segments.length) {
     strip.replaceChildren(...stats.segments.map(() => document.createElement("div")));
   }
-  stats.segments.forEach((s, i) => (strip.children[i].className = s));
+  stats.segments.forEach((s, i) => {
+    strip.children[i].className = `${s}${servedBy[i] ? ` src-${servedBy[i]}` : ""}`;
+  });
   $("bytes").textContent = `${stats.bytes.toLocaleString()} bytes in ${stats.appended.length} segments`;
+  const kinds = Object.entries(stats.bytesBySourceKind);
+  $("sources").textContent = kinds.length ? kinds.map(([k, v]) => `${k} ${v.toLocaleString()} B`).join(" · ") : "–";
+  $("ahead").textContent = `${stats.bufferedAheadSecs.toFixed(1)} s`;
+  $("rebuffers").textContent = `${stats.rebuffers} (${stats.rebufferMs.toFixed(0)} ms)`;
+  $("banned").textContent = stats.banned.length ? stats.banned.join(", ") : "none";
 }
 
 async function main() {
@@ -90,6 +100,7 @@ async function play(trackCid) {
   state.player = player;
   player.onEvent((e) => {
     state.events.push(e);
+    if (e.type === "segment") servedBy[e.index] = e.sourceKind;
     if (e.type === "segment") log(`segment ${e.index} verified: ${e.bytes} bytes in ${e.blocks} block(s) from ${e.sourceKind} ${e.peer.slice(-24)} in ${e.latencyMs.toFixed(0)} ms${e.hedged ? " (hedged)" : ""}`);
     else if (e.type === "sourceBanned") log(`banned ${e.kind} ${e.source}: it sent bytes that do not verify`);
     else if (e.type === "sourceFailed") log(`${e.source} failed segment ${e.index} (${e.code}); trying elsewhere`);
@@ -122,6 +133,7 @@ async function play(trackCid) {
   state.loadStarted = performance.now();
   await player.load(trackCid);
   renderStrip(player);
+  setInterval(() => renderStrip(player), 500);
   if (params.get("rate")) audio.playbackRate = Number(params.get("rate"));
   await audio.play();
 }

@@ -4,7 +4,7 @@
 // blocks fetched elsewhere, and playback goes on. Runs only inside scripts/netns.sh.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { createServer, request } from "node:http";
 import { join } from "node:path";
 import {
@@ -78,6 +78,11 @@ test("with a gateway configured, stopping the creator node mid-playback causes n
     await waitInPage(page, () => document.getElementById("audio").currentTime > 2, null, 20_000);
     await stopNode(a);
     const stoppedAt = await page.evaluate(() => document.getElementById("audio").currentTime);
+    // The demo page mid-playback: strip coloured by state and source, bytes by source.
+    await waitInPage(page, () => document.getElementById("audio").currentTime > 20, null, 30_000);
+    const shot = join(outDir, "demo-mid-playback.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    assert.ok(statSync(shot).size > 10_000, "the screenshot is not empty");
     await waitInPage(page, () => window.antiphon.player.stats().ended && document.getElementById("audio").ended, null, 60_000);
     const state = await page.evaluate(() => ({
       rebuffers: window.antiphon.rebuffers,
