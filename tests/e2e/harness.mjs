@@ -42,7 +42,7 @@ export async function startNode(dataDir, basePort, extraArgs = []) {
     "--listen", `/ip4/${HOST}/tcp/${basePort + 1}/ws`,
     "--listen", `/ip4/${HOST}/udp/${basePort + 2}/webrtc-direct`,
     "--http", `${HOST}:${basePort}`,
-    "--www", WWW,
+    ...(extraArgs.includes("--www") ? [] : ["--www", WWW]),
     ...extraArgs,
   ];
   const child = spawn(NODE_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
