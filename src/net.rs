@@ -36,8 +36,17 @@ pub struct Fetched {
 }
 
 enum Command {
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, String>> },
-    Get { cid: Cid, peer: PeerId, reply: oneshot::Sender<Result<Fetched, Error>> },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, String>>,
+    },
+    Get {
+        cid: Cid,
+        peer: PeerId,
+        reply: oneshot::Sender<Result<Fetched, Error>>,
+    },
+    /// Stop the task: the swarm is dropped, closing every connection and data channel.
+    Close,
 }
 
 pub use behaviour::{BrowserBehaviour, BrowserBehaviourEvent};
@@ -86,6 +95,11 @@ impl NetHandle {
         let (reply, rx) = oneshot::channel();
         self.commands.clone().send(Command::Dial { addr, reply }).await.map_err(|_| "peer stopped".to_owned())?;
         rx.await.map_err(|_| "peer stopped".to_owned())?
+    }
+
+    /// Stops the swarm task, closing every connection; later calls fail with `Stopped`.
+    pub async fn close(&self) {
+        let _ = self.commands.clone().send(Command::Close).await;
     }
 
     /// Fetches `cid` from `peer` by Bitswap; the block is verified before it is returned.
@@ -149,7 +163,7 @@ async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Co
                 swarm.behaviour_mut().bitswap.deliver_hashed(peer, block, digest);
             }
             command = commands.next() => match command {
-                None => break,
+                None | Some(Command::Close) => break,
                 Some(Command::Dial { addr, reply }) => {
                     let opts = DialOpts::unknown_peer_id().address(addr).build();
                     let id = opts.connection_id();

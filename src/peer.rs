@@ -164,6 +164,12 @@ impl Peer {
             .collect()
     }
 
+    /// Closes every connection and data channel of this peer and stops its network task.
+    /// Players attached to it stop too; destroy them first to release their media sources.
+    pub async fn close(&self) {
+        self.net.close().await;
+    }
+
     /// A player that plays tracks from this peer into `element`.
     pub fn attach(&self, element: HtmlMediaElement) -> Player {
         Player::new(self.net.clone(), self.remote, self.transport(), element, self.gateways.clone())

@@ -274,9 +274,10 @@ impl Player {
         for (name, callback) in self.shared.element_listeners.borrow_mut().drain(..) {
             let _ = self.shared.element.remove_event_listener_with_callback(name, callback.as_ref().unchecked_ref());
         }
+        // A new generation stops the pump at its next turn; the media source is released (its
+        // object URL revoked) when the last reference to it goes.
         let mut state = self.shared.state.borrow_mut();
-        state.generation = state.generation.wrapping_add(1);
-        state.sink = None;
+        *state = State { generation: state.generation.wrapping_add(1), ..State::default() };
         self.shared.element.remove_attribute("src").ok();
         self.shared.element.load();
     }

@@ -87,6 +87,7 @@ async function play(trackCid) {
   if (params.get("dialTimeoutMs")) options.dialTimeoutMs = Number(params.get("dialTimeoutMs"));
   if (params.getAll("gateway").length) options.gateways = params.getAll("gateway");
   const peer = await Peer.connect(nodeUrl, options);
+  state.peer = peer;
   state.transport = peer.transport;
   state.dialMs = peer.dialMs;
   state.dialAttempts = peer.dialAttempts;

@@ -78,11 +78,6 @@ test("with a gateway configured, stopping the creator node mid-playback causes n
     await waitInPage(page, () => document.getElementById("audio").currentTime > 2, null, 20_000);
     await stopNode(a);
     const stoppedAt = await page.evaluate(() => document.getElementById("audio").currentTime);
-    // The demo page mid-playback: strip coloured by state and source, bytes by source.
-    await waitInPage(page, () => document.getElementById("audio").currentTime > 20, null, 30_000);
-    const shot = join(outDir, "demo-mid-playback.png");
-    await page.screenshot({ path: shot, fullPage: true });
-    assert.ok(statSync(shot).size > 10_000, "the screenshot is not empty");
     await waitInPage(page, () => window.antiphon.player.stats().ended && document.getElementById("audio").ended, null, 60_000);
     const state = await page.evaluate(() => ({
       rebuffers: window.antiphon.rebuffers,
@@ -129,6 +124,12 @@ test("a gateway that corrupts blocks is banned and the blocks are fetched from t
   try {
     const gateway = `http://${HOST}:18270`;
     const page = await openPlayer(browser, `${a.url}/?track=${track}&autoplay=1&rate=4&gateway=${encodeURIComponent(gateway)}`);
+    // The demo page mid-playback: the strip coloured by state and source, bytes by source,
+    // the banned gateway. (Taken here, not in the rebuffer test: a screenshot can stall media.)
+    await waitInPage(page, () => document.getElementById("audio").currentTime > 12, null, 30_000);
+    const shot = join(outDir, "demo-mid-playback.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    assert.ok(statSync(shot).size > 10_000, "the screenshot is not empty");
     await waitInPage(page, () => window.antiphon.player.stats().ended, null, 60_000);
     const state = await page.evaluate(() => ({
       errors: window.antiphon.errors,
@@ -188,6 +189,33 @@ test("a seek into unbuffered audio fetches the target first and resumes there; s
     assert.ok(back.t >= 10 && back.t < 16, `resumed at ${back.t}`);
     assert.deepEqual(back.errors, []);
     results.seek = { forwardResumedAt: forward.t, resumeMs, backResumedAt: back.t, appended: forward.appendedAfter };
+  } finally {
+    await browser.close();
+    removeDir(profile);
+    await stopNode(a);
+  }
+});
+
+test("destroy releases the media source and close stops the peer's network", async () => {
+  const a = await startNode(join(work, "a"), 18300);
+  const profile = tempDir("chromium");
+  const browser = await launchBrowser(profile);
+  try {
+    const page = await openPlayer(browser, `${a.url}/?track=${track}&autoplay=1`);
+    await waitInPage(page, () => document.getElementById("audio").currentTime > 1, null, 20_000);
+    const after = await page.evaluate(async (cid) => {
+      const audio = document.getElementById("audio");
+      const objectUrl = audio.src;
+      window.antiphon.player.destroy();
+      await window.antiphon.peer.close();
+      let code = null;
+      try { await window.antiphon.peer.cat(cid); } catch (e) { code = e.code; }
+      return { src: audio.getAttribute("src"), objectUrl, track: window.antiphon.player.stats().track, catAfterClose: code };
+    }, track);
+    assert.match(after.objectUrl, /^blob:/);
+    assert.equal(after.src, null, "the element no longer points at the media source");
+    assert.ok(after.track == null, "the player holds no track");
+    assert.equal(after.catAfterClose, "STOPPED", "the network task has stopped");
   } finally {
     await browser.close();
     removeDir(profile);
