@@ -349,6 +349,18 @@ fn kind_name(kind: SourceKind) -> &'static str {
 
 type Outcome = (usize, SourceId, Result<FetchedSegment, Error>);
 
+/// Records and announces that a source sent bytes that do not verify and is never asked again.
+fn banned(shared: &Shared, (source, kind): &(Source, SourceKind)) {
+    let label = source.label();
+    tracing::warn!(source = %label, "source banned: it sent bytes that do not verify");
+    shared.state.borrow_mut().banned.push(label.clone());
+    shared.emit(object(&[
+        ("type", "sourceBanned".into()),
+        ("source", label.into()),
+        ("kind", kind_name(*kind).into()),
+    ]));
+}
+
 /// Removes an event listener when dropped.
 struct Listener {
     element: HtmlMediaElement,
@@ -412,17 +424,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
                         handle.abort();
                     }
                 }
-                Action::Banned { source } => {
-                    let (src, kind) = &sources[source.0 as usize];
-                    let label = src.label();
-                    tracing::warn!(source = %label, "source banned: it sent bytes that do not verify");
-                    shared.state.borrow_mut().banned.push(label.clone());
-                    shared.emit(object(&[
-                        ("type", "sourceBanned".into()),
-                        ("source", label.into()),
-                        ("kind", kind_name(*kind).into()),
-                    ]));
-                }
+                Action::Banned { source } => banned(&shared, &sources[source.0 as usize]),
             }
         }
         // The next outcome, or a tick (or a seek) to look at the playhead again.
@@ -479,14 +481,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
                     ]));
                     for action in scheduler.on_failure(segment, source, failure) {
                         if let Action::Banned { source } = action {
-                            let (src, kind) = &sources[source.0 as usize];
-                            let label = src.label();
-                            shared.state.borrow_mut().banned.push(label.clone());
-                            shared.emit(object(&[
-                                ("type", "sourceBanned".into()),
-                                ("source", label.into()),
-                                ("kind", kind_name(*kind).into()),
-                            ]));
+                            banned(&shared, &sources[source.0 as usize]);
                         }
                     }
                     *failures.entry(segment).or_default() += 1;

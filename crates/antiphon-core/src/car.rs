@@ -248,7 +248,7 @@ impl<W: Write> CarWriter<W> {
 
     /// Appends a block.
     pub fn write_block(&mut self, block: &Block) -> Result<(), CarError> {
-        Ok(write_section(&mut self.out, block)?)
+        Ok(write_section(&mut self.out, block.cid(), block.data())?)
     }
 
     /// Flushes and returns the output.
@@ -258,13 +258,13 @@ impl<W: Write> CarWriter<W> {
     }
 }
 
-/// Writes one CARv1 section (varint length, CID, bytes) for `block`: what streaming writers
-/// that send the header separately need.
-pub fn write_section(out: &mut impl Write, block: &Block) -> io::Result<()> {
-    let cid = block.cid().to_bytes();
-    write_varint(out, (cid.len() + block.data().len()) as u64)?;
+/// Writes one CARv1 section (varint length, CID, bytes): what streaming writers that send the
+/// header separately need. The caller vouches that `data` hashes to `cid`.
+pub fn write_section(out: &mut impl Write, cid: &Cid, data: &[u8]) -> io::Result<()> {
+    let cid = cid.to_bytes();
+    write_varint(out, (cid.len() + data.len()) as u64)?;
     out.write_all(&cid)?;
-    out.write_all(block.data())
+    out.write_all(data)
 }
 
 fn write_varint(out: &mut impl Write, v: u64) -> io::Result<()> {

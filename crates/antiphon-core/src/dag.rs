@@ -52,16 +52,22 @@ pub enum DagError {
 
 /// The CIDs `block` links to, in order.
 pub fn links(block: &Block) -> Result<Vec<Cid>, DagError> {
-    let cid = *block.cid();
+    links_of(block.cid(), block.data())
+}
+
+/// The CIDs the block `cid` with bytes `data` links to, in order. For callers that already
+/// verified the bytes and should not hash them again.
+pub fn links_of(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, DagError> {
+    let cid = *cid;
     match cid.codec() {
         RAW => Ok(Vec::new()),
         DAG_PB => {
-            let node = PbNode::decode(block.data()).map_err(|source| DagError::DagPb { cid, source })?;
+            let node = PbNode::decode(data).map_err(|source| DagError::DagPb { cid, source })?;
             Ok(node.links.into_iter().map(|l| l.hash).collect())
         }
         DAG_CBOR => {
             let value: Ipld =
-                serde_ipld_dagcbor::from_slice(block.data()).map_err(|source| DagError::DagCbor { cid, source })?;
+                serde_ipld_dagcbor::from_slice(data).map_err(|source| DagError::DagCbor { cid, source })?;
             let mut out = Vec::new();
             let mut stack = vec![&value];
             while let Some(v) = stack.pop() {

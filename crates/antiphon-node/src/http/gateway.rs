@@ -6,7 +6,7 @@
 use std::hash::{Hash, Hasher};
 
 use antiphon_core::Cid;
-use antiphon_core::block::{Block, RAW};
+use antiphon_core::block::RAW;
 use antiphon_core::car::{CarWriter, write_section};
 use antiphon_core::unixfs::exporter::read_file;
 use axum::body::Body;
@@ -118,7 +118,14 @@ fn negotiate(query: &GatewayQuery, headers: &HeaderMap) -> Result<Format, Respon
 fn not_found_or_error(e: TraversalError) -> Response {
     match e {
         TraversalError::Missing(_) | TraversalError::NoSuchPath { .. } => plain(StatusCode::NOT_FOUND, e.to_string()),
-        TraversalError::Malformed { .. } => plain(StatusCode::BAD_GATEWAY, e.to_string()),
+        TraversalError::Malformed { .. } | TraversalError::Dag(_) => {
+            let message = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(": ");
+            plain(StatusCode::BAD_GATEWAY, message)
+        }
+        TraversalError::TooLarge(_) => plain(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
         TraversalError::Store(_) => {
             tracing::error!(error = %e, "gateway store read failed");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "store read failed")
@@ -218,13 +225,7 @@ async fn serve(
             let mut response = if not_modified(&headers, &etag) {
                 StatusCode::NOT_MODIFIED.into_response()
             } else {
-                let len = bytes.len();
-                if !head {
-                    state.metrics.served("http", "gateway", len as u64);
-                }
-                let mut r = if head { Body::empty() } else { Body::from(bytes) }.into_response();
-                r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                r
+                sized(&state, head, StatusCode::OK, bytes)
             };
             let h = response.headers_mut();
             common_headers(h, &content_path, &path_blocks, &etag);
@@ -298,9 +299,9 @@ async fn car(state: AppState, head: bool, req: CarRequest, request: &HeaderMap) 
             futures::stream::iter(std::iter::once(Ok(header_bytes)).chain(chunks.into_iter().map(move |chunk| {
                 let mut out = Vec::new();
                 for cid in chunk {
-                    let data = traversal::get(&store, &cid).map_err(std::io::Error::other)?;
-                    let block = Block::new(cid, data).map_err(std::io::Error::other)?;
-                    write_section(&mut out, &block)?;
+                    // Listing the blocks verified each one a moment ago: no second hash here.
+                    let data = traversal::read(&store, &cid).map_err(std::io::Error::other)?;
+                    write_section(&mut out, &cid, &data)?;
                 }
                 metrics.served("http", "gateway", out.len() as u64);
                 Ok::<_, std::io::Error>(out)
@@ -355,7 +356,7 @@ async fn file(
     })
     .await;
     let bytes = match read {
-        Ok(Ok(bytes)) => bytes,
+        Ok(Ok(bytes)) => bytes::Bytes::from(bytes),
         Ok(Err(antiphon_core::unixfs::exporter::ExportError::Missing(cid))) => {
             return plain(StatusCode::NOT_FOUND, format!("block {cid} is not stored here"));
         }
@@ -389,28 +390,13 @@ async fn file(
                 return r;
             }
             Some(Some((from, to))) => {
-                let part = bytes[from as usize..=to as usize].to_vec();
-                let len = part.len();
-                if !head {
-                    state.metrics.served("http", "gateway", len as u64);
-                }
-                let mut r =
-                    (StatusCode::PARTIAL_CONTENT, if head { Body::empty() } else { Body::from(part) }).into_response();
+                let mut r = sized(&state, head, StatusCode::PARTIAL_CONTENT, bytes.slice(from as usize..=to as usize));
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes {from}-{to}/{total}")) {
                     r.headers_mut().insert(header::CONTENT_RANGE, v);
                 }
-                r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 r
             }
-            None => {
-                let len = bytes.len();
-                if !head {
-                    state.metrics.served("http", "gateway", len as u64);
-                }
-                let mut r = if head { Body::empty() } else { Body::from(bytes) }.into_response();
-                r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                r
-            }
+            None => sized(&state, head, StatusCode::OK, bytes),
         }
     };
     let h = response.headers_mut();
@@ -418,6 +404,21 @@ async fn file(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     response
+}
+
+/// A response of `bytes` (none for HEAD) with its `Content-Length`, counted as gateway bytes
+/// served when they are sent.
+fn sized(state: &AppState, head: bool, status: StatusCode, bytes: bytes::Bytes) -> Response {
+    let len = bytes.len();
+    let body = if head {
+        Body::empty()
+    } else {
+        state.metrics.served("http", "gateway", len as u64);
+        Body::from(bytes)
+    };
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    r
 }
 
 /// Largest file served as plain bytes (a segment's limit).

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use antiphon_core::Cid;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -54,8 +55,6 @@ pub struct AppState {
     /// Where uploads are spooled before ingest.
     pub upload_dir: PathBuf,
 }
-
-use antiphon_core::Cid;
 
 #[derive(Serialize)]
 struct PeerInfo {

@@ -256,6 +256,14 @@ struct Uploaded {
     ingest_ms: u64,
 }
 
+/// Why an uploaded file was not stored.
+enum UploadError {
+    /// Ingest refused the file (the client's problem: 422).
+    Refused(crate::ingest::IngestError),
+    /// The store failed (ours: 500).
+    Store(crate::store::StoreError),
+}
+
 /// An extension for a content type, when no file name says it.
 fn extension_for(content_type: &str) -> &'static str {
     match content_type.split(';').next().unwrap_or("").trim() {
@@ -337,14 +345,14 @@ pub async fn upload(
     let result = tokio::task::spawn_blocking(move || {
         let track = ingest_file(&path, options, &mut |_| {});
         let _ = std::fs::remove_file(&path);
-        let track = track.map_err(|e| Err(e.kind))?;
-        store.put_track(&track.manifest_block, &track.segments, crate::unix_now()).map_err(Ok)?;
-        Ok::<_, Result<crate::store::StoreError, crate::ingest::IngestError>>(track)
+        let track = track.map_err(|e| UploadError::Refused(e.kind))?;
+        store.put_track(&track.manifest_block, &track.segments, crate::unix_now()).map_err(UploadError::Store)?;
+        Ok(track)
     })
     .await;
     let track = match result {
         Ok(Ok(track)) => track,
-        Ok(Err(Err(kind))) => {
+        Ok(Err(UploadError::Refused(kind))) => {
             let mut message = format!("cannot ingest {name}: {kind}");
             let mut source = std::error::Error::source(&kind);
             while let Some(cause) = source {
@@ -353,7 +361,7 @@ pub async fn upload(
             }
             return error(StatusCode::UNPROCESSABLE_ENTITY, message);
         }
-        Ok(Err(Ok(store_error))) => return internal(store_error),
+        Ok(Err(UploadError::Store(store_error))) => return internal(store_error),
         Err(e) => return internal(e),
     };
     let took = started.elapsed();

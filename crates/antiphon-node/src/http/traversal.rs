@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::ops::RangeInclusive;
 
 use antiphon_core::Cid;
-use antiphon_core::bitswap::Blockstore;
+use antiphon_core::bitswap::{Blockstore, BlockstoreError};
 use antiphon_core::block::{DAG_CBOR, DAG_PB, RAW, verify};
 use antiphon_core::dag::{self, DagError};
 use antiphon_core::dag_pb::PbNode;
@@ -84,24 +84,31 @@ pub enum TraversalError {
         /// The block it was looked up in.
         parent: Cid,
     },
-    /// A block could not be decoded or verified.
-    #[error("{cid} is malformed: {reason}")]
+    /// A block does not hash to its CID, or does not decode.
+    #[error("{cid} is malformed")]
     Malformed {
         /// The block.
         cid: Cid,
         /// What is wrong.
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A block's links could not be read.
+    #[error(transparent)]
+    Dag(DagError),
+    /// The DAG under the request holds more blocks than one answer may list.
+    #[error("more than {MAX_DFS_BLOCKS} blocks under {0}")]
+    TooLarge(Cid),
     /// The store failed.
-    #[error("store read failed: {0}")]
-    Store(String),
+    #[error("store read failed")]
+    Store(#[source] BlockstoreError),
 }
 
 impl From<DagError> for TraversalError {
     fn from(e: DagError) -> Self {
         match e {
             DagError::Missing(cid) => Self::Missing(cid),
-            other => Self::Store(other.to_string()),
+            other => Self::Dag(other),
         }
     }
 }
@@ -111,24 +118,31 @@ pub fn is_identity(cid: &Cid) -> bool {
     cid.hash().code() == 0x00
 }
 
-/// A verified block from the store (an identity CID's bytes from the CID itself).
-pub fn get(store: &dyn Blockstore, cid: &Cid) -> Result<Bytes, TraversalError> {
+/// A block's stored bytes as they are (an identity CID's bytes from the CID itself), for
+/// callers that verified them moments ago.
+pub fn read(store: &dyn Blockstore, cid: &Cid) -> Result<Bytes, TraversalError> {
     if is_identity(cid) {
         return Ok(Bytes::copy_from_slice(cid.hash().digest()));
     }
-    let data =
-        store.get(cid).map_err(|e| TraversalError::Store(e.to_string()))?.ok_or(TraversalError::Missing(*cid))?;
-    verify(cid, &data).map_err(|e| TraversalError::Malformed { cid: *cid, reason: e.to_string() })?;
+    store.get(cid).map_err(TraversalError::Store)?.ok_or(TraversalError::Missing(*cid))
+}
+
+/// A block from the store, verified against its CID.
+pub fn get(store: &dyn Blockstore, cid: &Cid) -> Result<Bytes, TraversalError> {
+    let data = read(store, cid)?;
+    if !is_identity(cid) {
+        verify(cid, &data).map_err(malformed(*cid))?;
+    }
     Ok(data)
 }
 
-fn malformed(cid: Cid) -> impl FnOnce(String) -> TraversalError {
-    move |reason| TraversalError::Malformed { cid, reason }
+fn malformed<E: Into<Box<dyn std::error::Error + Send + Sync>>>(cid: Cid) -> impl FnOnce(E) -> TraversalError {
+    move |e| TraversalError::Malformed { cid, source: e.into() }
 }
 
 /// A dag-pb node and its UnixFS data (absent for dag-pb that is not UnixFS).
 fn unixfs(cid: Cid, data: &[u8]) -> Result<(PbNode, Option<UnixFsData>), TraversalError> {
-    let node = PbNode::decode(data).map_err(|e| malformed(cid)(e.to_string()))?;
+    let node = PbNode::decode(data).map_err(malformed(cid))?;
     let fs = node.data.as_deref().and_then(|d| UnixFsData::decode(d).ok());
     Ok((node, fs))
 }
@@ -151,7 +165,7 @@ fn hamt_find(
     depth: usize,
 ) -> Result<Option<(Vec<Cid>, Cid)>, TraversalError> {
     if depth > antiphon_core::limits::MAX_DAG_DEPTH {
-        return Err(malformed(shard)("HAMT deeper than the depth limit".into()));
+        return Err(malformed::<&str>(shard)("HAMT deeper than the depth limit"));
     }
     for link in &node.links {
         let Some(link_name) = link.name.as_deref() else { continue };
@@ -209,13 +223,11 @@ pub fn resolve(store: &dyn Blockstore, root: Cid, segments: &[String]) -> Result
                 i += 1;
             }
             DAG_CBOR => {
-                let mut value: Ipld =
-                    serde_ipld_dagcbor::from_slice(&data).map_err(|e| malformed(current)(e.to_string()))?;
+                let mut value: Ipld = serde_ipld_dagcbor::from_slice(&data).map_err(malformed(current))?;
                 // Walk inside the document until a link is reached or the path ends.
                 loop {
                     if let Ipld::Link(link) = &value {
-                        let next = Cid::read_bytes(link.to_bytes().as_slice())
-                            .map_err(|e| malformed(current)(e.to_string()))?;
+                        let next = Cid::read_bytes(link.to_bytes().as_slice()).map_err(malformed(current))?;
                         path.push(next);
                         current = next;
                         break;
@@ -271,7 +283,7 @@ pub fn scope_blocks(
                         Some(DataType::HamtShard) => {
                             let prefix = hamt_prefix_len(fs.and_then(|f| f.fanout));
                             let mut out = vec![terminus];
-                            hamt_shards(store, &node, prefix, &mut out, 0)?;
+                            hamt_shards(store, terminus, &node, prefix, &mut out, 0)?;
                             Ok(out)
                         }
                         _ => Ok(vec![terminus]),
@@ -294,12 +306,11 @@ fn dfs(store: &dyn Blockstore, root: Cid, dups: bool) -> Result<Vec<Cid>, Traver
             continue;
         }
         if out.len() >= MAX_DFS_BLOCKS {
-            return Err(TraversalError::Store(format!("more than {MAX_DFS_BLOCKS} blocks under {root}")));
+            return Err(TraversalError::TooLarge(root));
         }
         let data = get(store, &cid)?;
         out.push(cid);
-        let block = antiphon_core::Block::new(cid, data).map_err(|e| malformed(cid)(e.to_string()))?;
-        stack.extend(dag::links(&block)?.into_iter().rev());
+        stack.extend(dag::links_of(&cid, &data)?.into_iter().rev());
     }
     Ok(out)
 }
@@ -310,20 +321,21 @@ pub const MAX_DFS_BLOCKS: usize = 1 << 20;
 /// Appends every sub-shard of a HAMT (not the entries' own blocks), depth first.
 fn hamt_shards(
     store: &dyn Blockstore,
+    shard: Cid,
     node: &PbNode,
     prefix: usize,
     out: &mut Vec<Cid>,
     depth: usize,
 ) -> Result<(), TraversalError> {
     if depth > antiphon_core::limits::MAX_DAG_DEPTH {
-        return Err(TraversalError::Store("HAMT deeper than the depth limit".into()));
+        return Err(TraversalError::Malformed { cid: shard, source: "HAMT deeper than the depth limit".into() });
     }
     for link in &node.links {
         if link.name.as_deref().is_some_and(|n| n.len() == prefix) {
             let data = get(store, &link.hash)?;
             let (child, fs) = unixfs(link.hash, &data)?;
             out.push(link.hash);
-            hamt_shards(store, &child, hamt_prefix_len(fs.and_then(|f| f.fanout)), out, depth + 1)?;
+            hamt_shards(store, link.hash, &child, hamt_prefix_len(fs.and_then(|f| f.fanout)), out, depth + 1)?;
         }
     }
     Ok(())
@@ -336,7 +348,7 @@ fn file_range_blocks(store: &dyn Blockstore, root: Cid, range: EntityBytes) -> R
     let size = match root.codec() {
         DAG_PB => {
             let (_, fs) = unixfs(root, &data)?;
-            let fs = fs.ok_or_else(|| malformed(root)("dag-pb without UnixFS data".into()))?;
+            let fs = fs.ok_or_else(|| malformed::<&str>(root)("dag-pb without UnixFS data"))?;
             fs.filesize
                 .unwrap_or_else(|| fs.data.as_ref().map_or(0, |d| d.len() as u64) + fs.blocksizes.iter().sum::<u64>())
         }
@@ -347,7 +359,7 @@ fn file_range_blocks(store: &dyn Blockstore, root: Cid, range: EntityBytes) -> R
     let mut out = Vec::new();
     while let Some(&cid) = reader.next_cid() {
         let data = get(store, &cid)?;
-        reader.push(&cid, data).map_err(|e| malformed(cid)(e.to_string()))?;
+        reader.push(&cid, data).map_err(malformed(cid))?;
         out.push(cid);
     }
     Ok(dedup(out))
