@@ -26,6 +26,9 @@ use crate::net::NetHandle;
 use crate::source::Source;
 use crate::util::object;
 
+/// A `waiting` element with less than this buffered ahead has run out of data: a rebuffer.
+const STARVED_SECS: f64 = 0.5;
+
 /// How often the pump looks at the playhead when nothing else happens.
 const TICK: Duration = Duration::from_millis(250);
 /// A segment that failed this many times per usable source fails playback.
@@ -177,8 +180,17 @@ impl Player {
         let waiting = Closure::<dyn FnMut()>::new(move || {
             let Some(shared) = weak.upgrade() else { return };
             let seeking = shared.element.seeking();
+            let now = shared.element.current_time();
             let mut state = shared.state.borrow_mut();
-            if state.time_to_first_audio.is_some() && !seeking && state.waiting_since.is_none() && !state.ended {
+            // A rebuffer is running out of data. The element also fires `waiting` with plenty
+            // buffered when the page is starved of CPU; that is not the network's doing.
+            let starved = state.sink.as_ref().is_none_or(|sink| sink.buffered_until(now) - now < STARVED_SECS);
+            if state.time_to_first_audio.is_some()
+                && starved
+                && !seeking
+                && state.waiting_since.is_none()
+                && !state.ended
+            {
                 state.rebuffers += 1;
                 state.waiting_since = Some(web_time::Instant::now());
             }

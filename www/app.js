@@ -114,8 +114,19 @@ async function play(trackCid) {
   });
   state.rebuffers = 0;
   state.rebufferTimes = [];
+  // A rebuffer is running out of data; `waiting` with seconds still buffered (the page starved
+  // of CPU) is logged but not counted, as the player's stats() does.
+  const bufferedAhead = () => {
+    const b = audio.buffered;
+    for (let i = 0; i < b.length; i++) if (b.start(i) <= audio.currentTime + 0.1 && audio.currentTime <= b.end(i)) return b.end(i) - audio.currentTime;
+    return 0;
+  };
   audio.addEventListener("waiting", () => {
-    if (state.loadToPlayingMs !== undefined && !audio.ended) {
+    if (state.loadToPlayingMs !== undefined && !audio.ended && !audio.seeking && bufferedAhead() >= 0.5) {
+      log(`waiting at ${audio.currentTime.toFixed(2)} s with ${bufferedAhead().toFixed(1)} s buffered (not a rebuffer)`);
+      return;
+    }
+    if (state.loadToPlayingMs !== undefined && !audio.ended && !audio.seeking) {
       state.rebuffers += 1;
       state.rebufferTimes.push(audio.currentTime);
       log(`rebuffering at ${audio.currentTime.toFixed(2)} s`);
