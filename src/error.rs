@@ -99,6 +99,12 @@ pub enum Error {
         #[source]
         source: RequestError,
     },
+    /// See [`ErrorCode::FetchFailed`]: nothing to ask.
+    #[error("no source to fetch {cid} from: no creator node is connected and no gateway is configured")]
+    NoSource {
+        /// The block.
+        cid: antiphon_core::Cid,
+    },
     /// See [`ErrorCode::VerificationFailed`].
     #[error("block {cid} from {peer} failed verification and was refused")]
     Verification {
@@ -147,6 +153,13 @@ pub enum Error {
     /// See [`ErrorCode::MediaFailed`].
     #[error("media source failed: {0}")]
     Media(String),
+    /// See [`ErrorCode::MediaFailed`]: the SourceBuffer is full and nothing behind the playhead
+    /// can be removed; the player retries once playback moves on.
+    #[error("the media buffer is full with nothing behind the playhead ({playhead:.1} s) to remove")]
+    BufferFull {
+        /// Where the playhead was.
+        playhead: f64,
+    },
     /// See [`ErrorCode::VerificationFailed`]: bytes given to `verify` do not match their CID.
     #[error("bytes do not verify against {cid}")]
     Verify {
@@ -177,12 +190,12 @@ impl Error {
             Self::InvalidAddress { .. } => ErrorCode::InvalidAddress,
             Self::DialFailed { .. } => ErrorCode::DialFailed,
             Self::Http { .. } => ErrorCode::HttpFailed,
-            Self::Fetch { .. } => ErrorCode::FetchFailed,
+            Self::Fetch { .. } | Self::NoSource { .. } => ErrorCode::FetchFailed,
             Self::Verification { .. } => ErrorCode::VerificationFailed,
             Self::Manifest { .. } => ErrorCode::InvalidManifest,
             Self::Segment { .. } | Self::SegmentSize { .. } => ErrorCode::InvalidSegment,
             Self::MediaUnsupported { .. } => ErrorCode::MediaUnsupported,
-            Self::Media(_) => ErrorCode::MediaFailed,
+            Self::Media(_) | Self::BufferFull { .. } => ErrorCode::MediaFailed,
             Self::Stopped => ErrorCode::Stopped,
             Self::Verify { .. } => ErrorCode::VerificationFailed,
             Self::InvalidArgument { .. } => ErrorCode::InvalidArgument,
@@ -202,6 +215,7 @@ impl Error {
     pub fn cid(&self) -> Option<antiphon_core::Cid> {
         match self {
             Self::Fetch { cid, .. }
+            | Self::NoSource { cid }
             | Self::Verification { cid, .. }
             | Self::Verify { cid, .. }
             | Self::Manifest { cid, .. }

@@ -25,6 +25,8 @@
 pub mod error;
 
 #[cfg(target_arch = "wasm32")]
+mod dial;
+#[cfg(target_arch = "wasm32")]
 mod fetch;
 #[cfg(target_arch = "wasm32")]
 pub mod media;

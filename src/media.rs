@@ -3,37 +3,87 @@
 //! It only ever receives verified segment bytes, so it can move to the main thread unchanged
 //! when the network side moves into a Worker.
 
-use js_sys::Uint8Array;
+use std::cell::Cell;
+
+use js_sys::{Function, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{HtmlMediaElement, MediaSource, MediaSourceReadyState, SourceBuffer, Url};
 
 use crate::error::Error;
 use crate::util::{describe, next_event};
+
+/// Seconds of audio kept behind the playhead when the SourceBuffer is full and room is made.
+const KEEP_BEHIND_SECS: f64 = 10.0;
 
 /// A MediaSource with one SourceBuffer, attached to a media element.
 pub struct MediaSink {
     source: MediaSource,
     buffer: SourceBuffer,
     url: String,
+    kind: &'static str,
+    evictions: Cell<u32>,
+}
+
+/// The Media Source Extensions constructor this browser has: `MediaSource`, or Safari's
+/// `ManagedMediaSource` (iOS has only that one).
+fn media_source_class() -> Option<(Function, &'static str)> {
+    let global = js_sys::global();
+    ["MediaSource", "ManagedMediaSource"].into_iter().find_map(|name| {
+        let class = Reflect::get(&global, &name.into()).ok()?;
+        class.is_function().then(|| (class.unchecked_into(), name))
+    })
 }
 
 impl MediaSink {
-    /// Whether this browser's Media Source Extensions accept `mime`.
+    /// Whether this browser's Media Source Extensions (either kind) accept `mime`.
     pub fn supports(mime: &str) -> bool {
-        MediaSource::is_type_supported(mime)
+        let Some((class, _)) = media_source_class() else { return false };
+        Reflect::get(&class, &"isTypeSupported".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok())
+            .and_then(|f| f.call1(&class, &mime.into()).ok())
+            .is_some_and(|v| v.is_truthy())
     }
 
-    /// Creates a MediaSource for `mime`, attaches it to `element` and waits until it opens.
+    /// Which constructor this browser offers, if any: `"MediaSource"` or
+    /// `"ManagedMediaSource"`.
+    pub fn available() -> Option<&'static str> {
+        media_source_class().map(|(_, name)| name)
+    }
+
+    /// Creates a MediaSource (or ManagedMediaSource) for `mime`, attaches it to `element` and
+    /// waits until it opens.
     pub async fn attach(element: &HtmlMediaElement, mime: &str) -> Result<Self, Error> {
+        let Some((class, kind)) = media_source_class() else {
+            return Err(Error::MediaUnsupported {
+                mime: format!("{mime} (this browser has neither MediaSource nor ManagedMediaSource)"),
+            });
+        };
         if !Self::supports(mime) {
             return Err(Error::MediaUnsupported { mime: mime.to_owned() });
         }
-        let media = |e: wasm_bindgen::JsValue| Error::Media(describe(&e));
-        let source = MediaSource::new().map_err(media)?;
+        let media = |e: JsValue| Error::Media(describe(&e));
+        let source: MediaSource = Reflect::construct(&class, &js_sys::Array::new()).map_err(media)?.unchecked_into();
+        if kind == "ManagedMediaSource" {
+            // Safari streams from a ManagedMediaSource only when the element cannot be
+            // handed to AirPlay, or offers an alternative source for it.
+            let _ = Reflect::set(element, &"disableRemotePlayback".into(), &JsValue::TRUE);
+        }
         let url = Url::create_object_url_with_source(&source).map_err(media)?;
         element.set_src(&url);
         next_event(&source, "sourceopen", None).await.map_err(media)?;
         let buffer = source.add_source_buffer(mime).map_err(media)?;
-        Ok(Self { source, buffer, url })
+        Ok(Self { source, buffer, url, kind, evictions: Cell::new(0) })
+    }
+
+    /// `"MediaSource"` or `"ManagedMediaSource"`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// How many times a full SourceBuffer had audio behind the playhead removed to make room.
+    pub fn evictions(&self) -> u32 {
+        self.evictions.get()
     }
 
     /// Sets the presentation's duration (so that a seek bar spans the whole track before it is
@@ -46,13 +96,41 @@ impl MediaSink {
 
     /// Appends one segment at media time `start_secs` (so segments may arrive in any order and
     /// land exactly where the manifest places them) and waits until the SourceBuffer has it.
-    pub async fn append_at(&self, bytes: &[u8], start_secs: f64) -> Result<(), Error> {
-        let media = |e: wasm_bindgen::JsValue| Error::Media(describe(&e));
-        self.buffer.set_timestamp_offset(start_secs);
+    ///
+    /// When the browser refuses it for lack of room (`QuotaExceededError`), audio more than
+    /// 10 s behind `playhead` is removed and the append retried; if nothing can be removed the
+    /// error is [`Error::BufferFull`], and the caller should retry once playback has moved on.
+    pub async fn append_at(&self, bytes: &[u8], start_secs: f64, playhead: f64) -> Result<(), Error> {
+        let media = |e: JsValue| Error::Media(describe(&e));
         let data = Uint8Array::from(bytes);
-        let done = next_event(&self.buffer, "updateend", Some("error"));
-        self.buffer.append_buffer_with_array_buffer_view(&data).map_err(media)?;
-        done.await.map_err(|_| Error::Media("the SourceBuffer rejected a segment".into()))
+        let mut evicted = false;
+        loop {
+            self.buffer.set_timestamp_offset(start_secs);
+            let done = next_event(&self.buffer, "updateend", Some("error"));
+            match self.buffer.append_buffer_with_array_buffer_view(&data) {
+                Ok(()) => return done.await.map_err(|_| Error::Media("the SourceBuffer rejected a segment".into())),
+                Err(e) if is_quota_exceeded(&e) => {
+                    let behind = playhead - KEEP_BEHIND_SECS;
+                    let start = self.buffered_start();
+                    if evicted || start.is_none_or(|s| s >= behind) {
+                        return Err(Error::BufferFull { playhead });
+                    }
+                    tracing::info!(until = behind, "SourceBuffer full: removing audio behind the playhead");
+                    let removed = next_event(&self.buffer, "updateend", Some("error"));
+                    self.buffer.remove(0.0, behind).map_err(media)?;
+                    removed.await.map_err(media)?;
+                    self.evictions.set(self.evictions.get() + 1);
+                    evicted = true;
+                }
+                Err(e) => return Err(media(e)),
+            }
+        }
+    }
+
+    /// Start of the earliest buffered range.
+    fn buffered_start(&self) -> Option<f64> {
+        let ranges = self.buffer.buffered().ok()?;
+        (ranges.length() > 0).then(|| ranges.start(0).ok()).flatten()
     }
 
     /// Signals that the last segment has been appended.
@@ -82,4 +160,9 @@ impl Drop for MediaSink {
     fn drop(&mut self) {
         let _ = Url::revoke_object_url(&self.url);
     }
+}
+
+/// Whether a thrown value is the DOMException browsers throw when a SourceBuffer is full.
+fn is_quota_exceeded(e: &JsValue) -> bool {
+    Reflect::get(e, &"name".into()).ok().and_then(|n| n.as_string()).is_some_and(|n| n == "QuotaExceededError")
 }

@@ -1,182 +1,290 @@
-//! `Peer`: the JS entry point. Connects to a creator node and hands out players.
+//! `Peer`: the JS entry point. Dials the creator nodes it is given, knows the HTTP gateways it
+//! may use, and hands out players that fetch from all of them.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
+use antiphon_core::transport::transport_name;
 use futures::StreamExt;
-use futures::future::{Either, select};
-use futures::stream::FuturesUnordered;
-use futures_timer::Delay;
-use libp2p::{Multiaddr, PeerId};
+use futures::channel::mpsc;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlMediaElement;
 
+use crate::dial::{DialPlan, NodeLink, dial_node};
 use crate::error::Error;
-use antiphon_core::transport::transport_name;
-
 use crate::net::NetHandle;
-use crate::player::Player;
-use crate::util::{fetch_json, object};
+use crate::player::{Player, PlayerOptions};
+use crate::util::object;
 
 const DEFAULT_DIAL_TIMEOUT_MS: u32 = 10_000;
 /// Head start of each address over the next one when dialling.
 const DEFAULT_STAGGER_MS: u32 = 1_500;
+/// Most creator nodes, and most gateways, one peer takes.
+const MAX_ENDPOINTS: usize = 16;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ConnectOptions {
+struct StartOptions {
+    /// Creator nodes: HTTP base URLs (their `/peer` lists their addresses) or multiaddrs.
+    creator_nodes: Option<Vec<String>>,
+    /// Base URLs of HTTP trustless gateways, verified like Bitswap blocks.
+    gateways: Option<Vec<String>>,
     /// "webrtc-direct" or "websocket" to use only that transport.
     transport: Option<String>,
     dial_timeout_ms: Option<u32>,
     /// Head start, in ms, of each address over the next (default 1500).
     stagger_ms: Option<u32>,
-    /// Base URLs of HTTP trustless gateways players may fetch blocks from, verified like
-    /// Bitswap blocks.
-    gateways: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
-struct PeerInfo {
-    multiaddrs: Vec<String>,
+/// Where one configured creator node stands.
+enum NodeState {
+    Dialling,
+    Connected(NodeLink),
+    Failed(Error),
 }
 
-/// One dial made by [`Peer::connect`].
-struct Attempt {
-    addr: Multiaddr,
-    ms: f64,
-    error: Option<String>,
+/// What a peer shares with its players: the network task, the creator nodes connected so far
+/// (in the order they connected; more may join while a track plays) and the gateways.
+pub(crate) struct Network {
+    pub(crate) net: NetHandle,
+    pub(crate) connected: RefCell<Vec<NodeLink>>,
+    pub(crate) gateways: Vec<String>,
+    /// By configured index.
+    states: RefCell<Vec<(String, NodeState)>>,
 }
 
-/// An IPFS peer in the page, connected to a creator node.
+/// An IPFS peer in the page, connected to creator nodes.
 #[wasm_bindgen]
 pub struct Peer {
-    net: NetHandle,
-    remote: PeerId,
-    remote_addr: Multiaddr,
-    dial_ms: f64,
-    attempts: Vec<Attempt>,
-    gateways: Vec<String>,
+    network: Rc<Network>,
 }
 
 #[wasm_bindgen]
 impl Peer {
-    /// Connects to a creator node. `target` is the node's HTTP base URL (its `/peer` lists its
-    /// addresses) or one multiaddr. WebRTC-direct is tried first, WebSocket when it fails.
-    /// The next address is tried when one fails or has not connected within `staggerMs`; the
-    /// first connection wins.
-    /// `options`: `{ transport?: "webrtc-direct" | "websocket", dialTimeoutMs?: number,
-    /// staggerMs?: number, gateways?: string[] }`. `gateways` are HTTP trustless gateways
-    /// (base URLs) players also fetch from, verifying every block; one that sends bytes that
-    /// do not verify is banned.
+    /// Starts a peer. `options`: `{ creatorNodes?: string[], gateways?: string[], transport?:
+    /// "webrtc-direct" | "websocket", dialTimeoutMs?: number, staggerMs?: number }`.
+    ///
+    /// Every creator node (an HTTP base URL, whose `/peer` lists its addresses, or one
+    /// multiaddr) is dialled at once, WebRTC-direct first and WebSocket when that fails or is
+    /// slow (`staggerMs`, default 1500). The promise resolves when the first node is
+    /// connected; the others join as they connect, and players already playing start using
+    /// them. It rejects with `DIAL_FAILED` only when every node failed and no gateway was
+    /// given. Gateways (HTTP trustless gateways, base URLs) are fetched from with every block
+    /// verified; one that sends bytes that do not verify is banned.
+    pub async fn start(options: JsValue) -> Result<Peer, Error> {
+        let options: StartOptions = parse_options(options)?;
+        let nodes = options.creator_nodes.clone().unwrap_or_default();
+        Self::start_with(nodes, options).await
+    }
+
+    /// Connects to one creator node: `Peer.start({ creatorNodes: [target], ...options })`,
+    /// except that it rejects when that node cannot be reached, even with gateways.
     pub async fn connect(target: String, options: JsValue) -> Result<Peer, Error> {
-        let options: ConnectOptions = if options.is_undefined() || options.is_null() {
-            ConnectOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options)
-                .map_err(|e| Error::InvalidAddress { input: target.clone(), reason: format!("bad options: {e}") })?
-        };
-        let mut addrs = resolve(&target).await?;
-        if let Some(only) = &options.transport {
-            addrs.retain(|a| transport_name(a) == only);
-        }
-        // WebRTC-direct first: it needs no TLS certificate from a CA.
-        addrs.retain(|a| matches!(transport_name(a), "webrtc-direct" | "websocket"));
-        addrs.sort_by_key(|a| transport_name(a) != "webrtc-direct");
-        if addrs.is_empty() {
-            return Err(Error::InvalidAddress {
-                input: target,
-                reason: "no WebRTC-direct or WebSocket address to dial".into(),
+        let options: StartOptions = parse_options(options)?;
+        if options.creator_nodes.is_some() {
+            return Err(Error::InvalidArgument {
+                what: "creatorNodes".into(),
+                reason: "give it to Peer.start; Peer.connect takes one target".into(),
             });
         }
-        let net = NetHandle::spawn()?;
-        let timeout = Duration::from_millis(u64::from(options.dial_timeout_ms.unwrap_or(DEFAULT_DIAL_TIMEOUT_MS)));
-        let stagger = Duration::from_millis(u64::from(options.stagger_ms.unwrap_or(DEFAULT_STAGGER_MS)));
-        let mut gateways = Vec::new();
-        for g in options.gateways.unwrap_or_default() {
-            let url = web_sys::Url::new(&g).map_err(|_| Error::InvalidArgument {
-                what: "gateways".into(),
-                reason: format!("{g:?} is not a URL"),
-            })?;
-            if url.protocol() != "http:" && url.protocol() != "https:" {
-                return Err(Error::InvalidArgument {
-                    what: "gateways".into(),
-                    reason: format!("{g:?} is not http(s)"),
-                });
+        let peer = Self::start_with(vec![target], options).await?;
+        let failed = match &peer.network.states.borrow()[0].1 {
+            NodeState::Failed(e) => {
+                Some(Error::DialFailed { target: peer.network.states.borrow()[0].0.clone(), reason: e.to_string() })
             }
-            gateways.push(g.trim_end_matches('/').to_string());
+            _ => None,
+        };
+        match failed {
+            Some(e) => {
+                peer.network.net.close().await;
+                Err(e)
+            }
+            None => Ok(peer),
         }
-        let mut peer = dial_staggered(net, addrs, timeout, stagger).await.map_err(|attempts| {
-            let reason = attempts
+    }
+
+    async fn start_with(nodes: Vec<String>, options: StartOptions) -> Result<Peer, Error> {
+        let gateways = check_gateways(options.gateways.unwrap_or_default())?;
+        if nodes.is_empty() && gateways.is_empty() {
+            return Err(Error::InvalidArgument {
+                what: "creatorNodes".into(),
+                reason: "give at least one creator node or gateway".into(),
+            });
+        }
+        if nodes.len() > MAX_ENDPOINTS {
+            return Err(Error::InvalidArgument {
+                what: "creatorNodes".into(),
+                reason: format!("{} given, at most {MAX_ENDPOINTS}", nodes.len()),
+            });
+        }
+        if let Some(t) = &options.transport
+            && !matches!(t.as_str(), "webrtc-direct" | "websocket")
+        {
+            return Err(Error::InvalidArgument {
+                what: "transport".into(),
+                reason: format!("{t:?}: expected \"webrtc-direct\" or \"websocket\""),
+            });
+        }
+        let plan = DialPlan {
+            transport: options.transport,
+            timeout: Duration::from_millis(u64::from(options.dial_timeout_ms.unwrap_or(DEFAULT_DIAL_TIMEOUT_MS))),
+            stagger: Duration::from_millis(u64::from(options.stagger_ms.unwrap_or(DEFAULT_STAGGER_MS))),
+        };
+        let network = Rc::new(Network {
+            net: NetHandle::spawn()?,
+            connected: RefCell::new(Vec::new()),
+            gateways,
+            states: RefCell::new(nodes.iter().map(|t| (t.clone(), NodeState::Dialling)).collect()),
+        });
+        // Each dial reports here when it settles; the channel holds one slot per node.
+        let (done_tx, mut done) = mpsc::channel::<()>(nodes.len().max(1));
+        for (i, target) in nodes.iter().enumerate() {
+            let (network, plan, target, mut done_tx) = (network.clone(), plan.clone(), target.clone(), done_tx.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let outcome = dial_node(&network.net, &target, &plan).await;
+                network.states.borrow_mut()[i].1 = match outcome {
+                    Ok(link) => {
+                        network.connected.borrow_mut().push(link.clone());
+                        NodeState::Connected(link)
+                    }
+                    Err(e) => {
+                        tracing::warn!(%target, error = %e, "creator node unreachable");
+                        NodeState::Failed(e)
+                    }
+                };
+                let _ = done_tx.try_send(());
+            });
+        }
+        drop(done_tx);
+        let mut settled = 0;
+        while settled < nodes.len() && network.connected.borrow().is_empty() {
+            if done.next().await.is_none() {
+                break;
+            }
+            settled += 1;
+        }
+        if network.connected.borrow().is_empty() && network.gateways.is_empty() {
+            let reason = network
+                .states
+                .borrow()
                 .iter()
-                .map(|a| format!("{}: {}", transport_name(&a.addr), a.error.as_deref().unwrap_or("?")))
+                .map(|(t, s)| match s {
+                    NodeState::Failed(e) => format!("{t}: {e}"),
+                    _ => format!("{t}: not connected"),
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
-            Error::DialFailed { target, reason }
-        })?;
-        peer.gateways = gateways;
-        Ok(peer)
+            network.net.close().await;
+            return Err(Error::DialFailed { target: nodes.join(", "), reason });
+        }
+        Ok(Peer { network })
     }
 
-    /// The transport of the connection: `"webrtc-direct"` or `"websocket"`.
+    /// The transport of the first creator node connection: `"webrtc-direct"` or
+    /// `"websocket"`; `undefined` with none.
     #[wasm_bindgen(getter)]
-    pub fn transport(&self) -> String {
-        transport_name(&self.remote_addr).to_owned()
+    pub fn transport(&self) -> Option<String> {
+        self.first().map(|n| transport_name(&n.addr).to_owned())
     }
 
-    /// The creator node's peer ID.
+    /// The first connected creator node's peer ID.
     #[wasm_bindgen(getter, js_name = remotePeerId)]
-    pub fn remote_peer_id(&self) -> String {
-        self.remote.to_string()
+    pub fn remote_peer_id(&self) -> Option<String> {
+        self.first().map(|n| n.peer.to_string())
     }
 
     /// This peer's ID.
     #[wasm_bindgen(getter, js_name = localPeerId)]
     pub fn local_peer_id(&self) -> String {
-        self.net.local_peer_id().to_string()
+        self.network.net.local_peer_id().to_string()
     }
 
-    /// The multiaddr that was dialled.
+    /// The multiaddr of the first creator node connection.
     #[wasm_bindgen(getter, js_name = remoteAddr)]
-    pub fn remote_addr(&self) -> String {
-        self.remote_addr.to_string()
+    pub fn remote_addr(&self) -> Option<String> {
+        self.first().map(|n| n.addr.to_string())
     }
 
-    /// Milliseconds the successful dial took.
+    /// Milliseconds the first creator node's dial took.
     #[wasm_bindgen(getter, js_name = dialMs)]
-    pub fn dial_ms(&self) -> f64 {
-        self.dial_ms
+    pub fn dial_ms(&self) -> Option<f64> {
+        self.first().map(|n| n.dial_ms)
     }
 
-    /// Every dial `connect` made, in order: `{ transport, addr, ms, error? }`. Shows, for
-    /// instance, a WebRTC-direct attempt that failed before WebSocket succeeded.
+    /// Every dial made to the first connected creator node, in order: `{ transport, addr, ms,
+    /// error? }`. Shows, for instance, a WebRTC-direct attempt that failed before WebSocket
+    /// succeeded.
     #[wasm_bindgen(getter, js_name = dialAttempts)]
     pub fn dial_attempts(&self) -> js_sys::Array {
-        self.attempts
+        self.first()
+            .map(|n| {
+                n.attempts
+                    .iter()
+                    .map(|a| {
+                        object(&[
+                            ("transport", transport_name(&a.addr).into()),
+                            ("addr", a.addr.to_string().into()),
+                            ("ms", a.ms.into()),
+                            ("error", a.error.clone().into()),
+                        ])
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Each configured creator node: `{ target, state: "dialling" | "connected" | "failed",
+    /// peerId?, transport?, addr?, dialMs?, code?, error? }`.
+    #[wasm_bindgen(getter, js_name = creatorNodes)]
+    pub fn creator_nodes(&self) -> js_sys::Array {
+        self.network
+            .states
+            .borrow()
             .iter()
-            .map(|a| {
-                object(&[
-                    ("transport", transport_name(&a.addr).into()),
-                    ("addr", a.addr.to_string().into()),
-                    ("ms", a.ms.into()),
-                    ("error", a.error.clone().into()),
-                ])
+            .map(|(target, state)| match state {
+                NodeState::Dialling => object(&[("target", target.into()), ("state", "dialling".into())]),
+                NodeState::Connected(n) => object(&[
+                    ("target", target.into()),
+                    ("state", "connected".into()),
+                    ("peerId", n.peer.to_string().into()),
+                    ("transport", transport_name(&n.addr).into()),
+                    ("addr", n.addr.to_string().into()),
+                    ("dialMs", n.dial_ms.into()),
+                ]),
+                NodeState::Failed(e) => object(&[
+                    ("target", target.into()),
+                    ("state", "failed".into()),
+                    ("code", e.code().as_str().into()),
+                    ("error", e.to_string().into()),
+                ]),
             })
             .collect()
+    }
+
+    /// The gateways players fetch from.
+    #[wasm_bindgen(getter)]
+    pub fn gateways(&self) -> Vec<String> {
+        self.network.gateways.clone()
     }
 
     /// Closes every connection and data channel of this peer and stops its network task.
     /// Players attached to it stop too; destroy them first to release their media sources.
     pub async fn close(&self) {
-        self.net.close().await;
+        self.network.net.close().await;
     }
 
-    /// A player that plays tracks from this peer into `element`.
-    pub fn attach(&self, element: HtmlMediaElement) -> Player {
-        Player::new(self.net.clone(), self.remote, self.transport(), element, self.gateways.clone())
+    /// A player that plays tracks from this peer's sources into `element`. `options`:
+    /// `{ windowSecs?: number }`, how far ahead of the playhead segments are fetched
+    /// (default 30, at least one segment).
+    pub fn attach(&self, element: HtmlMediaElement, options: JsValue) -> Result<Player, Error> {
+        let options: PlayerOptions = parse_options(options)?;
+        Player::new(self.network.clone(), element, options)
     }
 
-    /// Fetches a UnixFS file (or a single raw block) by CID from the connected peer over
-    /// Bitswap, verifying every block, and resolves with its bytes. `options`:
+    /// Fetches a UnixFS file (or a single raw block) by CID from the first connected creator
+    /// node over Bitswap, verifying every block, and resolves with its bytes. `options`:
     /// `{ maxBytes?: number }` (default 64 MiB): a larger file is refused rather than buffered.
     pub async fn cat(&self, cid: String, options: JsValue) -> Result<js_sys::Uint8Array, Error> {
         let max = if options.is_undefined() || options.is_null() {
@@ -188,83 +296,57 @@ impl Peer {
                 .map_or(DEFAULT_CAT_MAX_BYTES, |v| v.max(0.0) as u64)
         };
         let cid: antiphon_core::Cid = cid.parse().map_err(|source| Error::InvalidCid { input: cid.clone(), source })?;
-        let source = crate::source::Source::Bitswap { net: self.net.clone(), peer: self.remote };
+        let source = match self.first() {
+            Some(n) => crate::source::Source::Bitswap { net: self.network.net.clone(), peer: n.peer },
+            None => match self.network.gateways.first() {
+                Some(g) => crate::source::Source::Gateway { base: g.clone() },
+                None => return Err(Error::Stopped),
+            },
+        };
         crate::fetch::fetch_bytes(&source, cid, max).await
+    }
+}
+
+impl Peer {
+    fn first(&self) -> Option<NodeLink> {
+        self.network.connected.borrow().first().cloned()
     }
 }
 
 /// Default bound of [`Peer::cat`].
 const DEFAULT_CAT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Dials `addrs` in order, starting the next one when the previous fails or has not connected
-/// within `stagger` ("happy eyeballs"), so that a WebRTC-direct address that hangs costs
-/// `stagger`, not the whole dial timeout, before WebSocket is tried. The first connection wins.
-async fn dial_staggered(
-    net: NetHandle,
-    addrs: Vec<Multiaddr>,
-    timeout: Duration,
-    stagger: Duration,
-) -> Result<Peer, Vec<Attempt>> {
-    let mut attempts: Vec<Attempt> = Vec::new();
-    let mut pending = FuturesUnordered::new();
-    let mut next = 0usize;
-    // Running while the latest address has its head start; a fired Delay is never polled again.
-    let mut head_start: Option<Delay> = None;
-    loop {
-        if next < addrs.len() && (pending.is_empty() || head_start.is_none()) {
-            let addr = addrs[next].clone();
-            let net = net.clone();
-            let index = next;
-            pending.push(async move {
-                let started = js_sys::Date::now();
-                let outcome = match select(Box::pin(net.dial(addr.clone())), Delay::new(timeout)).await {
-                    Either::Left((result, _)) => result,
-                    Either::Right(_) => Err(format!("timed out after {} ms", timeout.as_millis())),
-                };
-                (index, addr, js_sys::Date::now() - started, outcome)
-            });
-            attempts.push(Attempt {
-                addr: addrs[next].clone(),
-                ms: 0.0,
-                error: Some("abandoned: another address connected first".into()),
-            });
-            next += 1;
-            head_start = (next < addrs.len()).then(|| Delay::new(stagger));
-        }
-        let completed = match head_start.as_mut() {
-            Some(delay) => match select(pending.next(), delay).await {
-                Either::Left((completed, _)) => completed,
-                Either::Right(_) => {
-                    head_start = None;
-                    continue;
-                }
-            },
-            None => pending.next().await,
-        };
-        let Some((index, addr, ms, outcome)) = completed else { return Err(attempts) };
-        attempts[index].ms = ms;
-        match outcome {
-            Ok(remote) => {
-                tracing::info!(%addr, dial_ms = ms, "connected to creator node");
-                attempts[index].error = None;
-                return Ok(Peer { net, remote, remote_addr: addr, dial_ms: ms, attempts, gateways: Vec::new() });
-            }
-            Err(reason) => {
-                tracing::warn!(%addr, %reason, "dial failed");
-                attempts[index].error = Some(reason);
-            }
-        }
+/// Reads an options object; `undefined` and `null` give the defaults, unknown keys are refused.
+fn parse_options<T: serde::de::DeserializeOwned + Default>(options: JsValue) -> Result<T, Error> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(T::default());
     }
+    serde_wasm_bindgen::from_value(options)
+        .map_err(|e| Error::InvalidArgument { what: "options".into(), reason: e.to_string() })
 }
 
-/// Turns a connect target into multiaddrs: an HTTP(S) URL is asked for its `/peer`.
-async fn resolve(target: &str) -> Result<Vec<Multiaddr>, Error> {
-    let invalid = |reason: String| Error::InvalidAddress { input: target.to_owned(), reason };
-    if target.starts_with("http://") || target.starts_with("https://") {
-        let url = format!("{}/peer", target.trim_end_matches('/'));
-        let info: PeerInfo = fetch_json(&url).await?;
-        info.multiaddrs.iter().map(|s| s.parse().map_err(|e| invalid(format!("{s}: {e}")))).collect()
-    } else {
-        Ok(vec![target.parse().map_err(|e| invalid(format!("{e}")))?])
+/// Checks gateway base URLs (http or https) and drops trailing slashes.
+fn check_gateways(given: Vec<String>) -> Result<Vec<String>, Error> {
+    if given.len() > MAX_ENDPOINTS {
+        return Err(Error::InvalidArgument {
+            what: "gateways".into(),
+            reason: format!("{} given, at most {MAX_ENDPOINTS}", given.len()),
+        });
     }
+    given
+        .into_iter()
+        .map(|g| {
+            let url = web_sys::Url::new(&g).map_err(|_| Error::InvalidArgument {
+                what: "gateways".into(),
+                reason: format!("{g:?} is not a URL"),
+            })?;
+            if url.protocol() != "http:" && url.protocol() != "https:" {
+                return Err(Error::InvalidArgument {
+                    what: "gateways".into(),
+                    reason: format!("{g:?} is not http(s)"),
+                });
+            }
+            Ok(g.trim_end_matches('/').to_string())
+        })
+        .collect()
 }

@@ -15,14 +15,14 @@ use antiphon_core::{Cid, TrackManifest};
 use futures::StreamExt;
 use futures::future::{AbortHandle, Abortable, Either, select};
 use futures::stream::FuturesUnordered;
-use libp2p::PeerId;
+use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlMediaElement;
 
 use crate::error::{Error, ErrorCode};
 use crate::fetch::{FetchedSegment, fetch_segment};
 use crate::media::MediaSink;
-use crate::net::NetHandle;
+use crate::peer::Network;
 use crate::source::Source;
 use crate::util::object;
 
@@ -31,6 +31,17 @@ const STARVED_SECS: f64 = 0.5;
 
 /// How often the pump looks at the playhead when nothing else happens.
 const TICK: Duration = Duration::from_millis(250);
+/// Options of `peer.attach(element, options)`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct PlayerOptions {
+    /// Seconds of audio fetched ahead of the playhead (default 30).
+    window_secs: Option<f64>,
+}
+
+/// Longest window a player accepts: ten minutes.
+const MAX_WINDOW_SECS: f64 = 600.0;
+
 /// A segment that failed this many times per usable source fails playback.
 const FAILURES_PER_SOURCE: usize = 3;
 /// Most provenance records kept (a 10-minute track of 6 s segments has ~100).
@@ -89,10 +100,8 @@ struct State {
 type ElementListener = (&'static str, Closure<dyn FnMut()>);
 
 struct Shared {
-    net: NetHandle,
-    remote: PeerId,
-    transport: String,
-    gateways: Vec<String>,
+    network: Rc<Network>,
+    window_secs: f64,
     element: HtmlMediaElement,
     state: RefCell<State>,
     listener: RefCell<Option<js_sys::Function>>,
@@ -147,18 +156,17 @@ pub struct Player {
 }
 
 impl Player {
-    pub(crate) fn new(
-        net: NetHandle,
-        remote: PeerId,
-        transport: String,
-        element: HtmlMediaElement,
-        gateways: Vec<String>,
-    ) -> Self {
+    pub(crate) fn new(network: Rc<Network>, element: HtmlMediaElement, options: PlayerOptions) -> Result<Self, Error> {
+        let window_secs = options.window_secs.unwrap_or(ScheduleConfig::default().window_secs);
+        if !(window_secs > 0.0 && window_secs <= MAX_WINDOW_SECS) {
+            return Err(Error::InvalidArgument {
+                what: "windowSecs".into(),
+                reason: format!("{window_secs} is not in (0, {MAX_WINDOW_SECS}]"),
+            });
+        }
         let shared = Rc::new(Shared {
-            net,
-            remote,
-            transport,
-            gateways,
+            network,
+            window_secs,
             element,
             state: RefCell::new(State::default()),
             listener: RefCell::new(None),
@@ -199,7 +207,7 @@ impl Player {
             let _ = shared.element.add_event_listener_with_callback(name, callback.as_ref().unchecked_ref());
             shared.element_listeners.borrow_mut().push((name, callback));
         }
-        Self { shared }
+        Ok(Self { shared })
     }
 }
 
@@ -241,15 +249,18 @@ impl Player {
         let buffered_ahead = state.sink.as_ref().map_or(0.0, |sink| {
             sink.buffered_until(self.shared.element.current_time()) - self.shared.element.current_time()
         });
+        let first = self.shared.network.connected.borrow().first().cloned();
         object(&[
             ("track", state.track.map(|c| c.to_string()).into()),
-            ("transport", self.shared.transport.clone().into()),
-            ("remotePeerId", self.shared.remote.to_string().into()),
+            ("transport", first.as_ref().map(|n| antiphon_core::transport::transport_name(&n.addr)).into()),
+            ("remotePeerId", first.as_ref().map(|n| n.peer.to_string()).into()),
             ("segments", segments.into()),
             ("appended", appended.into()),
             ("bytes", (state.bytes as f64).into()),
             ("durationSecs", state.manifest.as_ref().map(TrackManifest::duration_secs).into()),
             ("bufferedAheadSecs", buffered_ahead.max(0.0).into()),
+            ("mediaSource", state.sink.as_ref().map(|sink| sink.kind()).into()),
+            ("evictions", state.sink.as_ref().map_or(0.0, |sink| f64::from(sink.evictions())).into()),
             ("ended", state.ended.into()),
             ("banned", state.banned.iter().map(|b| JsValue::from(b.as_str())).collect::<js_sys::Array>().into()),
             ("rebuffers", f64::from(state.rebuffers).into()),
@@ -308,8 +319,8 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
         };
         state.generation
     };
-    let fetched = shared.net.get(cid, shared.remote).await?;
-    let manifest = TrackManifest::from_block(&fetched.block).map_err(|source| Error::Manifest { cid, source })?;
+    let block = fetch_manifest(&shared, cid).await?;
+    let manifest = TrackManifest::from_block(&block).map_err(|source| Error::Manifest { cid, source })?;
     let sink = Rc::new(MediaSink::attach(&shared.element, &manifest.codec).await?);
     sink.set_duration(manifest.duration_secs());
     if !shared.is_current(generation) {
@@ -341,14 +352,67 @@ fn counts<'a>(entries: impl Iterator<Item = (&'a str, u64)>) -> JsValue {
     out.into()
 }
 
-/// The sources a player fetches from: the connected creator node, then each gateway.
-fn sources(shared: &Shared, scheduler: &mut Scheduler) -> Vec<(Source, SourceKind)> {
-    let mut out = vec![(Source::Bitswap { net: shared.net.clone(), peer: shared.remote }, SourceKind::CreatorNode)];
-    out.extend(shared.gateways.iter().map(|g| (Source::Gateway { base: g.clone() }, SourceKind::Gateway)));
-    for (_, kind) in &out {
-        scheduler.add_source(*kind);
+/// The manifest block, from the first source that has it: creator nodes in the order they
+/// connected, then gateways.
+async fn fetch_manifest(shared: &Shared, cid: Cid) -> Result<antiphon_core::Block, Error> {
+    let net = &shared.network.net;
+    let nodes = shared.network.connected.borrow().clone();
+    let candidates = nodes
+        .iter()
+        .map(|n| Source::Bitswap { net: net.clone(), peer: n.peer })
+        .chain(shared.network.gateways.iter().map(|g| Source::Gateway { base: g.clone() }));
+    let mut last = None;
+    for source in candidates {
+        match source.get(cid).await {
+            Ok(delivered) => return Ok(delivered.block),
+            Err(e) => {
+                tracing::info!(source = %source.label(), error = %e, "manifest not fetched from this source");
+                last = Some(e);
+            }
+        }
     }
-    out
+    Err(last.unwrap_or(Error::NoSource { cid }))
+}
+
+/// The sources a player fetches from, in the scheduler's order: the creator nodes connected at
+/// load, the gateways, then creator nodes that connect later.
+struct Sources {
+    list: Vec<(Source, SourceKind)>,
+    nodes_seen: usize,
+}
+
+impl Sources {
+    fn new(shared: &Shared, scheduler: &mut Scheduler) -> Self {
+        let mut sources = Self { list: Vec::new(), nodes_seen: 0 };
+        sources.refresh(shared, scheduler);
+        for g in &shared.network.gateways {
+            sources.add(scheduler, Source::Gateway { base: g.clone() }, SourceKind::Gateway);
+        }
+        sources
+    }
+
+    /// Adds the creator nodes that connected since the last look.
+    fn refresh(&mut self, shared: &Shared, scheduler: &mut Scheduler) {
+        let nodes = shared.network.connected.borrow();
+        for node in &nodes[self.nodes_seen..] {
+            let source = Source::Bitswap { net: shared.network.net.clone(), peer: node.peer };
+            self.add(scheduler, source, SourceKind::CreatorNode);
+        }
+        self.nodes_seen = nodes.len();
+    }
+
+    fn add(&mut self, scheduler: &mut Scheduler, source: Source, kind: SourceKind) {
+        let id = scheduler.add_source(kind);
+        debug_assert_eq!(id.0 as usize, self.list.len());
+        self.list.push((source, kind));
+    }
+}
+
+impl std::ops::Index<SourceId> for Sources {
+    type Output = (Source, SourceKind);
+    fn index(&self, id: SourceId) -> &Self::Output {
+        &self.list[id.0 as usize]
+    }
 }
 
 fn kind_name(kind: SourceKind) -> &'static str {
@@ -391,8 +455,9 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
     let rate = f64::from(manifest.sample_rate);
     let durations: Vec<f64> = manifest.segments.iter().map(|s| s.samples as f64 / rate).collect();
     let sizes: Vec<u64> = manifest.segments.iter().map(|s| s.bytes).collect();
-    let mut scheduler = Scheduler::new(&durations, &sizes, ScheduleConfig::default());
-    let sources = sources(&shared, &mut scheduler);
+    let config = ScheduleConfig { window_secs: shared.window_secs, ..ScheduleConfig::default() };
+    let mut scheduler = Scheduler::new(&durations, &sizes, config);
+    let mut sources = Sources::new(&shared, &mut scheduler);
     let started = web_time::Instant::now();
     let total = manifest.segments.len();
     let mut running: FuturesUnordered<Abortable<futures::future::LocalBoxFuture<'static, Outcome>>> =
@@ -414,6 +479,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
         if !shared.is_current(generation) {
             break;
         }
+        sources.refresh(&shared, &mut scheduler);
         let now = started.elapsed();
         let element = &shared.element;
         let rate = if element.paused() { 0.0 } else { element.playback_rate() };
@@ -422,7 +488,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
         for action in actions {
             match action {
                 Action::Fetch { segment, source, hedge } => {
-                    let (src, seg) = (sources[source.0 as usize].0.clone(), manifest.segments[segment].clone());
+                    let (src, seg) = (sources[source].0.clone(), manifest.segments[segment].clone());
                     let (handle, registration) = AbortHandle::new_pair();
                     aborts.insert((segment, source), handle);
                     hedged.insert(segment, hedge);
@@ -436,7 +502,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
                         handle.abort();
                     }
                 }
-                Action::Banned { source } => banned(&shared, &sources[source.0 as usize]),
+                Action::Banned { source } => banned(&shared, &sources[source]),
             }
         }
         // The next outcome, or a tick (or a seek) to look at the playhead again.
@@ -483,7 +549,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
                 Err(e) => {
                     let failure =
                         if e.code() == ErrorCode::VerificationFailed { Failure::Corrupt } else { Failure::Unavailable };
-                    let label = sources[source.0 as usize].0.label();
+                    let label = sources[source].0.label();
                     tracing::info!(segment, source = %label, error = %e, "a source failed a segment");
                     shared.emit(object(&[
                         ("type", "sourceFailed".into()),
@@ -493,7 +559,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
                     ]));
                     for action in scheduler.on_failure(segment, source, failure) {
                         if let Action::Banned { source } = action {
-                            banned(&shared, &sources[source.0 as usize]);
+                            banned(&shared, &sources[source]);
                         }
                     }
                     *failures.entry(segment).or_default() += 1;
@@ -503,9 +569,18 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
         }
         // Append what is ready, each segment placed at its own start time.
         while let Some((index, (fetched, source))) = ready.pop_first() {
-            if let Err(e) = sink.append_at(&fetched.data, manifest.segment_start_secs(index)).await {
-                shared.fail(generation, Some(index), &e);
-                return;
+            let playhead = shared.element.current_time();
+            match sink.append_at(&fetched.data, manifest.segment_start_secs(index), playhead).await {
+                Ok(()) => {}
+                Err(Error::BufferFull { .. }) => {
+                    // Kept until playback has moved on and room can be made behind it.
+                    ready.insert(index, (fetched, source));
+                    break;
+                }
+                Err(e) => {
+                    shared.fail(generation, Some(index), &e);
+                    return;
+                }
             }
             if !shared.is_current(generation) {
                 return;
@@ -515,7 +590,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
                 let mut state = shared.state.borrow_mut();
                 let n = fetched.data.len() as u64;
                 state.bytes += n;
-                *state.bytes_by_kind.entry(kind_name(sources[source.0 as usize].1)).or_default() += n;
+                *state.bytes_by_kind.entry(kind_name(sources[source].1)).or_default() += n;
                 *state.bytes_by_source.entry(fetched.from.clone()).or_default() += n;
             }
             shared.emit(object(&[
@@ -523,7 +598,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
                 ("index", (index as f64).into()),
                 ("cid", manifest.segments[index].cid.to_string().into()),
                 ("peer", fetched.from.clone().into()),
-                ("sourceKind", kind_name(sources[source.0 as usize].1).into()),
+                ("sourceKind", kind_name(sources[source].1).into()),
                 ("bytes", (fetched.data.len() as f64).into()),
                 ("blocks", (fetched.blocks as f64).into()),
                 ("latencyMs", (fetched.latency.as_secs_f64() * 1000.0).into()),

@@ -1,6 +1,7 @@
 // The demo dapp: lists the creator node's tracks and plays one through the Antiphon peer.
 //
-// Query parameters: ?node=<http base URL> (default: this page's origin), ?track=<cid>
+// Query parameters: ?node=<http base URL> (repeatable: creator nodes to dial, all used as
+// sources; the first lists the tracks; default: this page's origin), ?track=<cid>
 // (default: the node's first track), ?transport=webrtc-direct|websocket (default: try
 // WebRTC-direct, then WebSocket), ?dialTimeoutMs=N (per dial, default 10000), ?autoplay=1,
 // ?gateway=<http base URL> (repeatable: trustless gateways the player may also fetch from),
@@ -8,7 +9,8 @@
 import { Peer } from "antiphon";
 
 const params = new URLSearchParams(location.search);
-const nodeUrl = params.get("node") || location.origin;
+const nodeUrls = params.getAll("node").length ? params.getAll("node") : [location.origin];
+const nodeUrl = nodeUrls[0];
 const $ = (id) => document.getElementById(id);
 
 // What the end-to-end tests read.
@@ -44,6 +46,20 @@ function renderStrip(player) {
   $("ahead").textContent = `${stats.bufferedAheadSecs.toFixed(1)} s`;
   $("rebuffers").textContent = `${stats.rebuffers} (${stats.rebufferMs.toFixed(0)} ms)`;
   $("banned").textContent = stats.banned.length ? stats.banned.join(", ") : "none";
+  renderNodes();
+}
+
+/** Each creator node the peer was given, and where it stands. */
+function renderNodes() {
+  const nodes = state.peer ? state.peer.creatorNodes : [];
+  $("remote").replaceChildren(
+    ...nodes.map((n) => {
+      const line = document.createElement("div");
+      line.className = `node-${n.state}`;
+      line.textContent = n.state === "connected" ? `${n.target} · ${n.transport} · ${n.peerId.slice(-12)}` : `${n.target} · ${n.state}${n.error ? `: ${n.error}` : ""}`;
+      return line;
+    }),
+  );
 }
 
 async function main() {
@@ -86,15 +102,16 @@ async function play(trackCid) {
   if (params.get("transport")) options.transport = params.get("transport");
   if (params.get("dialTimeoutMs")) options.dialTimeoutMs = Number(params.get("dialTimeoutMs"));
   if (params.getAll("gateway").length) options.gateways = params.getAll("gateway");
-  const peer = await Peer.connect(nodeUrl, options);
+  const peer = await Peer.start({ creatorNodes: nodeUrls, ...options });
   state.peer = peer;
   state.transport = peer.transport;
   state.dialMs = peer.dialMs;
   state.dialAttempts = peer.dialAttempts;
   for (const a of peer.dialAttempts.filter((a) => a.error)) log(`${a.transport} dial failed after ${a.ms.toFixed(0)} ms: ${a.error}`);
-  $("transport").textContent = `${peer.transport} (dial ${peer.dialMs.toFixed(0)} ms)`;
-  $("remote").textContent = peer.remoteAddr;
-  log(`connected over ${peer.transport} to ${peer.remotePeerId}`);
+  if (peer.transport) {
+    $("transport").textContent = `${peer.transport} (dial ${peer.dialMs.toFixed(0)} ms)`;
+    log(`connected over ${peer.transport} to ${peer.remotePeerId}`);
+  }
 
   const audio = $("audio");
   const player = peer.attach(audio);

@@ -7,7 +7,7 @@ window.result = { errors: [] };
 
 async function main() {
   const tracks = await (await fetch("/tracks")).json();
-  const peer = await Peer.connect(location.origin);
+  const peer = await Peer.start({ creatorNodes: [location.origin] });
   const audio = document.getElementById("audio");
   const player = peer.attach(audio);
   player.onEvent((e) => e.type === "error" && window.result.errors.push(e.code));

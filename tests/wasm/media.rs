@@ -27,8 +27,8 @@ async fn appended_mp3_is_buffered_for_its_duration() {
     let sink = MediaSink::attach(&audio, "audio/mpeg").await.unwrap();
     // Two appends split on an MP3 frame boundary, as the segmenter cuts them.
     let (cut, at) = frame_offset(TWO_SECONDS, 1);
-    sink.append_at(&TWO_SECONDS[..cut], 0.0).await.unwrap();
-    sink.append_at(&TWO_SECONDS[cut..], at).await.unwrap();
+    sink.append_at(&TWO_SECONDS[..cut], 0.0, 0.0).await.unwrap();
+    sink.append_at(&TWO_SECONDS[cut..], at, 0.0).await.unwrap();
     let end = sink.buffered_until(0.0);
     assert!((1.9..2.2).contains(&end), "buffered until {end} s");
     sink.end_of_stream().unwrap();
@@ -42,12 +42,12 @@ async fn segments_appended_out_of_order_land_at_their_start_times() {
     let (cut, at) = frame_offset(TWO_SECONDS, 40);
     assert!((1.0..1.1).contains(&at), "frame 40 starts at {at} s");
     // The second half first: it lands at its own start, leaving the first second empty.
-    sink.append_at(&TWO_SECONDS[cut..], at).await.unwrap();
+    sink.append_at(&TWO_SECONDS[cut..], at, 0.0).await.unwrap();
     assert_eq!(sink.buffered_until(0.0), 0.0, "nothing at 0 yet");
     let end = sink.buffered_until(at + 0.01);
     assert!((1.9..2.2).contains(&end), "the second half spans to {end} s");
     // Then the first half closes the gap.
-    sink.append_at(&TWO_SECONDS[..cut], 0.0).await.unwrap();
+    sink.append_at(&TWO_SECONDS[..cut], 0.0, 0.0).await.unwrap();
     let end = sink.buffered_until(0.0);
     assert!((1.9..2.2).contains(&end), "buffered from 0 to {end} s");
 }
@@ -67,8 +67,91 @@ async fn garbage_bytes_are_rejected_by_the_source_buffer() {
     let audio = audio_element();
     let sink = MediaSink::attach(&audio, "audio/mpeg").await.unwrap();
     // Not MP3 at all: the append either fails or buffers nothing.
-    let _ = sink.append_at(&[0x00u8; 4096], 0.0).await;
+    let _ = sink.append_at(&[0x00u8; 4096], 0.0, 0.0).await;
     assert_eq!(sink.buffered_until(0.0), 0.0);
+}
+
+#[wasm_bindgen_test]
+async fn a_full_source_buffer_makes_room_behind_the_playhead() {
+    let audio = audio_element();
+    let sink = MediaSink::attach(&audio, "audio/mpeg").await.unwrap();
+    // Chromium keeps about 12 MB of audio per SourceBuffer. The element stays at 0 s, so the
+    // browser cannot make room by itself; the sink is told the playhead is at the last append
+    // and removes what lies more than 10 s behind it.
+    let mut at = 0.0;
+    for _ in 0..600 {
+        sink.append_at(TWO_SECONDS, at, at).await.unwrap();
+        at += 2.0;
+        if sink.evictions() > 0 {
+            break;
+        }
+    }
+    assert!(sink.evictions() > 0, "600 appends ({} bytes) never filled the SourceBuffer", 600 * TWO_SECONDS.len());
+    let playhead = at - 2.0;
+    assert_eq!(sink.buffered_until(0.0), 0.0, "the start was removed");
+    assert!(sink.buffered_until(playhead) > playhead, "the audio at the playhead is still buffered");
+    assert!(sink.buffered_until(playhead - 9.0) > playhead, "10 s behind the playhead are kept");
+}
+
+#[wasm_bindgen_test]
+async fn a_full_source_buffer_with_nothing_behind_the_playhead_is_buffer_full() {
+    let audio = audio_element();
+    let sink = MediaSink::attach(&audio, "audio/mpeg").await.unwrap();
+    let mut outcome = Ok(());
+    for i in 0..600 {
+        // The playhead stays at 0: everything buffered is ahead of it.
+        outcome = sink.append_at(TWO_SECONDS, f64::from(i) * 2.0, 0.0).await;
+        if outcome.is_err() {
+            break;
+        }
+    }
+    match outcome {
+        Err(e @ Error::BufferFull { .. }) => assert_eq!(e.code().as_str(), "MEDIA_FAILED"),
+        other => panic!("expected BufferFull, got {other:?}"),
+    }
+    assert_eq!(sink.evictions(), 0);
+    assert!(sink.buffered_until(0.0) > 0.0, "nothing ahead of the playhead was removed");
+}
+
+#[wasm_bindgen_test]
+async fn managed_media_source_is_used_where_media_source_is_missing() {
+    // Safari on iOS has only ManagedMediaSource. Chromium's MediaSource stands in for it.
+    let global = js_sys::global();
+    let class = js_sys::Reflect::get(&global, &"MediaSource".into()).unwrap();
+    js_sys::Reflect::set(&global, &"ManagedMediaSource".into(), &class).unwrap();
+    js_sys::Reflect::delete_property(global.unchecked_ref(), &"MediaSource".into()).unwrap();
+    let available = MediaSink::available();
+    let supported = MediaSink::supports("audio/mpeg");
+    let audio = audio_element();
+    let attached = MediaSink::attach(&audio, "audio/mpeg").await;
+    let appended = match &attached {
+        Ok(sink) => Some(sink.append_at(TWO_SECONDS, 0.0, 0.0).await.map(|()| sink.buffered_until(0.0))),
+        Err(_) => None,
+    };
+    let disabled = js_sys::Reflect::get(&audio, &"disableRemotePlayback".into()).unwrap();
+    // Put the page back before asserting anything.
+    js_sys::Reflect::set(&global, &"MediaSource".into(), &class).unwrap();
+    js_sys::Reflect::delete_property(global.unchecked_ref(), &"ManagedMediaSource".into()).unwrap();
+    assert_eq!(available, Some("ManagedMediaSource"));
+    assert!(supported);
+    assert_eq!(attached.unwrap().kind(), "ManagedMediaSource");
+    let end = appended.unwrap().unwrap();
+    assert!((1.9..2.2).contains(&end), "buffered until {end} s");
+    assert_eq!(disabled, wasm_bindgen::JsValue::TRUE, "remote playback disabled, as Safari requires");
+}
+
+#[wasm_bindgen_test]
+async fn without_any_media_source_attach_is_media_unsupported() {
+    let global = js_sys::global();
+    let class = js_sys::Reflect::get(&global, &"MediaSource".into()).unwrap();
+    js_sys::Reflect::delete_property(global.unchecked_ref(), &"MediaSource".into()).unwrap();
+    let outcome = MediaSink::attach(&audio_element(), "audio/mpeg").await;
+    js_sys::Reflect::set(&global, &"MediaSource".into(), &class).unwrap();
+    match outcome {
+        Err(e @ Error::MediaUnsupported { .. }) => assert!(e.to_string().contains("neither MediaSource")),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("attached without MediaSource"),
+    }
 }
 
 /// Byte offset and start time (s) of MPEG audio frame `n` (MPEG-1 Layer III, as the fixture
