@@ -5,7 +5,7 @@
 // (default: the node's first track), ?transport=webrtc-direct|websocket (default: try
 // WebRTC-direct, then WebSocket), ?dialTimeoutMs=N (per dial, default 10000), ?autoplay=1,
 // ?gateway=<http base URL> (repeatable: trustless gateways the player may also fetch from),
-// ?rate=N (playback rate).
+// ?rate=N (playback rate), ?window=N (seconds fetched ahead of the playhead, default 30).
 import { Peer } from "antiphon";
 
 const params = new URLSearchParams(location.search);
@@ -114,7 +114,7 @@ async function play(trackCid) {
   }
 
   const audio = $("audio");
-  const player = peer.attach(audio);
+  const player = peer.attach(audio, params.get("window") ? { windowSecs: Number(params.get("window")) } : undefined);
   state.player = player;
   player.onEvent((e) => {
     state.events.push(e);

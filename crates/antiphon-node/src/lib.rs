@@ -27,6 +27,7 @@ pub mod fetch;
 pub mod http;
 pub mod identity;
 pub mod ingest;
+pub mod liveness;
 pub mod metrics;
 pub mod mp3_encoder;
 pub mod network;

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use antiphon_core::Cid;
 use antiphon_core::bitswap::{self, Blockstore};
@@ -27,6 +27,7 @@ use libp2p_webrtc::tokio::Certificate;
 use tokio::sync::{mpsc, watch};
 
 use crate::config;
+use crate::liveness::{self, Liveness};
 use crate::metrics::Metrics;
 use crate::replication::{self, ReplicateRequest, ReplicateResponse};
 use crate::store::Store;
@@ -110,7 +111,9 @@ pub async fn build_swarm<S: Blockstore + Send>(
                 identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
                     .with_agent_version(format!("antiphon-node/{}", env!("CARGO_PKG_VERSION"))),
             ),
-            ping: ping::Behaviour::default(),
+            ping: ping::Behaviour::new(
+                ping::Config::new().with_interval(liveness::PING_INTERVAL).with_timeout(liveness::PING_TIMEOUT),
+            ),
             relay: relay_config
                 .map(|r| {
                     relay::Behaviour::new(
@@ -243,6 +246,7 @@ pub async fn run(
     let mut retry = tokio::time::interval(ctx.retry);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut gauges = tokio::time::interval(Duration::from_secs(1));
+    let mut liveness = Liveness::default();
     loop {
         tokio::select! {
             _ = ctx.shutdown.changed() => break,
@@ -253,6 +257,10 @@ pub async fn run(
             _ = gauges.tick() => {
                 let b = &swarm.behaviour().bitswap;
                 ctx.metrics.set_bitswap(b.peer_wants(), b.requests_in_flight());
+                for connection in liveness.dead(Instant::now()) {
+                    tracing::info!(?connection, "WebRTC connection answered no ping for {:?}; closing it", liveness::DEAD_AFTER);
+                    swarm.close_connection(connection);
+                }
             }
             Some(track) = ctx.new_tracks.recv() => {
                 tracing::debug!(%track, "new track; asking replicas");
@@ -288,6 +296,9 @@ pub async fn run(
                         ConnectedPoint::Dialer { address, .. } => transport_name(address),
                     };
                     transports.insert(connection_id, transport);
+                    if transport == "webrtc-direct" {
+                        liveness.watch(connection_id, Instant::now());
+                    }
                     peer_transport.insert(peer_id, transport);
                     ctx.metrics.connection_opened(transport);
                     tracing::info!(%peer_id, transport, addr = %endpoint.get_remote_address(), "connected");
@@ -300,6 +311,7 @@ pub async fn run(
                     if let Some(transport) = transports.remove(&connection_id) {
                         ctx.metrics.connection_closed(transport);
                     }
+                    liveness.forget(connection_id);
                     if num_established == 0 {
                         peer_transport.remove(&peer_id);
                     }
@@ -354,6 +366,14 @@ pub async fn run(
                     request_response::Event::ResponseSent { .. } => {}
                 },
                 SwarmEvent::Behaviour(NodeBehaviourEvent::Relay(event)) => tracing::debug!(?event, "relay"),
+                SwarmEvent::Behaviour(NodeBehaviourEvent::Ping(ping::Event { peer, connection, result })) => match result {
+                    Ok(_) => liveness.alive(connection, Instant::now()),
+                    Err(ping::Failure::Unsupported) => liveness.forget(connection),
+                    Err(error) => {
+                        tracing::info!(%peer, %error, "ping failed; closing the connection");
+                        swarm.close_connection(connection);
+                    }
+                },
                 SwarmEvent::IncomingConnectionError { error, send_back_addr, .. } => {
                     tracing::debug!(%error, %send_back_addr, "incoming connection failed");
                 }

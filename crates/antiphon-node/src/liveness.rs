@@ -1,0 +1,94 @@
+//! Closing WebRTC connections whose browser has gone.
+//!
+//! libp2p-webrtc does not report a peer connection that the browser closed or lost: the
+//! connection, its dead data channels and its slot under the connection limits would stay
+//! until the node restarts. Each WebRTC connection must therefore answer a ping now and then;
+//! one that has not for [`DEAD_AFTER`] is closed. Peers that do not speak ping are exempt.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use libp2p::swarm::ConnectionId;
+
+/// How often the node pings each connection.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// How long one ping may take.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// A watched connection without a successful ping for this long is dead: three pings missed.
+pub const DEAD_AFTER: Duration = Duration::from_secs(15);
+
+/// The watched connections and when each last proved alive.
+#[derive(Default)]
+pub struct Liveness {
+    last_alive: HashMap<ConnectionId, Instant>,
+}
+
+impl Liveness {
+    /// Starts watching a connection (its establishment counts as proof of life).
+    pub fn watch(&mut self, connection: ConnectionId, now: Instant) {
+        self.last_alive.insert(connection, now);
+    }
+
+    /// A ping on `connection` succeeded.
+    pub fn alive(&mut self, connection: ConnectionId, now: Instant) {
+        if let Some(t) = self.last_alive.get_mut(&connection) {
+            *t = now;
+        }
+    }
+
+    /// Stops watching `connection`: it closed, or its peer does not speak ping.
+    pub fn forget(&mut self, connection: ConnectionId) {
+        self.last_alive.remove(&connection);
+    }
+
+    /// Connections silent for [`DEAD_AFTER`]; they are forgotten as they are returned.
+    pub fn dead(&mut self, now: Instant) -> Vec<ConnectionId> {
+        let dead: Vec<ConnectionId> = self
+            .last_alive
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) >= DEAD_AFTER)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in &dead {
+            self.last_alive.remove(c);
+        }
+        dead
+    }
+
+    /// How many connections are watched.
+    pub fn len(&self) -> usize {
+        self.last_alive.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_is_dead_only_after_missing_pings_for_the_whole_period() {
+        let mut l = Liveness::default();
+        let t0 = Instant::now();
+        let (a, b) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
+        l.watch(a, t0);
+        l.watch(b, t0);
+        l.alive(a, t0 + PING_INTERVAL);
+        assert!(l.dead(t0 + DEAD_AFTER - Duration::from_millis(1)).is_empty());
+        // b never answered; a answered 5 s in, so it has 5 s left.
+        assert_eq!(l.dead(t0 + DEAD_AFTER), vec![b]);
+        assert_eq!(l.len(), 1, "a dead connection is reported once");
+        assert_eq!(l.dead(t0 + PING_INTERVAL + DEAD_AFTER), vec![a]);
+        assert_eq!(l.len(), 0);
+    }
+
+    #[test]
+    fn forgotten_and_unknown_connections_are_never_reported() {
+        let mut l = Liveness::default();
+        let t0 = Instant::now();
+        let (a, b) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
+        l.watch(a, t0);
+        l.forget(a);
+        l.alive(b, t0);
+        assert!(l.dead(t0 + DEAD_AFTER * 10).is_empty());
+    }
+}
