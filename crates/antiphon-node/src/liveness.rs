@@ -56,7 +56,7 @@ impl Liveness {
     }
 
     /// How many connections are watched.
-    pub fn len(&self) -> usize {
+    pub fn watched(&self) -> usize {
         self.last_alive.len()
     }
 }
@@ -76,9 +76,9 @@ mod tests {
         assert!(l.dead(t0 + DEAD_AFTER - Duration::from_millis(1)).is_empty());
         // b never answered; a answered 5 s in, so it has 5 s left.
         assert_eq!(l.dead(t0 + DEAD_AFTER), vec![b]);
-        assert_eq!(l.len(), 1, "a dead connection is reported once");
+        assert_eq!(l.watched(), 1, "a dead connection is reported once");
         assert_eq!(l.dead(t0 + PING_INTERVAL + DEAD_AFTER), vec![a]);
-        assert_eq!(l.len(), 0);
+        assert_eq!(l.watched(), 0);
     }
 
     #[test]
