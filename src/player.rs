@@ -42,6 +42,13 @@ pub(crate) struct PlayerOptions {
 /// Longest window a player accepts: ten minutes.
 const MAX_WINDOW_SECS: f64 = 600.0;
 
+/// Segments asked of one source at once. One 320 kb/s segment is ~240 KB, sent by the node in
+/// one burst; two at once overflow Chromium's UDP receive buffer (212 KB by default on Linux)
+/// on a fast path, and over WebRTC-direct a lost tail waits for SCTP's 1 s retransmission
+/// timeout (measured: warm time to first audio 1.1 s median with 2, 0.1 s with 1; BENCHMARKS.md).
+/// One at a time still moves 2 MB/s or more, fifty times what playback consumes.
+const PER_SOURCE: usize = 1;
+
 /// A segment that failed this many times per usable source fails playback.
 const FAILURES_PER_SOURCE: usize = 3;
 /// Most provenance records kept (a 10-minute track of 6 s segments has ~100).
@@ -455,7 +462,8 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
     let rate = f64::from(manifest.sample_rate);
     let durations: Vec<f64> = manifest.segments.iter().map(|s| s.samples as f64 / rate).collect();
     let sizes: Vec<u64> = manifest.segments.iter().map(|s| s.bytes).collect();
-    let config = ScheduleConfig { window_secs: shared.window_secs, ..ScheduleConfig::default() };
+    let config =
+        ScheduleConfig { window_secs: shared.window_secs, per_source: PER_SOURCE, ..ScheduleConfig::default() };
     let mut scheduler = Scheduler::new(&durations, &sizes, config);
     let mut sources = Sources::new(&shared, &mut scheduler);
     let started = web_time::Instant::now();
