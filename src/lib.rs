@@ -6,7 +6,7 @@
 //!
 //! ```js
 //! import { Peer } from "antiphon";
-//! const peer = await Peer.connect("http://127.0.0.1:8080");   // a creator node
+//! const peer = await Peer.start({ creatorNodes: ["http://127.0.0.1:8080"] });
 //! const player = peer.attach(document.querySelector("audio"));
 //! player.onEvent((e) => console.log(e));
 //! await player.load(trackCid);
