@@ -9,6 +9,7 @@ use antiphon_core::transport::transport_name;
 use futures::StreamExt;
 use futures::channel::mpsc;
 use serde::Deserialize;
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlMediaElement;
 
@@ -74,7 +75,7 @@ impl Peer {
     /// given. Gateways (HTTP trustless gateways, base URLs) are fetched from with every block
     /// verified; one that sends bytes that do not verify is banned.
     pub async fn start(options: JsValue) -> Result<Peer, Error> {
-        let options: StartOptions = parse_options(options)?;
+        let options: StartOptions = parse_options(options, START_KEYS)?;
         let nodes = options.creator_nodes.clone().unwrap_or_default();
         Self::start_with(nodes, options).await
     }
@@ -82,7 +83,7 @@ impl Peer {
     /// Connects to one creator node: `Peer.start({ creatorNodes: [target], ...options })`,
     /// except that it rejects when that node cannot be reached, even with gateways.
     pub async fn connect(target: String, options: JsValue) -> Result<Peer, Error> {
-        let options: StartOptions = parse_options(options)?;
+        let options: StartOptions = parse_options(options, START_KEYS)?;
         if options.creator_nodes.is_some() {
             return Err(Error::InvalidArgument {
                 what: "creatorNodes".into(),
@@ -279,7 +280,7 @@ impl Peer {
     /// `{ windowSecs?: number }`, how far ahead of the playhead segments are fetched
     /// (default 30, at least one segment).
     pub fn attach(&self, element: HtmlMediaElement, options: JsValue) -> Result<Player, Error> {
-        let options: PlayerOptions = parse_options(options)?;
+        let options: PlayerOptions = parse_options(options, ATTACH_KEYS)?;
         Player::new(self.network.clone(), element, options)
     }
 
@@ -316,10 +317,26 @@ impl Peer {
 /// Default bound of [`Peer::cat`].
 const DEFAULT_CAT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Reads an options object; `undefined` and `null` give the defaults, unknown keys are refused.
-fn parse_options<T: serde::de::DeserializeOwned + Default>(options: JsValue) -> Result<T, Error> {
+/// Keys of `Peer.start`'s and `Peer.connect`'s options.
+const START_KEYS: &[&str] = &["creatorNodes", "gateways", "transport", "dialTimeoutMs", "staggerMs"];
+/// Keys of `peer.attach`'s options.
+const ATTACH_KEYS: &[&str] = &["windowSecs"];
+
+/// Reads an options object; `undefined` and `null` give the defaults, keys not in `known` are
+/// refused (a misspelt option must not be silently ignored).
+fn parse_options<T: serde::de::DeserializeOwned + Default>(options: JsValue, known: &[&str]) -> Result<T, Error> {
     if options.is_undefined() || options.is_null() {
         return Ok(T::default());
+    }
+    if let Some(object) = options.dyn_ref::<js_sys::Object>() {
+        for key in js_sys::Object::keys(object).iter().filter_map(|k| k.as_string()) {
+            if !known.contains(&key.as_str()) {
+                return Err(Error::InvalidArgument {
+                    what: "options".into(),
+                    reason: format!("unknown option {key:?}; known: {}", known.join(", ")),
+                });
+            }
+        }
     }
     serde_wasm_bindgen::from_value(options)
         .map_err(|e| Error::InvalidArgument { what: "options".into(), reason: e.to_string() })

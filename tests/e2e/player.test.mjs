@@ -203,7 +203,7 @@ for (const [transport, port] of [["webrtc-direct", 18360], ["websocket", 18370]]
         connectedAfter = await metric();
       }
       results[`teardown-${transport}`] = { ...after, connectedBefore, connectedAfter, nodeSawCloseAfterMs: Date.now() - closedAt,
-        nodeLog: a.logs().split("\n").filter((l) => /ping|disconnected|connected/i.test(l)).slice(-10) };
+        nodeLog: a.logs().split("\n").filter((l) => /ping|disconnected|connected|liveness/i.test(l)).slice(-40) };
       assert.match(after.objectUrl, /^blob:/);
       assert.ok(after.revoked.includes(after.objectUrl), "the media source's object URL was revoked");
       assert.equal(after.src, null, "the element no longer points at the media source");

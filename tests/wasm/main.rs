@@ -4,6 +4,7 @@
 
 mod errors;
 mod media;
+mod peer;
 mod verify;
 
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

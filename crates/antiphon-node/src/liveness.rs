@@ -3,7 +3,10 @@
 //! libp2p-webrtc does not report a peer connection that the browser closed or lost: the
 //! connection, its dead data channels and its slot under the connection limits would stay
 //! until the node restarts. Each WebRTC connection must therefore answer a ping now and then;
-//! one that has not for [`DEAD_AFTER`] is closed. Peers that do not speak ping are exempt.
+//! one that has not for [`DEAD_AFTER`] is closed. Every libp2p browser peer (Antiphon's, Helia's)
+//! answers ping. A failed ping negotiation is how a closed browser connection often shows: when
+//! pings had succeeded on the connection it is closed at once, otherwise it stays watched (a
+//! browser that closed before its first pong must not be exempted).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -20,23 +23,37 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(15);
 /// The watched connections and when each last proved alive.
 #[derive(Default)]
 pub struct Liveness {
-    last_alive: HashMap<ConnectionId, Instant>,
+    /// When each connection last proved alive, and whether a ping ever succeeded on it.
+    last_alive: HashMap<ConnectionId, (Instant, bool)>,
 }
 
 impl Liveness {
     /// Starts watching a connection (its establishment counts as proof of life).
     pub fn watch(&mut self, connection: ConnectionId, now: Instant) {
-        self.last_alive.insert(connection, now);
+        self.last_alive.insert(connection, (now, false));
     }
 
     /// A ping on `connection` succeeded.
     pub fn alive(&mut self, connection: ConnectionId, now: Instant) {
-        if let Some(t) = self.last_alive.get_mut(&connection) {
-            *t = now;
+        if let Some(entry) = self.last_alive.get_mut(&connection) {
+            *entry = (now, true);
         }
     }
 
-    /// Stops watching `connection`: it closed, or its peer does not speak ping.
+    /// Ping could not be negotiated on `connection`. Returns whether to close it now: yes when
+    /// pings succeeded on it before (the connection broke); otherwise it stays watched and is
+    /// dead [`DEAD_AFTER`] after it was opened.
+    pub fn unsupported(&mut self, connection: ConnectionId) -> bool {
+        match self.last_alive.get(&connection) {
+            Some((_, true)) => {
+                self.last_alive.remove(&connection);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Stops watching `connection`: it closed.
     pub fn forget(&mut self, connection: ConnectionId) {
         self.last_alive.remove(&connection);
     }
@@ -46,7 +63,7 @@ impl Liveness {
         let dead: Vec<ConnectionId> = self
             .last_alive
             .iter()
-            .filter(|(_, t)| now.saturating_duration_since(**t) >= DEAD_AFTER)
+            .filter(|(_, (t, _))| now.saturating_duration_since(*t) >= DEAD_AFTER)
             .map(|(c, _)| *c)
             .collect();
         for c in &dead {
@@ -79,6 +96,20 @@ mod tests {
         assert_eq!(l.watched(), 1, "a dead connection is reported once");
         assert_eq!(l.dead(t0 + PING_INTERVAL + DEAD_AFTER), vec![a]);
         assert_eq!(l.watched(), 0);
+    }
+
+    #[test]
+    fn failed_negotiation_closes_at_once_only_if_ping_worked_before() {
+        let mut l = Liveness::default();
+        let t0 = Instant::now();
+        let (browser, no_ping) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
+        l.watch(browser, t0);
+        l.watch(no_ping, t0);
+        l.alive(browser, t0);
+        assert!(l.unsupported(browser), "ping worked, then failed: broken");
+        assert!(!l.unsupported(no_ping), "no pong yet: not closed at once");
+        assert_eq!(l.watched(), 1);
+        assert_eq!(l.dead(t0 + DEAD_AFTER), vec![no_ping], "but never exempted");
     }
 
     #[test]

@@ -368,7 +368,12 @@ pub async fn run(
                 SwarmEvent::Behaviour(NodeBehaviourEvent::Relay(event)) => tracing::debug!(?event, "relay"),
                 SwarmEvent::Behaviour(NodeBehaviourEvent::Ping(ping::Event { peer, connection, result })) => match result {
                     Ok(_) => liveness.alive(connection, Instant::now()),
-                    Err(ping::Failure::Unsupported) => liveness.forget(connection),
+                    Err(ping::Failure::Unsupported) => {
+                        if liveness.unsupported(connection) {
+                            tracing::info!(%peer, "ping stopped working on a WebRTC connection; closing it");
+                            swarm.close_connection(connection);
+                        }
+                    }
                     Err(error) => {
                         tracing::info!(%peer, %error, "ping failed; closing the connection");
                         swarm.close_connection(connection);
