@@ -51,6 +51,8 @@ function finalState(page) {
     const b = audio.buffered;
     return {
       rebuffers: window.antiphon.rebuffers,
+      rebufferTimes: window.antiphon.rebufferTimes,
+      log: document.getElementById("log").innerText.split("\n").slice(0, 60),
       loadToPlayingMs: window.antiphon.loadToPlayingMs,
       errors: window.antiphon.errors,
       segments: window.antiphon.events.filter((e) => e.type === "segment").map((e) => ({ index: e.index, peer: e.peer, kind: e.sourceKind, bytes: e.bytes })),
@@ -118,14 +120,16 @@ test("a creator node stopped mid-playback is replaced by another creator node wi
   const browser = await launchBrowser(profile);
   try {
     const nodes = [a.url, b.url].map((u) => `node=${encodeURIComponent(u)}`).join("&");
-    // A 10 s window at twice the speed: most of the track is fetched after A has gone.
-    const page = await openPlayer(browser, `${a.url}/?track=${track}&autoplay=1&rate=2&window=10&${nodes}`);
+    // A 20 s window at twice the speed (10 s of wall time): 7 of the 11 segments are fetched
+    // after A has gone. A smaller window leaves too little slack for the 1-4 s SCTP
+    // retransmission stalls that WebRTC-direct still suffers now and then (BENCHMARKS.md).
+    const page = await openPlayer(browser, `${a.url}/?track=${track}&autoplay=1&rate=2&window=20&${nodes}`);
     await waitInPage(page, () => document.getElementById("audio").currentTime > 2, null, 20_000);
     await stopNode(a);
     const stoppedAt = Date.now();
     await waitInPage(page, () => document.getElementById("audio").ended, null, 60_000);
     const state = await finalState(page);
-    results.nodeReplaced = { rebuffers: state.rebuffers, stats: state.stats, segments: state.segments, stoppedAfterMs: Date.now() - stoppedAt };
+    results.nodeReplaced = { rebuffers: state.rebuffers, rebufferTimes: state.rebufferTimes, log: state.log, stats: state.stats, segments: state.segments, stoppedAfterMs: Date.now() - stoppedAt };
     assert.deepEqual(state.errors, []);
     assert.equal(state.rebuffers, 0, "no rebuffer");
     assert.equal(state.stats.rebuffers, 0);
