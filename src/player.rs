@@ -21,7 +21,7 @@ use web_sys::HtmlMediaElement;
 
 use crate::error::{Error, ErrorCode};
 use crate::fetch::{FetchedSegment, fetch_segment};
-use crate::media::MediaSink;
+use crate::output::{ClockEvent, Output};
 use crate::peer::Network;
 use crate::source::Source;
 use crate::util::object;
@@ -84,8 +84,10 @@ struct State {
     segments: Vec<SegmentState>,
     bytes: u64,
     error: Option<(String, String)>,
-    sink: Option<Rc<MediaSink>>,
+    sink: Option<Rc<Output>>,
     ended: bool,
+    /// The playhead reached the end of the track.
+    ended_playback: bool,
     /// Every verified block: CID, sender, bytes, ms since load.
     provenance: Vec<(Cid, String, usize, f64)>,
     /// Sources banned for sending bytes that did not verify.
@@ -112,8 +114,10 @@ struct Shared {
     element: HtmlMediaElement,
     state: RefCell<State>,
     listener: RefCell<Option<js_sys::Function>>,
-    /// The element's `playing` and `waiting` listeners, removed on destroy.
+    /// The element's `playing`, `waiting`, `seeking` and `ended` listeners, removed on destroy.
     element_listeners: RefCell<Vec<ElementListener>>,
+    /// Wakes the pump at once (a seek), instead of at its next tick.
+    wake: RefCell<Option<futures::channel::mpsc::Sender<()>>>,
 }
 
 impl Shared {
@@ -122,6 +126,90 @@ impl Shared {
         if let Some(f) = listener {
             let _ = f.call1(&JsValue::NULL, &event);
         }
+    }
+
+    /// The playhead and whether a seek is under way: the output's clock, or the element's
+    /// before a track is loaded.
+    fn playhead(&self) -> (f64, bool) {
+        let sink = self.state.borrow().sink.clone();
+        match sink {
+            Some(out) => (out.current_time(), out.seeking()),
+            None => (self.element.current_time(), self.element.seeking()),
+        }
+    }
+
+    /// Audio is coming out: the first time since `load` is the time to first audio; after a
+    /// stall it is the recovery.
+    fn on_playing(&self) {
+        let (now, _) = self.playhead();
+        let recovered = {
+            let mut state = self.state.borrow_mut();
+            if state.time_to_first_audio.is_none() {
+                state.time_to_first_audio = state.load_started.map(|t| t.elapsed());
+            }
+            state.waiting_since.take().map(|since| {
+                let stalled = since.elapsed();
+                state.rebuffer_time += stalled;
+                stalled
+            })
+        };
+        if let Some(stalled) = recovered {
+            self.emit(object(&[
+                ("type", "recovered".into()),
+                ("atSecs", now.into()),
+                ("stalledMs", (stalled.as_secs_f64() * 1000.0).into()),
+            ]));
+        }
+    }
+
+    /// Playback wants data it does not have. A rebuffer is running out of data after playback
+    /// started; the element also fires `waiting` with plenty buffered when the page is starved
+    /// of CPU, and during seeks, and neither is the network's doing.
+    fn on_waiting(&self) {
+        let (now, seeking) = self.playhead();
+        let stalled = {
+            let mut state = self.state.borrow_mut();
+            let starved = state.sink.as_ref().is_none_or(|sink| sink.buffered_until(now) - now < STARVED_SECS);
+            let stall = state.time_to_first_audio.is_some()
+                && starved
+                && !seeking
+                && state.waiting_since.is_none()
+                && !state.ended
+                && !state.ended_playback;
+            if stall {
+                state.rebuffers += 1;
+                state.waiting_since = Some(web_time::Instant::now());
+            }
+            stall
+        };
+        if stalled {
+            self.emit(object(&[("type", "stall".into()), ("atSecs", now.into())]));
+        }
+    }
+
+    /// The playhead moved: the pump looks at it now.
+    fn on_seeking(&self) {
+        if let Some(wake) = self.wake.borrow_mut().as_mut() {
+            let _ = wake.try_send(());
+        }
+    }
+
+    /// The playhead reached the end of the track.
+    fn on_playback_ended(&self) {
+        self.state.borrow_mut().ended_playback = true;
+        self.emit(object(&[("type", "playbackEnded".into())]));
+    }
+
+    fn on_clock(&self, event: ClockEvent) {
+        #[cfg(feature = "webaudio")]
+        match event {
+            ClockEvent::Playing => self.on_playing(),
+            ClockEvent::Waiting => self.on_waiting(),
+            ClockEvent::Seeking => self.on_seeking(),
+            ClockEvent::Ended => self.on_playback_ended(),
+        }
+        #[cfg(not(feature = "webaudio"))]
+        match event {}
     }
 
     fn is_current(&self, generation: u32) -> bool {
@@ -178,39 +266,25 @@ impl Player {
             state: RefCell::new(State::default()),
             listener: RefCell::new(None),
             element_listeners: RefCell::new(Vec::new()),
+            wake: RefCell::new(None),
         });
-        // Time to first audio and rebuffers, as the element experiences them.
-        let weak = Rc::downgrade(&shared);
-        let playing = Closure::<dyn FnMut()>::new(move || {
-            let Some(shared) = weak.upgrade() else { return };
-            let mut state = shared.state.borrow_mut();
-            if state.time_to_first_audio.is_none() {
-                state.time_to_first_audio = state.load_started.map(|t| t.elapsed());
-            }
-            if let Some(since) = state.waiting_since.take() {
-                state.rebuffer_time += since.elapsed();
-            }
-        });
-        let weak = Rc::downgrade(&shared);
-        let waiting = Closure::<dyn FnMut()>::new(move || {
-            let Some(shared) = weak.upgrade() else { return };
-            let seeking = shared.element.seeking();
-            let now = shared.element.current_time();
-            let mut state = shared.state.borrow_mut();
-            // A rebuffer is running out of data. The element also fires `waiting` with plenty
-            // buffered when the page is starved of CPU; that is not the network's doing.
-            let starved = state.sink.as_ref().is_none_or(|sink| sink.buffered_until(now) - now < STARVED_SECS);
-            if state.time_to_first_audio.is_some()
-                && starved
-                && !seeking
-                && state.waiting_since.is_none()
-                && !state.ended
-            {
-                state.rebuffers += 1;
-                state.waiting_since = Some(web_time::Instant::now());
-            }
-        });
-        for (name, callback) in [("playing", playing), ("waiting", waiting)] {
+        // Time to first audio, stalls and seeks, as the element experiences them (the Web Audio
+        // output reports the same moments from its own clock).
+        let listen = |handler: fn(&Shared)| {
+            let weak = Rc::downgrade(&shared);
+            Closure::<dyn FnMut()>::new(move || {
+                if let Some(shared) = weak.upgrade() {
+                    handler(&shared);
+                }
+            })
+        };
+        let listeners = [
+            ("playing", listen(Shared::on_playing)),
+            ("waiting", listen(Shared::on_waiting)),
+            ("seeking", listen(Shared::on_seeking)),
+            ("ended", listen(Shared::on_playback_ended)),
+        ];
+        for (name, callback) in listeners {
             let _ = shared.element.add_event_listener_with_callback(name, callback.as_ref().unchecked_ref());
             shared.element_listeners.borrow_mut().push((name, callback));
         }
@@ -253,8 +327,9 @@ impl Player {
                 appended.push(&(i as f64).into());
             }
         }
-        let buffered_ahead = state.sink.as_ref().map_or(0.0, |sink| {
-            sink.buffered_until(self.shared.element.current_time()) - self.shared.element.current_time()
+        let buffered_ahead = state.sink.as_ref().map_or(0.0, |out| {
+            let now = out.current_time();
+            out.buffered_until(now) - now
         });
         let first = self.shared.network.connected.borrow().first().cloned();
         object(&[
@@ -266,8 +341,25 @@ impl Player {
             ("bytes", (state.bytes as f64).into()),
             ("durationSecs", state.manifest.as_ref().map(TrackManifest::duration_secs).into()),
             ("bufferedAheadSecs", buffered_ahead.max(0.0).into()),
-            ("mediaSource", state.sink.as_ref().map(|sink| sink.kind()).into()),
+            ("mediaSource", state.sink.as_ref().map(|out| out.kind()).filter(|k| *k != "WebAudio").into()),
+            ("output", state.sink.as_ref().map(|out| out.kind()).into()),
+            ("currentTime", state.sink.as_ref().map(|out| out.current_time()).into()),
             ("evictions", state.sink.as_ref().map_or(0.0, |sink| f64::from(sink.evictions())).into()),
+            (
+                "decode",
+                state
+                    .sink
+                    .as_ref()
+                    .and_then(|out| out.decode_times())
+                    .map(|(n, mean, longest)| {
+                        object(&[
+                            ("segments", f64::from(n).into()),
+                            ("meanMs", mean.into()),
+                            ("longestMs", longest.into()),
+                        ])
+                    })
+                    .into(),
+            ),
             ("ended", state.ended.into()),
             ("banned", state.banned.iter().map(|b| JsValue::from(b.as_str())).collect::<js_sys::Array>().into()),
             ("rebuffers", f64::from(state.rebuffers).into()),
@@ -299,8 +391,57 @@ impl Player {
             .collect()
     }
 
-    /// Stops streaming, detaches the media source and releases its object URL.
+    /// The output in use: the element's when the track plays through Media Source Extensions
+    /// (or before `load`), the Web Audio output's otherwise.
+    fn output(&self) -> Option<Rc<Output>> {
+        self.shared.state.borrow().sink.clone()
+    }
+
+    /// Starts playback. With Media Source Extensions this is `element.play()`; where the
+    /// track plays through Web Audio (no MSE in this browser) it is the only way to start it.
+    pub fn play(&self) -> js_sys::Promise {
+        match self.output() {
+            Some(out) => out.play(),
+            None => self.shared.element.play().unwrap_or_else(|e| js_sys::Promise::reject(&e)),
+        }
+    }
+
+    /// Pauses playback (`element.pause()`, or the Web Audio output's).
+    pub fn pause(&self) {
+        match self.output() {
+            Some(out) => out.pause(),
+            None => {
+                let _ = self.shared.element.pause();
+            }
+        }
+    }
+
+    /// Moves the playhead to `secs` (`element.currentTime = secs`, or the Web Audio output's).
+    pub fn seek(&self, secs: f64) {
+        match self.output() {
+            Some(out) => out.seek(secs),
+            None => self.shared.element.set_current_time(secs),
+        }
+    }
+
+    /// The playhead in seconds.
+    #[wasm_bindgen(getter, js_name = currentTime)]
+    pub fn current_time(&self) -> f64 {
+        self.shared.playhead().0
+    }
+
+    /// Whether playback is paused.
+    #[wasm_bindgen(getter)]
+    pub fn paused(&self) -> bool {
+        self.output().map_or_else(|| self.shared.element.paused(), |out| out.paused())
+    }
+
+    /// Stops streaming, detaches the media source and releases its object URL (or stops the
+    /// Web Audio output and closes its `AudioContext`).
     pub fn destroy(&self) {
+        if let Some(out) = self.output() {
+            out.pause();
+        }
         for (name, callback) in self.shared.element_listeners.borrow_mut().drain(..) {
             let _ = self.shared.element.remove_event_listener_with_callback(name, callback.as_ref().unchecked_ref());
         }
@@ -308,6 +449,9 @@ impl Player {
         // object URL revoked) when the last reference to it goes.
         let mut state = self.shared.state.borrow_mut();
         *state = State { generation: state.generation.wrapping_add(1), ..State::default() };
+        drop(state);
+        // The pump wakes, sees the new generation and lets go of the output.
+        self.shared.on_seeking();
         self.shared.element.remove_attribute("src").ok();
         self.shared.element.load();
     }
@@ -328,8 +472,13 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
     };
     let block = fetch_manifest(&shared, cid).await?;
     let manifest = TrackManifest::from_block(&block).map_err(|source| Error::Manifest { cid, source })?;
-    let sink = Rc::new(MediaSink::attach(&shared.element, &manifest.codec).await?);
-    sink.set_duration(manifest.duration_secs());
+    let weak = Rc::downgrade(&shared);
+    let on_clock = move |event| {
+        if let Some(shared) = weak.upgrade() {
+            shared.on_clock(event);
+        }
+    };
+    let sink = Output::open(&shared.element, &manifest, on_clock).await?;
     if !shared.is_current(generation) {
         return Err(Error::Stopped);
     }
@@ -444,21 +593,9 @@ fn banned(shared: &Shared, (source, kind): &(Source, SourceKind)) {
     ]));
 }
 
-/// Removes an event listener when dropped.
-struct Listener {
-    element: HtmlMediaElement,
-    callback: Closure<dyn FnMut()>,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.element.remove_event_listener_with_callback("seeking", self.callback.as_ref().unchecked_ref());
-    }
-}
-
 /// Fetches segments as the scheduler directs and appends each, as it is verified, at its place
 /// on the timeline.
-async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink: Rc<MediaSink>) {
+async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink: Rc<Output>) {
     let rate = f64::from(manifest.sample_rate);
     let durations: Vec<f64> = manifest.segments.iter().map(|s| s.samples as f64 / rate).collect();
     let sizes: Vec<u64> = manifest.segments.iter().map(|s| s.bytes).collect();
@@ -478,20 +615,15 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
     let mut appended = vec![false; total];
     // A seek wakes the loop at once instead of at the next tick.
     let (seek_tx, mut seeks) = futures::channel::mpsc::channel::<()>(1);
-    let on_seeking = Closure::<dyn FnMut()>::new(move || {
-        let _ = seek_tx.clone().try_send(());
-    });
-    let _ = shared.element.add_event_listener_with_callback("seeking", on_seeking.as_ref().unchecked_ref());
-    let _listener = Listener { element: shared.element.clone(), callback: on_seeking };
+    *shared.wake.borrow_mut() = Some(seek_tx);
     while !appended.iter().all(|a| *a) {
         if !shared.is_current(generation) {
             break;
         }
         sources.refresh(&shared, &mut scheduler);
+        sink.tick();
         let now = started.elapsed();
-        let element = &shared.element;
-        let rate = if element.paused() { 0.0 } else { element.playback_rate() };
-        let mut actions = scheduler.set_playhead(element.current_time(), rate, now);
+        let mut actions = scheduler.set_playhead(sink.current_time(), sink.rate(), now);
         actions.extend(scheduler.poll(now));
         for action in actions {
             match action {
@@ -577,8 +709,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
         }
         // Append what is ready, each segment placed at its own start time.
         while let Some((index, (fetched, source))) = ready.pop_first() {
-            let playhead = shared.element.current_time();
-            match sink.append_at(&fetched.data, manifest.segment_start_secs(index), playhead).await {
+            match sink.append(index, &fetched.data, manifest.segment_start_secs(index)).await {
                 Ok(()) => {}
                 Err(Error::BufferFull { .. }) => {
                     // Kept until playback has moved on and room can be made behind it.

@@ -230,3 +230,33 @@ for (const [transport, port] of [["webrtc-direct", 18360], ["websocket", 18370]]
     }
   });
 }
+
+test("leaving the page: the node sees the WebRTC-direct connection go", async () => {
+  const a = await startNode(join(work, "a"), 18380);
+  const profile = tempDir("chromium");
+  const browser = await launchBrowser(profile);
+  try {
+    const page = await openPlayer(browser, `${a.url}/?track=${track}&autoplay=1&transport=webrtc-direct`);
+    await waitInPage(page, () => document.getElementById("audio").currentTime > 1, null, 20_000);
+    const metric = async () => {
+      const text = await (await fetch(`${a.url}/metrics`)).text();
+      const m = text.match(/antiphon_connected_peers\{transport="webrtc-direct"\} (\d+)/);
+      return m ? Number(m[1]) : 0;
+    };
+    const before = await metric();
+    await page.goto("about:blank");
+    const leftAt = Date.now();
+    let after = await metric();
+    for (let i = 0; i < 150 && after > 0; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      after = await metric();
+    }
+    results["unload-webrtc-direct"] = { before, after, nodeSawCloseAfterMs: Date.now() - leftAt };
+    assert.equal(before, 1);
+    assert.equal(after, 0, "the node still counts the connection of a page that is gone");
+  } finally {
+    await browser.close();
+    removeDir(profile);
+    await stopNode(a);
+  }
+});
