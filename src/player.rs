@@ -189,6 +189,8 @@ impl Shared {
 
     /// The playhead moved: the pump looks at it now.
     fn on_seeking(&self) {
+        // Seeking back after the end plays again: stalls count again.
+        self.state.borrow_mut().ended_playback = false;
         if let Some(wake) = self.wake.borrow_mut().as_mut() {
             let _ = wake.try_send(());
         }
