@@ -48,6 +48,8 @@ mod util;
 pub mod verify;
 #[cfg(all(target_arch = "wasm32", feature = "webaudio"))]
 pub mod webaudio;
+#[cfg(target_arch = "wasm32")]
+mod webrtc;
 
 pub use error::{Error, ErrorCode};
 #[cfg(target_arch = "wasm32")]

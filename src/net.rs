@@ -12,10 +12,17 @@ use antiphon_core::{Block, Cid};
 use futures::channel::{mpsc, oneshot};
 use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::Boxed;
+use libp2p::core::transport::ListenerId;
 use libp2p::core::upgrade::Version;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::PeerCondition;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, Transport, identify, noise, ping, webrtc_websys, websocket_websys, yamux};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, Transport, identify, noise, ping, relay, webrtc_websys, websocket_websys, yamux,
+};
 
 use crate::error::Error;
 
@@ -45,8 +52,27 @@ enum Command {
         peer: PeerId,
         reply: oneshot::Sender<Result<Fetched, Error>>,
     },
+    /// Reserve a slot on the relay at `relay` (a connected creator node's address ending in
+    /// `/p2p/<id>`) and accept browser-to-browser connections through it.
+    Listen {
+        relay: Multiaddr,
+        reply: oneshot::Sender<Result<Multiaddr, String>>,
+    },
+    /// Connect to a browser at `<relayed>/p2p-circuit/webrtc/p2p/<id>`.
+    DialBrowser {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, String>>,
+    },
     /// Stop the task: the swarm is dropped, closing every connection and data channel.
     Close,
+}
+
+/// A browser-to-browser dial in progress.
+enum BrowserDial {
+    /// Waiting for the relayed connection; `addr` is the `/webrtc` address to dial next.
+    Relayed { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, String>> },
+    /// Waiting for the direct connection; `relayed` is closed once it is up.
+    Direct { relayed: ConnectionId, reply: oneshot::Sender<Result<PeerId, String>> },
 }
 
 pub use behaviour::{BrowserBehaviour, BrowserBehaviourEvent};
@@ -65,6 +91,10 @@ mod behaviour {
         pub identify: identify::Behaviour,
         /// Ping.
         pub ping: ping::Behaviour,
+        /// Circuit relay v2 client: reservations on creator nodes, relayed dials to browsers.
+        pub relay: relay::client::Behaviour,
+        /// Plain streams: `/webrtc-signaling` for the browser-to-browser transport.
+        pub streams: libp2p_stream::Behaviour,
     }
 }
 
@@ -97,6 +127,26 @@ impl NetHandle {
         rx.await.map_err(|_| "peer stopped".to_owned())?
     }
 
+    /// Reserves a slot on the creator node at `relay` (`.../p2p/<node-id>`) and resolves with
+    /// the address other browsers dial to reach this one directly.
+    pub async fn listen(&self, relay: Multiaddr) -> Result<Multiaddr, String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.clone().send(Command::Listen { relay, reply }).await.map_err(|_| "peer stopped".to_owned())?;
+        rx.await.map_err(|_| "peer stopped".to_owned())?
+    }
+
+    /// Connects directly to the browser at `addr` (`<relayed>/p2p-circuit/webrtc/p2p/<id>`),
+    /// signalling through the relay; the relayed connection is closed once the direct one is up.
+    pub async fn dial_browser(&self, addr: Multiaddr) -> Result<PeerId, String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .clone()
+            .send(Command::DialBrowser { addr, reply })
+            .await
+            .map_err(|_| "peer stopped".to_owned())?;
+        rx.await.map_err(|_| "peer stopped".to_owned())?
+    }
+
     /// Stops the swarm task, closing every connection; later calls fail with `Stopped`.
     pub async fn close(&self) {
         let _ = self.commands.clone().send(Command::Close).await;
@@ -118,20 +168,44 @@ fn yamux_config() -> yamux::Config {
     config
 }
 
+type BoxedTransport = Boxed<(PeerId, StreamMuxerBox)>;
+
+/// Every transport, in the order a dial tries them: browser-to-browser WebRTC and relayed
+/// addresses first (WebSocket would otherwise take a relayed `/ws/.../p2p-circuit` address as
+/// its own), then WebRTC-direct and WebSocket to creator nodes.
+fn transports(
+    key: &libp2p::identity::Keypair,
+    relay: relay::client::Transport,
+    signaling: libp2p_stream::Control,
+) -> Result<BoxedTransport, noise::Error> {
+    let relayed = relay.upgrade(Version::V1Lazy).authenticate(noise::Config::new(key)?).multiplex(yamux_config());
+    let websocket = websocket_websys::Transport::default()
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux_config());
+    let direct = webrtc_websys::Transport::new(webrtc_websys::Config::new(key))
+        .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)));
+    Ok(crate::webrtc::Transport::new(signaling)
+        .or_transport(relayed.map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))))
+        .map(|either, _| either.into_inner())
+        .or_transport(direct)
+        .map(|either, _| either.into_inner())
+        .or_transport(websocket.map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))))
+        .map(|either, _| either.into_inner())
+        .boxed())
+}
+
 fn build_swarm() -> Result<Swarm<BrowserBehaviour>, Error> {
     let transport_err =
         |e: &dyn std::fmt::Display| Error::DialFailed { target: "(setup)".into(), reason: e.to_string() };
-    let swarm = libp2p::SwarmBuilder::with_new_identity()
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
+    let streams = libp2p_stream::Behaviour::new();
+    let signaling = streams.new_control();
+    let transport = transports(&key, relay_transport, signaling).map_err(|e| transport_err(&e))?;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_wasm_bindgen()
-        .with_other_transport(|key| webrtc_websys::Transport::new(webrtc_websys::Config::new(key)))
-        .map_err(|e| transport_err(&e))?
-        .with_other_transport(|key| {
-            let noise = noise::Config::new(key).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
-            Ok(websocket_websys::Transport::default()
-                .upgrade(Version::V1Lazy)
-                .authenticate(noise)
-                .multiplex(yamux_config()))
-        })
+        .with_other_transport(|_| transport)
         .map_err(|e| transport_err(&e))?
         .with_behaviour(|key| BrowserBehaviour {
             // sha2-256 is hashed by WebCrypto: several times faster than sha2 in wasm.
@@ -144,6 +218,8 @@ fn build_swarm() -> Result<Swarm<BrowserBehaviour>, Error> {
                     .with_agent_version(format!("antiphon-browser/{}", env!("CARGO_PKG_VERSION"))),
             ),
             ping: ping::Behaviour::default(),
+            relay: relay_client,
+            streams,
         })
         .map_err(|e| transport_err(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
@@ -154,6 +230,9 @@ fn build_swarm() -> Result<Swarm<BrowserBehaviour>, Error> {
 async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Command>) {
     let mut dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>> = HashMap::new();
     let mut gets: HashMap<RequestId, oneshot::Sender<Result<Fetched, Error>>> = HashMap::new();
+    let mut webrtc_listener: Option<ListenerId> = None;
+    let mut reservations: HashMap<ListenerId, (Multiaddr, oneshot::Sender<Result<Multiaddr, String>>)> = HashMap::new();
+    let mut browser_dials: HashMap<ConnectionId, BrowserDial> = HashMap::new();
     // Blocks being hashed by WebCrypto. Each is a block already received, so the Bitswap
     // behaviour's per-request bounds bound this too.
     let mut hashing = FuturesUnordered::new();
@@ -172,6 +251,34 @@ async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Co
                         Err(e) => { let _ = reply.send(Err(e.to_string())); }
                     }
                 }
+                Some(Command::Listen { relay, reply }) => {
+                    if webrtc_listener.is_none() {
+                        match swarm.listen_on(Multiaddr::empty().with(Protocol::WebRTC)) {
+                            Ok(id) => webrtc_listener = Some(id),
+                            Err(e) => { let _ = reply.send(Err(format!("cannot listen on /webrtc: {e}"))); continue; }
+                        }
+                    }
+                    match swarm.listen_on(relay.clone().with(Protocol::P2pCircuit)) {
+                        Ok(id) => { reservations.insert(id, (relay, reply)); }
+                        Err(e) => { let _ = reply.send(Err(format!("cannot reserve on {relay}: {e}"))); }
+                    }
+                }
+                Some(Command::DialBrowser { addr, reply }) => {
+                    let Some((relayed, peer)) = crate::webrtc::split_address(&addr) else {
+                        let _ = reply.send(Err(format!("{addr} is not a browser address (.../p2p-circuit/webrtc/p2p/<id>)")));
+                        continue;
+                    };
+                    if peer == *swarm.local_peer_id() {
+                        let _ = reply.send(Err("that address is this peer's own".into()));
+                        continue;
+                    }
+                    let opts = DialOpts::peer_id(peer).addresses(vec![relayed]).condition(PeerCondition::Always).build();
+                    let id = opts.connection_id();
+                    match swarm.dial(opts) {
+                        Ok(()) => { browser_dials.insert(id, BrowserDial::Relayed { addr, reply }); }
+                        Err(e) => { let _ = reply.send(Err(e.to_string())); }
+                    }
+                }
                 Some(Command::Get { cid, peer, reply }) => {
                     let id = swarm.behaviour_mut().bitswap.get(cid, Source::Peers(vec![peer]));
                     gets.insert(id, reply);
@@ -183,10 +290,61 @@ async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Co
                     if let Some(reply) = dials.remove(&connection_id) {
                         let _ = reply.send(Ok(peer_id));
                     }
+                    match browser_dials.remove(&connection_id) {
+                        // Relayed: now signal through it for the direct connection.
+                        Some(BrowserDial::Relayed { addr, reply }) => {
+                            let opts = DialOpts::peer_id(peer_id).addresses(vec![addr]).condition(PeerCondition::Always).build();
+                            let id = opts.connection_id();
+                            match swarm.dial(opts) {
+                                Ok(()) => { browser_dials.insert(id, BrowserDial::Direct { relayed: connection_id, reply }); }
+                                Err(e) => {
+                                    swarm.close_connection(connection_id);
+                                    let _ = reply.send(Err(e.to_string()));
+                                }
+                            }
+                        }
+                        // Direct: the relayed connection has done its job.
+                        Some(BrowserDial::Direct { relayed, reply }) => {
+                            swarm.close_connection(relayed);
+                            let _ = reply.send(Ok(peer_id));
+                        }
+                        None => {}
+                    }
                 }
                 SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
                     if let Some(reply) = dials.remove(&connection_id) {
                         let _ = reply.send(Err(error.to_string()));
+                    }
+                    match browser_dials.remove(&connection_id) {
+                        Some(BrowserDial::Relayed { reply, .. }) => {
+                            let _ = reply.send(Err(format!("through the relay: {error}")));
+                        }
+                        Some(BrowserDial::Direct { relayed, reply }) => {
+                            swarm.close_connection(relayed);
+                            let _ = reply.send(Err(format!("WebRTC: {error}")));
+                        }
+                        None => {}
+                    }
+                }
+                SwarmEvent::NewListenAddr { listener_id, address } => {
+                    tracing::info!(%address, "listening");
+                    if let Some((relay, reply)) = reservations.remove(&listener_id) {
+                        let local = *swarm.local_peer_id();
+                        let _ = reply.send(Ok(relay.with(Protocol::P2pCircuit).with(Protocol::WebRTC).with(Protocol::P2p(local))));
+                    }
+                }
+                SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                    if let Some((relay, reply)) = reservations.remove(&listener_id) {
+                        let why = reason.err().map_or_else(|| "closed".to_owned(), |e| e.to_string());
+                        let _ = reply.send(Err(format!("no reservation on {relay}: {why}")));
+                    }
+                    if webrtc_listener == Some(listener_id) {
+                        webrtc_listener = None;
+                    }
+                }
+                SwarmEvent::ListenerError { listener_id, error } => {
+                    if let Some((relay, reply)) = reservations.remove(&listener_id) {
+                        let _ = reply.send(Err(format!("no reservation on {relay}: {error}")));
                     }
                 }
                 SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {

@@ -37,6 +37,8 @@ struct StartOptions {
     dial_timeout_ms: Option<u32>,
     /// Head start, in ms, of each address over the next (default 1500).
     stagger_ms: Option<u32>,
+    /// Serve verified blocks to other browsers (default true).
+    serve: Option<bool>,
 }
 
 /// Where one configured creator node stands.
@@ -54,7 +56,23 @@ pub(crate) struct Network {
     pub(crate) gateways: Vec<String>,
     /// By configured index.
     states: RefCell<Vec<(String, NodeState)>>,
+    /// Other browsers connected directly, in the order they connected.
+    pub(crate) browsers: RefCell<Vec<BrowserLink>>,
+    /// Where other browsers reach this one, once a creator node holds a reservation for it.
+    addresses: RefCell<Vec<String>>,
+    /// Why serving is off or failed, if it is.
+    serving_error: RefCell<Option<String>>,
 }
+
+/// Another browser connected directly over WebRTC.
+#[derive(Clone)]
+pub(crate) struct BrowserLink {
+    pub(crate) peer: libp2p::PeerId,
+    pub(crate) addr: String,
+}
+
+/// Most browsers one peer connects to directly.
+const MAX_BROWSERS: usize = 16;
 
 /// An IPFS peer in the page, connected to creator nodes.
 #[wasm_bindgen]
@@ -138,7 +156,14 @@ impl Peer {
             connected: RefCell::new(Vec::new()),
             gateways,
             states: RefCell::new(nodes.iter().map(|t| (t.clone(), NodeState::Dialling)).collect()),
+            browsers: RefCell::new(Vec::new()),
+            addresses: RefCell::new(Vec::new()),
+            serving_error: RefCell::new(None),
         });
+        let serve = options.serve.unwrap_or(true);
+        if !serve {
+            *network.serving_error.borrow_mut() = Some("serving is off (serve: false)".into());
+        }
         // Each dial reports here when it settles; the channel holds one slot per node.
         let (done_tx, mut done) = mpsc::channel::<()>(nodes.len().max(1));
         for (i, target) in nodes.iter().enumerate() {
@@ -147,6 +172,9 @@ impl Peer {
                 let outcome = dial_node(&network.net, &target, &plan).await;
                 network.states.borrow_mut()[i].1 = match outcome {
                     Ok(link) => {
+                        if serve && network.connected.borrow().is_empty() {
+                            wasm_bindgen_futures::spawn_local(reserve(network.clone(), link.clone()));
+                        }
                         network.connected.borrow_mut().push(link.clone());
                         NodeState::Connected(link)
                     }
@@ -264,6 +292,67 @@ impl Peer {
             .collect()
     }
 
+    /// Where other browsers can connect to this one directly (WebRTC signalled through a
+    /// creator node's relay): `<node>/p2p/<node-id>/p2p-circuit/webrtc/p2p/<this-id>`. Empty
+    /// until the first creator node has granted a reservation, or when `serve` is false.
+    #[wasm_bindgen(getter)]
+    pub fn addresses(&self) -> Vec<String> {
+        self.network.addresses.borrow().clone()
+    }
+
+    /// Why this peer is not reachable by other browsers, if it is not; `undefined` otherwise.
+    #[wasm_bindgen(getter, js_name = servingError)]
+    pub fn serving_error(&self) -> Option<String> {
+        self.network.serving_error.borrow().clone()
+    }
+
+    /// Other browsers connected directly: `{ peerId, addr }` each. Players fetch from them as
+    /// sources of kind `"peer"`.
+    #[wasm_bindgen(getter)]
+    pub fn browsers(&self) -> js_sys::Array {
+        self.network
+            .browsers
+            .borrow()
+            .iter()
+            .map(|b| object(&[("peerId", b.peer.to_string().into()), ("addr", b.addr.clone().into())]))
+            .collect()
+    }
+
+    /// Connects directly to another browser at `addr` (one of its `peer.addresses`) and
+    /// resolves with its peer ID. Players then fetch from it too. Rejects with
+    /// `INVALID_ADDRESS` for an address that is not a browser's, and `DIAL_FAILED` when the
+    /// relay or WebRTC fails (within 15 s).
+    #[wasm_bindgen(js_name = connectBrowser)]
+    pub async fn connect_browser(&self, addr: String) -> Result<String, Error> {
+        let parsed: libp2p::Multiaddr = addr.parse().map_err(|e: libp2p::multiaddr::Error| Error::InvalidAddress {
+            input: addr.clone(),
+            reason: e.to_string(),
+        })?;
+        if crate::webrtc::split_address(&parsed).is_none() {
+            return Err(Error::InvalidAddress {
+                input: addr,
+                reason: "not a browser address (.../p2p-circuit/webrtc/p2p/<id>)".into(),
+            });
+        }
+        if let Some(known) = self.network.browsers.borrow().iter().find(|b| b.addr == addr) {
+            return Ok(known.peer.to_string());
+        }
+        if self.network.browsers.borrow().len() >= MAX_BROWSERS {
+            return Err(Error::InvalidArgument {
+                what: "addr".into(),
+                reason: format!("already connected to {MAX_BROWSERS} browsers"),
+            });
+        }
+        let peer = self
+            .network
+            .net
+            .dial_browser(parsed)
+            .await
+            .map_err(|reason| Error::DialFailed { target: addr.clone(), reason })?;
+        self.network.browsers.borrow_mut().push(BrowserLink { peer, addr });
+        Ok(peer.to_string())
+    }
+
     /// The gateways players fetch from.
     #[wasm_bindgen(getter)]
     pub fn gateways(&self) -> Vec<String> {
@@ -314,11 +403,30 @@ impl Peer {
     }
 }
 
+/// Asks `node` to relay for this peer, and records the address other browsers dial.
+async fn reserve(network: Rc<Network>, node: NodeLink) {
+    use libp2p::multiaddr::Protocol;
+    let relay = match node.addr.iter().last() {
+        Some(Protocol::P2p(_)) => node.addr.clone(),
+        _ => node.addr.clone().with(Protocol::P2p(node.peer)),
+    };
+    match network.net.listen(relay).await {
+        Ok(addr) => {
+            tracing::info!(%addr, "reachable by other browsers");
+            network.addresses.borrow_mut().push(addr.to_string());
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no relay reservation: other browsers cannot connect to this one");
+            *network.serving_error.borrow_mut() = Some(e);
+        }
+    }
+}
+
 /// Default bound of [`Peer::cat`].
 const DEFAULT_CAT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Keys of `Peer.start`'s and `Peer.connect`'s options.
-const START_KEYS: &[&str] = &["creatorNodes", "gateways", "transport", "dialTimeoutMs", "staggerMs"];
+const START_KEYS: &[&str] = &["creatorNodes", "gateways", "transport", "dialTimeoutMs", "staggerMs", "serve"];
 /// Keys of `peer.attach`'s options.
 const ATTACH_KEYS: &[&str] = &["windowSecs"];
 

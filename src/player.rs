@@ -515,9 +515,12 @@ fn counts<'a>(entries: impl Iterator<Item = (&'a str, u64)>) -> JsValue {
 async fn fetch_manifest(shared: &Shared, cid: Cid) -> Result<antiphon_core::Block, Error> {
     let net = &shared.network.net;
     let nodes = shared.network.connected.borrow().clone();
+    let browsers = shared.network.browsers.borrow().clone();
     let candidates = nodes
         .iter()
-        .map(|n| Source::Bitswap { net: net.clone(), peer: n.peer })
+        .map(|n| n.peer)
+        .chain(browsers.iter().map(|b| b.peer))
+        .map(|peer| Source::Bitswap { net: net.clone(), peer })
         .chain(shared.network.gateways.iter().map(|g| Source::Gateway { base: g.clone() }));
     let mut last = None;
     for source in candidates {
@@ -537,11 +540,12 @@ async fn fetch_manifest(shared: &Shared, cid: Cid) -> Result<antiphon_core::Bloc
 struct Sources {
     list: Vec<(Source, SourceKind)>,
     nodes_seen: usize,
+    browsers_seen: usize,
 }
 
 impl Sources {
     fn new(shared: &Shared, scheduler: &mut Scheduler) -> Self {
-        let mut sources = Self { list: Vec::new(), nodes_seen: 0 };
+        let mut sources = Self { list: Vec::new(), nodes_seen: 0, browsers_seen: 0 };
         sources.refresh(shared, scheduler);
         for g in &shared.network.gateways {
             sources.add(scheduler, Source::Gateway { base: g.clone() }, SourceKind::Gateway);
@@ -549,7 +553,7 @@ impl Sources {
         sources
     }
 
-    /// Adds the creator nodes that connected since the last look.
+    /// Adds the creator nodes and browsers that connected since the last look.
     fn refresh(&mut self, shared: &Shared, scheduler: &mut Scheduler) {
         let nodes = shared.network.connected.borrow();
         for node in &nodes[self.nodes_seen..] {
@@ -557,6 +561,12 @@ impl Sources {
             self.add(scheduler, source, SourceKind::CreatorNode);
         }
         self.nodes_seen = nodes.len();
+        let browsers = shared.network.browsers.borrow();
+        for browser in &browsers[self.browsers_seen..] {
+            let source = Source::Bitswap { net: shared.network.net.clone(), peer: browser.peer };
+            self.add(scheduler, source, SourceKind::Peer);
+        }
+        self.browsers_seen = browsers.len();
     }
 
     fn add(&mut self, scheduler: &mut Scheduler, source: Source, kind: SourceKind) {

@@ -5,7 +5,9 @@
 // (default: the node's first track), ?transport=webrtc-direct|websocket (default: try
 // WebRTC-direct, then WebSocket), ?dialTimeoutMs=N (per dial, default 10000), ?autoplay=1,
 // ?gateway=<http base URL> (repeatable: trustless gateways the player may also fetch from),
-// ?rate=N (playback rate), ?window=N (seconds fetched ahead of the playhead, default 30).
+// ?rate=N (playback rate), ?window=N (seconds fetched ahead of the playhead, default 30),
+// ?peer=<browser address> (repeatable: other browsers to connect to directly and fetch from;
+// each page shows its own address under "this browser").
 import { Peer } from "antiphon";
 
 const params = new URLSearchParams(location.search);
@@ -47,6 +49,24 @@ function renderStrip(player) {
   $("rebuffers").textContent = `${stats.rebuffers} (${stats.rebufferMs.toFixed(0)} ms)`;
   $("banned").textContent = stats.banned.length ? stats.banned.join(", ") : "none";
   renderNodes();
+  renderBrowsers();
+}
+
+/** Other browsers connected directly, and this browser's own address. */
+function renderBrowsers() {
+  if (!state.peer) return;
+  const browsers = state.peer.browsers;
+  $("browsers").replaceChildren(
+    ...(browsers.length
+      ? browsers.map((b) => {
+          const line = document.createElement("div");
+          line.textContent = b.peerId.slice(-12);
+          return line;
+        })
+      : ["none"]),
+  );
+  const own = state.peer.addresses;
+  $("self").textContent = own.length ? own[0] : state.peer.servingError || "waiting for a relay reservation";
 }
 
 /** Each creator node the peer was given, and where it stands. */
@@ -112,6 +132,16 @@ async function play(trackCid) {
     $("transport").textContent = `${peer.transport} (dial ${peer.dialMs.toFixed(0)} ms)`;
     log(`connected over ${peer.transport} to ${peer.remotePeerId}`);
   }
+
+  for (const addr of params.getAll("peer")) {
+    try {
+      const id = await peer.connectBrowser(addr);
+      log(`connected directly to browser ${id}`);
+    } catch (e) {
+      log(`browser ${addr}: ${e.code}: ${e.message}`);
+    }
+  }
+  renderBrowsers();
 
   const audio = $("audio");
   const player = peer.attach(audio, params.get("window") ? { windowSecs: Number(params.get("window")) } : undefined);

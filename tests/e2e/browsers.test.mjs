@@ -1,0 +1,145 @@
+// Browser to browser: a listener's page that has played a track serves it to a later listener
+// over a direct WebRTC connection, signalled through the creator node's circuit relay
+// (libp2p/specs webrtc/webrtc.md). The creator node is then stopped, so every byte the later
+// listener plays can only have come from the first browser. Runs only inside scripts/netns.sh.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  ROOT, assertInNamespace, launchBrowser, nodeCli, removeDir, startNode, stopNode, tempDir, waitInPage,
+} from "./harness.mjs";
+
+assertInNamespace();
+
+// Records every RTCPeerConnection and RTCDataChannel the page makes or receives.
+const RECORD_WEBRTC = () => {
+  window.recorded = { pcs: [], channels: [] };
+  const Real = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends Real {
+    constructor(...args) {
+      super(...args);
+      window.recorded.pcs.push(this);
+      this.addEventListener("datachannel", (e) => window.recorded.channels.push(e.channel));
+    }
+    createDataChannel(...args) {
+      const channel = super.createDataChannel(...args);
+      window.recorded.channels.push(channel);
+      return channel;
+    }
+  };
+};
+
+async function openPage(browser, url) {
+  const page = await browser.newPage();
+  const lines = [];
+  page.on("console", (m) => lines.push(m.text()));
+  await page.addInitScript(RECORD_WEBRTC);
+  await page.goto(url);
+  await waitInPage(page, () => window.antiphon && window.antiphon.Peer, null, 30_000);
+  page.consoleTail = () => lines.slice(-40).join("\n");
+  return page;
+}
+
+test("a browser that played a track serves it to another browser directly over WebRTC; the creator node is gone", async () => {
+  const work = tempDir("e2e-browsers");
+  const outDir = join(ROOT, "tests", "e2e", "out");
+  mkdirSync(outDir, { recursive: true });
+  const mp3 = join(work, "default.mp3");
+  nodeCli(["demo-track", "-o", mp3]);
+  mkdirSync(join(work, "data"));
+  const track = nodeCli(["--data", join(work, "data"), "ingest", mp3]);
+  const node = await startNode(join(work, "data"), 18400);
+  const profile = tempDir("chromium");
+  const browser = await launchBrowser(profile);
+  const pages = [];
+  const explain = (e) => {
+    throw new Error(`${e.message}\n${pages.map((p, i) => `page ${i} console:\n${p.consoleTail()}`).join("\n")}`);
+  };
+  try {
+    // The first listener plays the whole track (fetching it all at once) over WebSocket.
+    const first = await openPage(browser, `${node.url}/?track=${track}`);
+    pages.push(first);
+    const served = await first.evaluate(async ({ url, track }) => {
+      const peer = await window.antiphon.Peer.start({ creatorNodes: [url], transport: "websocket" });
+      const player = peer.attach(document.getElementById("audio"), { windowSecs: 600 });
+      await player.load(track);
+      Object.assign(window, { servingPeer: peer, servingPlayer: player });
+      return { peerId: peer.localPeerId };
+    }, { url: node.url, track }).catch(explain);
+    await waitInPage(first, () => window.servingPlayer.stats().segments.every((s) => s === "appended" || s === "verified"), null, 30_000).catch(explain);
+    const address = await waitInPage(first, () => window.servingPeer.addresses[0], null, 15_000).catch(explain);
+    assert.match(address, new RegExp(`/p2p-circuit/webrtc/p2p/${served.peerId}$`));
+
+    // The later listener connects to the first browser, through the node's relay.
+    const later = await openPage(browser, `${node.url}/?track=${track}`);
+    pages.push(later);
+    const connected = await later.evaluate(async ({ url, address }) => {
+      const peer = await window.antiphon.Peer.start({ creatorNodes: [url], transport: "websocket" });
+      window.laterPeer = peer;
+      const refused = [];
+      for (const bad of ["/ip4/10.200.0.1/tcp/1/ws", address.replace(/p2p\/[^/]+$/, "p2p/12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtf")]) {
+        try {
+          await peer.connectBrowser(bad);
+          refused.push("accepted");
+        } catch (e) {
+          refused.push(e.code);
+        }
+      }
+      const startedAt = performance.now();
+      const id = await peer.connectBrowser(address);
+      return { id, ms: performance.now() - startedAt, refused, browsers: peer.browsers };
+    }, { url: node.url, address }).catch(explain);
+    assert.equal(connected.id, served.peerId);
+    assert.deepEqual(connected.refused, ["INVALID_ADDRESS", "DIAL_FAILED"]);
+    assert.deepEqual(connected.browsers.map((b) => b.peerId), [served.peerId]);
+
+    // No creator node from here on: what plays can only come from the first browser.
+    await stopNode(node);
+    await later.evaluate(async (track) => {
+      const audio = document.getElementById("audio");
+      const player = window.laterPeer.attach(audio, { windowSecs: 600 });
+      window.laterPlayer = player;
+      window.laterEvents = [];
+      player.onEvent((e) => window.laterEvents.push(e));
+      await player.load(track);
+      await audio.play();
+    }, track).catch(explain);
+    await waitInPage(later, () => document.getElementById("audio").currentTime > 3, null, 30_000).catch(explain);
+    const played = await later.evaluate(() => ({
+      stats: window.laterPlayer.stats(),
+      provenance: window.laterPlayer.provenance(),
+      segments: window.laterEvents.filter((e) => e.type === "segment").map((e) => ({ index: e.index, kind: e.sourceKind, peer: e.peer })),
+      pcs: window.recorded.pcs.map((pc) => pc.connectionState),
+    }));
+    assert.equal(played.stats.rebuffers, 0);
+    assert.ok(played.segments.length >= 1, "no segment verified");
+    assert.ok(played.segments.every((s) => s.kind === "peer" && s.peer === served.peerId), JSON.stringify(played.segments));
+    assert.ok(played.provenance.length >= 2, "the manifest and at least one segment");
+    assert.ok(played.provenance.every((p) => p.from === served.peerId), JSON.stringify(played.provenance.slice(0, 3)));
+    assert.deepEqual(Object.keys(played.stats.bytesBySourceKind), ["peer"]);
+    // The node connection was WebSocket: the one peer connection is the browser-to-browser one.
+    assert.deepEqual(played.pcs, ["connected"]);
+
+    // Teardown closes the peer connection and every data channel, on this side at once and on
+    // the serving side once it notices.
+    await later.evaluate(async () => {
+      window.laterPlayer.destroy();
+      await window.laterPeer.close();
+    });
+    const closed = await waitInPage(later, () => window.recorded.pcs.every((pc) => pc.connectionState === "closed") && window.recorded.channels.every((c) => c.readyState === "closed") && window.recorded.channels.length, null, 5_000).catch(explain);
+    const closedAt = Date.now();
+    const servingSide = await waitInPage(first, () => {
+      const open = window.recorded.channels.filter((c) => c.readyState !== "closed").length;
+      const pcs = window.recorded.pcs.map((pc) => pc.connectionState);
+      return open === 0 && pcs.every((s) => s === "closed") && { channels: window.recorded.channels.length, pcs };
+    }, null, 10_000).catch(explain);
+    servingSide.closedAfterMs = Date.now() - closedAt;
+    writeFileSync(join(outDir, "browsers-results.json"), JSON.stringify({ connectMs: connected.ms, played, laterChannels: closed, servingSide }, null, 2));
+  } finally {
+    await browser.close();
+    removeDir(profile);
+    await stopNode(node);
+    removeDir(work);
+  }
+});
