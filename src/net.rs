@@ -8,10 +8,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use antiphon_core::bitswap::{self, MemoryBlockstore, RequestId, Source};
+use antiphon_core::liveness::{self, Liveness};
+use antiphon_core::provide::{self, ProvideRequest, ProvideResponse};
 use antiphon_core::{Block, Cid};
 use futures::channel::{mpsc, oneshot};
 use futures::stream::FuturesUnordered;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Boxed;
 use libp2p::core::transport::ListenerId;
@@ -56,15 +58,60 @@ enum Command {
     /// `/p2p/<id>`) and accept browser-to-browser connections through it.
     Listen {
         relay: Multiaddr,
-        reply: oneshot::Sender<Result<Multiaddr, String>>,
+        reply: oneshot::Sender<Result<Reservation, String>>,
     },
     /// Connect to a browser at `<relayed>/p2p-circuit/webrtc/p2p/<id>`.
     DialBrowser {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<PeerId, String>>,
     },
+    /// Tell creator node `node` what this peer holds and where other browsers reach it.
+    Announce {
+        node: PeerId,
+        request: ProvideRequest,
+        reply: oneshot::Sender<Result<u32, String>>,
+    },
     /// Stop the task: the swarm is dropped, closing every connection and data channel.
     Close,
+}
+
+/// A relay reservation granted by a creator node.
+pub struct Reservation {
+    /// Where other browsers reach this one: `<relay>/p2p-circuit/webrtc/p2p/<this peer>`.
+    pub addr: Multiaddr,
+    /// Resolves with the reason once the reservation has ended (the relay's connection closed).
+    pub ended: oneshot::Receiver<String>,
+}
+
+/// The error of [`NetHandle::announce`] when the node is not connected: announcing never dials.
+pub const NOT_CONNECTED: &str = "not connected to that node";
+
+/// How long one announcement may take.
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One `/antiphon/provide/1.0.0` exchange: the request, a half-close, the bounded answer.
+async fn announce(mut control: libp2p_stream::Control, node: PeerId, request: ProvideRequest) -> Result<u32, String> {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let body = serde_ipld_dagcbor::to_vec(&request).map_err(|e| e.to_string())?;
+        let mut stream = control.open_stream(node, provide::PROTOCOL).await.map_err(|e| e.to_string())?;
+        stream.write_all(&body).await.map_err(|e| e.to_string())?;
+        stream.close().await.map_err(|e| e.to_string())?;
+        let mut answer = Vec::new();
+        (&mut stream).take(provide::MAX_RESPONSE_BYTES).read_to_end(&mut answer).await.map_err(|e| e.to_string())?;
+        let response: ProvideResponse =
+            serde_ipld_dagcbor::from_slice(&answer).map_err(|e| format!("undecodable answer: {e}"))?;
+        match response.error {
+            Some(error) => Err(error),
+            None => Ok(response.accepted),
+        }
+    };
+    let timeout = futures_timer::Delay::new(ANNOUNCE_TIMEOUT);
+    futures::pin_mut!(exchange);
+    match futures::future::select(exchange, timeout).await {
+        futures::future::Either::Left((result, _)) => result,
+        futures::future::Either::Right(_) => Err(format!("no answer within {ANNOUNCE_TIMEOUT:?}")),
+    }
 }
 
 /// A browser-to-browser dial in progress.
@@ -115,6 +162,11 @@ impl NetHandle {
         Ok(Self { commands, local_peer_id })
     }
 
+    /// Whether the swarm task has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.commands.is_closed()
+    }
+
     /// This peer's ID.
     pub fn local_peer_id(&self) -> PeerId {
         self.local_peer_id
@@ -128,8 +180,8 @@ impl NetHandle {
     }
 
     /// Reserves a slot on the creator node at `relay` (`.../p2p/<node-id>`) and resolves with
-    /// the address other browsers dial to reach this one directly.
-    pub async fn listen(&self, relay: Multiaddr) -> Result<Multiaddr, String> {
+    /// the address other browsers dial to reach this one directly, and the reservation's end.
+    pub async fn listen(&self, relay: Multiaddr) -> Result<Reservation, String> {
         let (reply, rx) = oneshot::channel();
         self.commands.clone().send(Command::Listen { relay, reply }).await.map_err(|_| "peer stopped".to_owned())?;
         rx.await.map_err(|_| "peer stopped".to_owned())?
@@ -142,6 +194,18 @@ impl NetHandle {
         self.commands
             .clone()
             .send(Command::DialBrowser { addr, reply })
+            .await
+            .map_err(|_| "peer stopped".to_owned())?;
+        rx.await.map_err(|_| "peer stopped".to_owned())?
+    }
+
+    /// Tells the creator node `node` what this peer holds (`/antiphon/provide/1.0.0`); resolves
+    /// with the number of CIDs it recorded. Fails with [`NOT_CONNECTED`] rather than dialling.
+    pub async fn announce(&self, node: PeerId, request: ProvideRequest) -> Result<u32, String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .clone()
+            .send(Command::Announce { node, request, reply })
             .await
             .map_err(|_| "peer stopped".to_owned())?;
         rx.await.map_err(|_| "peer stopped".to_owned())?
@@ -217,7 +281,9 @@ fn build_swarm() -> Result<Swarm<BrowserBehaviour>, Error> {
                 identify::Config::new("/ipfs/id/1.0.0".into(), key.public())
                     .with_agent_version(format!("antiphon-browser/{}", env!("CARGO_PKG_VERSION"))),
             ),
-            ping: ping::Behaviour::default(),
+            ping: ping::Behaviour::new(
+                ping::Config::new().with_interval(liveness::PING_INTERVAL).with_timeout(liveness::PING_TIMEOUT),
+            ),
             relay: relay_client,
             streams,
         })
@@ -231,13 +297,28 @@ async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Co
     let mut dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>> = HashMap::new();
     let mut gets: HashMap<RequestId, oneshot::Sender<Result<Fetched, Error>>> = HashMap::new();
     let mut webrtc_listener: Option<ListenerId> = None;
-    let mut reservations: HashMap<ListenerId, (Multiaddr, oneshot::Sender<Result<Multiaddr, String>>)> = HashMap::new();
+    let mut reservations: HashMap<ListenerId, (Multiaddr, oneshot::Sender<Result<Reservation, String>>)> =
+        HashMap::new();
+    // Granted reservations: told why when their listener closes.
+    let mut granted: HashMap<ListenerId, oneshot::Sender<String>> = HashMap::new();
     let mut browser_dials: HashMap<ConnectionId, BrowserDial> = HashMap::new();
+    let streams = swarm.behaviour().streams.new_control();
     // Blocks being hashed by WebCrypto. Each is a block already received, so the Bitswap
     // behaviour's per-request bounds bound this too.
     let mut hashing = FuturesUnordered::new();
+    // Connections that stop answering pings are closed: nothing else reports a WebRTC
+    // connection whose other end has gone (see `antiphon_core::liveness`).
+    let mut liveness = Liveness::default();
+    let mut check_liveness = futures_timer::Delay::new(liveness::PING_INTERVAL).fuse();
     loop {
         futures::select! {
+            () = check_liveness => {
+                for connection in liveness.dead(web_time::Instant::now()) {
+                    tracing::info!(?connection, "connection answered no ping for {:?}; closing it", liveness::DEAD_AFTER);
+                    swarm.close_connection(connection);
+                }
+                check_liveness = futures_timer::Delay::new(liveness::PING_INTERVAL).fuse();
+            }
             (peer, block, digest) = hashing.select_next_some() => {
                 swarm.behaviour_mut().bitswap.deliver_hashed(peer, block, digest);
             }
@@ -279,6 +360,16 @@ async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Co
                         Err(e) => { let _ = reply.send(Err(e.to_string())); }
                     }
                 }
+                Some(Command::Announce { node, request, reply }) => {
+                    if !swarm.is_connected(&node) {
+                        let _ = reply.send(Err(NOT_CONNECTED.into()));
+                        continue;
+                    }
+                    let control = streams.clone();
+                    wasm_bindgen_futures::spawn_local(async move {
+                        let _ = reply.send(announce(control, node, request).await);
+                    });
+                }
                 Some(Command::Get { cid, peer, reply }) => {
                     let id = swarm.behaviour_mut().bitswap.get(cid, Source::Peers(vec![peer]));
                     gets.insert(id, reply);
@@ -287,6 +378,7 @@ async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Co
             event = swarm.select_next_some() => match event {
                 SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                     tracing::info!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
+                    liveness.watch(connection_id, web_time::Instant::now());
                     if let Some(reply) = dials.remove(&connection_id) {
                         let _ = reply.send(Ok(peer_id));
                     }
@@ -330,13 +422,22 @@ async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Co
                     tracing::info!(%address, "listening");
                     if let Some((relay, reply)) = reservations.remove(&listener_id) {
                         let local = *swarm.local_peer_id();
-                        let _ = reply.send(Ok(relay.with(Protocol::P2pCircuit).with(Protocol::WebRTC).with(Protocol::P2p(local))));
+                        let addr = relay.with(Protocol::P2pCircuit).with(Protocol::WebRTC).with(Protocol::P2p(local));
+                        let (end, ended) = oneshot::channel();
+                        if reply.send(Ok(Reservation { addr, ended })).is_ok() {
+                            granted.insert(listener_id, end);
+                        } else {
+                            swarm.remove_listener(listener_id);
+                        }
                     }
                 }
                 SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                    let why = reason.err().map_or_else(|| "closed".to_owned(), |e| e.to_string());
                     if let Some((relay, reply)) = reservations.remove(&listener_id) {
-                        let why = reason.err().map_or_else(|| "closed".to_owned(), |e| e.to_string());
                         let _ = reply.send(Err(format!("no reservation on {relay}: {why}")));
+                    }
+                    if let Some(end) = granted.remove(&listener_id) {
+                        let _ = end.send(why);
                     }
                     if webrtc_listener == Some(listener_id) {
                         webrtc_listener = None;
@@ -347,9 +448,23 @@ async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Co
                         let _ = reply.send(Err(format!("no reservation on {relay}: {error}")));
                     }
                 }
-                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                SwarmEvent::ConnectionClosed { peer_id, connection_id, cause, .. } => {
+                    liveness.forget(connection_id);
                     tracing::info!(%peer_id, cause = ?cause.map(|c| c.to_string()), "disconnected");
                 }
+                SwarmEvent::Behaviour(BrowserBehaviourEvent::Ping(ping::Event { peer, connection, result })) => match result {
+                    Ok(_) => liveness.alive(connection, web_time::Instant::now()),
+                    Err(ping::Failure::Unsupported) => {
+                        if liveness.unsupported(connection) {
+                            tracing::info!(%peer, "ping stopped working on a connection; closing it");
+                            swarm.close_connection(connection);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::info!(%peer, %error, "ping failed; closing the connection");
+                        swarm.close_connection(connection);
+                    }
+                },
                 SwarmEvent::Behaviour(BrowserBehaviourEvent::Bitswap(event)) => match event {
                     bitswap::Event::Block { request, block, peer, latency } => {
                         // Keep what was verified, to serve it to others later.

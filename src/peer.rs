@@ -62,6 +62,125 @@ pub(crate) struct Network {
     addresses: RefCell<Vec<String>>,
     /// Why serving is off or failed, if it is.
     serving_error: RefCell<Option<String>>,
+    /// What this peer holds and announces, oldest first.
+    held: RefCell<Held>,
+}
+
+/// The CIDs announced to the relaying node: the tracks and segments verified most recently.
+#[derive(Default)]
+struct Held {
+    cids: std::collections::VecDeque<antiphon_core::Cid>,
+    /// Something changed since the last announcement.
+    dirty: bool,
+}
+
+/// How often the announcer looks for something new to announce.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(2);
+/// An unchanged announcement is repeated this often, well within the node's 10-minute TTL.
+const REANNOUNCE_EVERY: Duration = Duration::from_secs(240);
+/// Browsers found through routing that one lookup connects to at most.
+const DISCOVER_AT_MOST: usize = 3;
+
+impl Network {
+    /// Records that this peer holds `cid` (verified), so that it is announced.
+    pub(crate) fn hold(&self, cid: antiphon_core::Cid) {
+        let mut held = self.held.borrow_mut();
+        if held.cids.contains(&cid) {
+            return;
+        }
+        held.cids.push_back(cid);
+        while held.cids.len() > antiphon_core::provide::MAX_CIDS {
+            held.cids.pop_front();
+        }
+        held.dirty = true;
+    }
+
+    /// Connects directly to the browser at `addr` unless already connected to it.
+    pub(crate) async fn connect_browser(&self, addr: String) -> Result<libp2p::PeerId, Error> {
+        let parsed: libp2p::Multiaddr = addr.parse().map_err(|e: libp2p::multiaddr::Error| Error::InvalidAddress {
+            input: addr.clone(),
+            reason: e.to_string(),
+        })?;
+        let Some((_, peer)) = crate::webrtc::split_address(&parsed) else {
+            return Err(Error::InvalidAddress {
+                input: addr,
+                reason: "not a browser address (.../p2p-circuit/webrtc/p2p/<id>)".into(),
+            });
+        };
+        if self.browsers.borrow().iter().any(|b| b.peer == peer) {
+            return Ok(peer);
+        }
+        if self.browsers.borrow().len() >= MAX_BROWSERS {
+            return Err(Error::InvalidArgument {
+                what: "addr".into(),
+                reason: format!("already connected to {MAX_BROWSERS} browsers"),
+            });
+        }
+        let peer =
+            self.net.dial_browser(parsed).await.map_err(|reason| Error::DialFailed { target: addr.clone(), reason })?;
+        if !self.browsers.borrow().iter().any(|b| b.peer == peer) {
+            self.browsers.borrow_mut().push(BrowserLink { peer, addr });
+        }
+        Ok(peer)
+    }
+
+    /// Asks the creator nodes' delegated routing which browsers hold `cid`, and connects to a
+    /// few of them; they become sources of every player as they connect.
+    pub(crate) async fn discover(self: Rc<Self>, cid: antiphon_core::Cid) {
+        let me = self.net.local_peer_id().to_string();
+        let urls: Vec<String> = self
+            .states
+            .borrow()
+            .iter()
+            .filter(|(t, s)| t.starts_with("http") && matches!(s, NodeState::Connected(_)))
+            .map(|(t, _)| t.trim_end_matches('/').to_owned())
+            .collect();
+        let mut tried = 0;
+        for url in urls {
+            let found: Result<Providers, Error> =
+                crate::util::fetch_json_fresh(&format!("{url}/routing/v1/providers/{cid}")).await;
+            let found = match found {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::info!(%url, %cid, error = %e, "no providers from this node");
+                    continue;
+                }
+            };
+            tracing::info!(%url, %cid, records = found.providers.len(), "providers");
+            for record in found.providers {
+                if record.id == me || self.browsers.borrow().iter().any(|b| b.peer.to_string() == record.id) {
+                    continue;
+                }
+                let Some(addr) = record.addrs.iter().find(|a| a.ends_with("/p2p-circuit/webrtc")) else { continue };
+                if tried >= DISCOVER_AT_MOST {
+                    return;
+                }
+                tried += 1;
+                let full = format!("{addr}/p2p/{}", record.id);
+                match self.connect_browser(full.clone()).await {
+                    Ok(peer) => tracing::info!(%peer, %cid, "connected to a browser that holds the track"),
+                    Err(e) => {
+                        tracing::info!(addr = %full, error = %e, "could not connect to a browser the node listed")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A delegated-routing answer: only what discovery reads.
+#[derive(Deserialize)]
+struct Providers {
+    #[serde(rename = "Providers", default)]
+    providers: Vec<ProviderRecord>,
+}
+
+#[derive(Deserialize)]
+struct ProviderRecord {
+    #[serde(rename = "ID", default)]
+    id: String,
+    #[serde(rename = "Addrs", default)]
+    addrs: Vec<String>,
 }
 
 /// Another browser connected directly over WebRTC.
@@ -159,6 +278,7 @@ impl Peer {
             browsers: RefCell::new(Vec::new()),
             addresses: RefCell::new(Vec::new()),
             serving_error: RefCell::new(None),
+            held: RefCell::new(Held::default()),
         });
         let serve = options.serve.unwrap_or(true);
         if !serve {
@@ -324,33 +444,7 @@ impl Peer {
     /// relay or WebRTC fails (within 15 s).
     #[wasm_bindgen(js_name = connectBrowser)]
     pub async fn connect_browser(&self, addr: String) -> Result<String, Error> {
-        let parsed: libp2p::Multiaddr = addr.parse().map_err(|e: libp2p::multiaddr::Error| Error::InvalidAddress {
-            input: addr.clone(),
-            reason: e.to_string(),
-        })?;
-        if crate::webrtc::split_address(&parsed).is_none() {
-            return Err(Error::InvalidAddress {
-                input: addr,
-                reason: "not a browser address (.../p2p-circuit/webrtc/p2p/<id>)".into(),
-            });
-        }
-        if let Some(known) = self.network.browsers.borrow().iter().find(|b| b.addr == addr) {
-            return Ok(known.peer.to_string());
-        }
-        if self.network.browsers.borrow().len() >= MAX_BROWSERS {
-            return Err(Error::InvalidArgument {
-                what: "addr".into(),
-                reason: format!("already connected to {MAX_BROWSERS} browsers"),
-            });
-        }
-        let peer = self
-            .network
-            .net
-            .dial_browser(parsed)
-            .await
-            .map_err(|reason| Error::DialFailed { target: addr.clone(), reason })?;
-        self.network.browsers.borrow_mut().push(BrowserLink { peer, addr });
-        Ok(peer.to_string())
+        self.network.connect_browser(addr).await.map(|p| p.to_string())
     }
 
     /// The gateways players fetch from.
@@ -404,20 +498,100 @@ impl Peer {
 }
 
 /// Asks `node` to relay for this peer, and records the address other browsers dial.
+/// Keeps this peer reachable by other browsers: reserves a relay slot on `node`, announces
+/// what it holds there, and when that node goes away moves to the next connected node that
+/// grants one (each node is tried once). Holds the network weakly, so a peer dropped without
+/// `close()` still stops it.
 async fn reserve(network: Rc<Network>, node: NodeLink) {
+    let weak = Rc::downgrade(&network);
+    drop(network);
+    let mut tried = vec![node.peer];
+    let mut next = Some(node);
+    while let Some(node) = next.take() {
+        let ended = serve_through(&weak, &node).await;
+        let Some(network) = weak.upgrade() else { return };
+        if network.net.is_stopped() {
+            return;
+        }
+        tracing::info!(node = %node.peer, reason = %ended, "relay reservation ended");
+        network.addresses.borrow_mut().clear();
+        next = network.connected.borrow().iter().find(|l| !tried.contains(&l.peer)).cloned();
+        match &next {
+            Some(link) => {
+                tried.push(link.peer);
+                network.held.borrow_mut().dirty = true;
+            }
+            None => {
+                *network.serving_error.borrow_mut() = Some(format!(
+                    "the relay reservation on {} ended ({ended}) and no other node grants one",
+                    node.peer
+                ));
+            }
+        }
+    }
+}
+
+/// Serves through one node's relay until the reservation ends; returns why it ended.
+async fn serve_through(weak: &std::rc::Weak<Network>, node: &NodeLink) -> String {
+    use futures::FutureExt;
     use libp2p::multiaddr::Protocol;
     let relay = match node.addr.iter().last() {
         Some(Protocol::P2p(_)) => node.addr.clone(),
         _ => node.addr.clone().with(Protocol::P2p(node.peer)),
     };
-    match network.net.listen(relay).await {
-        Ok(addr) => {
-            tracing::info!(%addr, "reachable by other browsers");
-            network.addresses.borrow_mut().push(addr.to_string());
-        }
+    let Some(net) = weak.upgrade().map(|n| n.net.clone()) else { return "peer dropped".into() };
+    let reservation = net.listen(relay).await;
+    drop(net);
+    let Some(network) = weak.upgrade() else { return "peer dropped".into() };
+    let (addr, ended) = match reservation {
+        Ok(r) => (r.addr, r.ended),
         Err(e) => {
             tracing::warn!(error = %e, "no relay reservation: other browsers cannot connect to this one");
-            *network.serving_error.borrow_mut() = Some(e);
+            *network.serving_error.borrow_mut() = Some(e.clone());
+            return e;
+        }
+    };
+    tracing::info!(%addr, "reachable by other browsers");
+    *network.addresses.borrow_mut() = vec![addr.to_string()];
+    *network.serving_error.borrow_mut() = None;
+    drop(network);
+    let mut ended = ended.fuse();
+    // Announce what is held whenever it changes, and now and then anyway.
+    let mut since = REANNOUNCE_EVERY;
+    loop {
+        let mut tick = futures_timer::Delay::new(ANNOUNCE_EVERY).fuse();
+        futures::select! {
+            why = ended => return why.unwrap_or_else(|_| "peer stopped".into()),
+            () = tick => {}
+        }
+        since += ANNOUNCE_EVERY;
+        let Some(network) = weak.upgrade() else { return "peer dropped".into() };
+        let request = {
+            let mut held = network.held.borrow_mut();
+            if held.cids.is_empty() || (!held.dirty && since < REANNOUNCE_EVERY) {
+                continue;
+            }
+            held.dirty = false;
+            antiphon_core::provide::ProvideRequest {
+                addr: addr.to_string(),
+                cids: held.cids.iter().map(ToString::to_string).collect(),
+            }
+        };
+        since = Duration::ZERO;
+        let net = network.net.clone();
+        drop(network);
+        let outcome = net.announce(node.peer, request).await;
+        drop(net);
+        match outcome {
+            Ok(n) => tracing::debug!(cids = n, "announced what this peer serves"),
+            Err(e) if e == "peer stopped" => return e,
+            Err(e) => {
+                // Not connected: the reservation's end is about to be reported.
+                tracing::info!(error = %e, "announcement failed; will retry");
+                if let Some(network) = weak.upgrade() {
+                    network.held.borrow_mut().dirty = true;
+                }
+            }
         }
     }
 }

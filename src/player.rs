@@ -474,6 +474,10 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
     };
     let block = fetch_manifest(&shared, cid).await?;
     let manifest = TrackManifest::from_block(&block).map_err(|source| Error::Manifest { cid, source })?;
+    shared.network.hold(cid);
+    if shared.network.browsers.borrow().is_empty() {
+        wasm_bindgen_futures::spawn_local(shared.network.clone().discover(cid));
+    }
     let weak = Rc::downgrade(&shared);
     let on_clock = move |event| {
         if let Some(shared) = weak.upgrade() {
@@ -737,6 +741,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
                 return;
             }
             shared.set_segment(generation, index, SegmentState::Appended);
+            shared.network.hold(manifest.segments[index].cid);
             {
                 let mut state = shared.state.borrow_mut();
                 let n = fetched.data.len() as u64;

@@ -38,9 +38,20 @@ pub(crate) async fn next_event(target: &EventTarget, event: &str, error_event: O
 
 /// GETs `url` and decodes its JSON body.
 pub(crate) async fn fetch_json<T: DeserializeOwned>(url: &str) -> Result<T, Error> {
+    fetch_json_with(url, web_sys::RequestCache::Default).await
+}
+
+/// GETs `url` past the HTTP cache (answers that change by the second, such as routing's).
+pub(crate) async fn fetch_json_fresh<T: DeserializeOwned>(url: &str) -> Result<T, Error> {
+    fetch_json_with(url, web_sys::RequestCache::NoCache).await
+}
+
+async fn fetch_json_with<T: DeserializeOwned>(url: &str, cache: web_sys::RequestCache) -> Result<T, Error> {
     let http = |reason: String| Error::Http { url: url.to_owned(), reason };
     let global: web_sys::Window = js_sys::global().dyn_into().map_err(|_| http("no window object".into()))?;
-    let response = JsFuture::from(global.fetch_with_str(url)).await.map_err(|e| http(describe(&e)))?;
+    let init = web_sys::RequestInit::new();
+    init.set_cache(cache);
+    let response = JsFuture::from(global.fetch_with_str_and_init(url, &init)).await.map_err(|e| http(describe(&e)))?;
     let response: web_sys::Response = response.dyn_into().map_err(|e| http(describe(&e)))?;
     if !response.ok() {
         return Err(http(format!("status {}", response.status())));

@@ -1,7 +1,9 @@
 // Browser to browser: a listener's page that has played a track serves it to a later listener
 // over a direct WebRTC connection, signalled through the creator node's circuit relay
 // (libp2p/specs webrtc/webrtc.md). The creator node is then stopped, so every byte the later
-// listener plays can only have come from the first browser. Runs only inside scripts/netns.sh.
+// listener plays can only have come from the first browser. The first test connects by
+// address; the second finds the first browser through the node's delegated routing, as a dapp
+// gets it without doing anything. Runs only inside scripts/netns.sh.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -136,6 +138,85 @@ test("a browser that played a track serves it to another browser directly over W
     }, null, 10_000).catch(explain);
     servingSide.closedAfterMs = Date.now() - closedAt;
     writeFileSync(join(outDir, "browsers-results.json"), JSON.stringify({ connectMs: connected.ms, played, laterChannels: closed, servingSide }, null, 2));
+  } finally {
+    await browser.close();
+    removeDir(profile);
+    await stopNode(node);
+    removeDir(work);
+  }
+});
+
+test("a later listener finds an earlier one through the node's routing and plays on from it when the node stops", async () => {
+  const work = tempDir("e2e-discovery");
+  const outDir = join(ROOT, "tests", "e2e", "out");
+  const mp3 = join(work, "default.mp3");
+  nodeCli(["demo-track", "-o", mp3]);
+  mkdirSync(join(work, "data"));
+  const track = nodeCli(["--data", join(work, "data"), "ingest", mp3]);
+  const node = await startNode(join(work, "data"), 18410);
+  const profile = tempDir("chromium");
+  const browser = await launchBrowser(profile);
+  const pages = [];
+  const explain = (e) => {
+    const nodeLog = node.logs().split("\n").filter((l) => /browser|provide|disconnect|connected/i.test(l)).slice(-30).join("\n");
+    throw new Error(`${e.message}\n${pages.map((p, i) => `page ${i} console:\n${p.consoleTail()}`).join("\n")}\nnode:\n${nodeLog}`);
+  };
+  try {
+    const first = await openPage(browser, `${node.url}/?track=${track}`);
+    pages.push(first);
+    const firstId = await first.evaluate(async ({ url, track }) => {
+      const peer = await window.antiphon.Peer.start({ creatorNodes: [url], transport: "websocket" });
+      const player = peer.attach(document.getElementById("audio"), { windowSecs: 600 });
+      await player.load(track);
+      Object.assign(window, { servingPeer: peer, servingPlayer: player });
+      return peer.localPeerId;
+    }, { url: node.url, track }).catch(explain);
+    await waitInPage(first, () => window.servingPlayer.stats().segments.every((s) => s === "appended"), null, 30_000).catch(explain);
+
+    // The node lists the browser as a provider of the track and of its last segment.
+    const manifest = await (await fetch(`${node.url}/tracks/${track}`)).json();
+    const lastSegment = manifest.manifest ? manifest.manifest.segments.at(-1).cid : manifest.segments.at(-1).cid;
+    const listed = async (cid) => {
+      const r = await fetch(`${node.url}/routing/v1/providers/${cid}`);
+      return r.ok ? (await r.json()).Providers.find((p) => p.ID === firstId) : undefined;
+    };
+    let record;
+    for (let i = 0; i < 100 && !(record = await listed(track)); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(record, "the node never listed the browser as a provider of the track");
+    assert.ok(record.Addrs[0].endsWith("/p2p-circuit/webrtc"), record.Addrs[0]);
+    assert.deepEqual(record.Protocols, ["transport-bitswap"]);
+    assert.ok(await listed(lastSegment), "the browser is not listed for the last segment");
+
+    // The later listener is given only the node; it finds the first browser by itself.
+    const later = await openPage(browser, `${node.url}/?track=${track}`);
+    pages.push(later);
+    await later.evaluate(async ({ url, track }) => {
+      const peer = await window.antiphon.Peer.start({ creatorNodes: [url], transport: "websocket" });
+      const audio = document.getElementById("audio");
+      const player = peer.attach(audio, { windowSecs: 12 });
+      Object.assign(window, { laterPeer: peer, laterPlayer: player, laterEvents: [] });
+      player.onEvent((e) => window.laterEvents.push({ ...e, atMs: performance.now() }));
+      await player.load(track);
+      audio.playbackRate = 4;
+      await audio.play();
+    }, { url: node.url, track }).catch(explain);
+    const found = await waitInPage(later, () => window.laterPeer.browsers.length && window.laterPeer.browsers, null, 15_000).catch(explain);
+    assert.deepEqual(found.map((b) => b.peerId), [firstId]);
+
+    // The node stops; the rest of the track comes from the first browser.
+    const stoppedAt = await later.evaluate(() => performance.now());
+    await stopNode(node);
+    await waitInPage(later, () => document.getElementById("audio").ended, null, 60_000).catch(explain);
+    const played = await later.evaluate(() => ({
+      stats: window.laterPlayer.stats(),
+      segments: window.laterEvents.filter((e) => e.type === "segment").map((e) => ({ index: e.index, kind: e.sourceKind, atMs: e.atMs })),
+    }));
+    const afterStop = played.segments.filter((s) => s.atMs > stoppedAt);
+    writeFileSync(join(outDir, "discovery-results.json"), JSON.stringify({ played, afterStop }, null, 2));
+    assert.equal(played.stats.rebuffers, 0);
+    assert.equal(played.segments.length, manifest.manifest ? manifest.manifest.segments.length : manifest.segments.length);
+    assert.ok(afterStop.length >= 3, `only ${afterStop.length} segments after the node stopped`);
+    assert.ok(afterStop.every((s) => s.kind === "peer"), JSON.stringify(afterStop));
   } finally {
     await browser.close();
     removeDir(profile);

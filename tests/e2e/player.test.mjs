@@ -138,6 +138,17 @@ test("a creator node stopped mid-playback is replaced by another creator node wi
     assert.ok((state.stats.bytesBySource[b.peer.peer_id] || 0) > 0, "B served segments");
     const last = state.segments[state.segments.length - 1];
     assert.equal(last.peer, b.peer.peer_id, "the last segment came from B");
+    // The relay reservation that made this browser reachable moves from A to B once the
+    // browser knows its connection to A is gone (WebRTC's ICE gives up within about 30 s).
+    const onB = `/p2p/${b.peer.peer_id}/p2p-circuit/webrtc/`;
+    const serving = await waitInPage(page, (onB) => {
+      const addresses = window.antiphon.peer.addresses;
+      return addresses.length === 1 && addresses[0].includes(onB) && addresses;
+    }, onB, 45_000).catch(async (e) => {
+      const now = await page.evaluate(() => ({ addresses: window.antiphon.peer.addresses, error: window.antiphon.peer.servingError }));
+      throw new Error(`the reservation did not move to B: ${JSON.stringify(now)} (${e.message})`);
+    });
+    assert.equal(serving.length, 1);
   } finally {
     await browser.close();
     removeDir(profile);

@@ -19,6 +19,7 @@
 // produced only when something went wrong, where their size does not matter.
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
+pub mod browsers;
 pub mod client;
 pub mod config;
 pub mod content;
@@ -27,7 +28,6 @@ pub mod fetch;
 pub mod http;
 pub mod identity;
 pub mod ingest;
-pub mod liveness;
 pub mod metrics;
 pub mod mp3_encoder;
 pub mod network;

@@ -364,6 +364,7 @@ async fn serve(data: &Path, settings: antiphon_node::config::Config) -> anyhow::
         .await
         .with_context(|| format!("cannot bind the HTTP API to {http_addr}"))?;
     let bound = listener.local_addr()?;
+    let browsers = std::sync::Arc::new(antiphon_node::browsers::BrowserProviders::default());
     let state = http::AppState {
         peer_id,
         addrs: addrs_rx,
@@ -375,6 +376,7 @@ async fn serve(data: &Path, settings: antiphon_node::config::Config) -> anyhow::
         ingest: settings.ingest.clone(),
         upload_token: settings.http.upload_token.as_deref().map(Into::into),
         upload_dir: data.join("uploads"),
+        browsers: browsers.clone(),
     };
     let app = http::router(state, settings.http.www.clone());
 
@@ -394,6 +396,7 @@ async fn serve(data: &Path, settings: antiphon_node::config::Config) -> anyhow::
         new_tracks: new_tracks_rx,
         addrs_tx,
         shutdown: shutdown_rx,
+        browsers,
     };
     let listen = settings.listen.libp2p.clone();
     let net_task = tokio::spawn(async move { network::run(swarm, &listen, context).await });

@@ -26,11 +26,12 @@ use libp2p::{Multiaddr, PeerId, Swarm, Transport, connection_limits, identify, n
 use libp2p_webrtc::tokio::Certificate;
 use tokio::sync::{mpsc, watch};
 
+use crate::browsers::{self, BrowserProviders, ProvideRequest, ProvideResponse};
 use crate::config;
-use crate::liveness::{self, Liveness};
 use crate::metrics::Metrics;
 use crate::replication::{self, ReplicateRequest, ReplicateResponse};
 use crate::store::Store;
+use antiphon_core::liveness::{self, Liveness};
 
 /// Protocol version string sent in identify.
 pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
@@ -62,6 +63,8 @@ mod behaviour {
         pub relay: Toggle<relay::Behaviour>,
         /// Replication requests between creator nodes.
         pub replicate: request_response::cbor::Behaviour<ReplicateRequest, ReplicateResponse>,
+        /// Browsers announcing what they serve (`browsers::PROTOCOL`, inbound only).
+        pub provide: request_response::cbor::Behaviour<ProvideRequest, ProvideResponse>,
     }
 }
 
@@ -134,6 +137,15 @@ pub async fn build_swarm<S: Blockstore + Send>(
                     .with_request_timeout(replication::PULL_TIMEOUT)
                     .with_max_concurrent_streams(64),
             ),
+            provide: request_response::cbor::Behaviour::with_codec(
+                request_response::cbor::codec::Codec::default()
+                    .set_request_size_maximum(browsers::MAX_REQUEST_BYTES)
+                    .set_response_size_maximum(1024),
+                [(browsers::PROTOCOL, ProtocolSupport::Inbound)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(10))
+                    .with_max_concurrent_streams(64),
+            ),
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
@@ -156,6 +168,8 @@ pub struct RunContext {
     pub addrs_tx: watch::Sender<Vec<Multiaddr>>,
     /// Flips to true on shutdown.
     pub shutdown: watch::Receiver<bool>,
+    /// Browsers serving through this node, shared with the routing endpoint.
+    pub browsers: Arc<BrowserProviders>,
 }
 
 /// Which (track, replica) pairs still need a confirmation, and which are being asked.
@@ -314,6 +328,7 @@ pub async fn run(
                     liveness.forget(connection_id);
                     if num_established == 0 {
                         peer_transport.remove(&peer_id);
+                        ctx.browsers.remove(&peer_id);
                     }
                     tracing::info!(%peer_id, cause = ?cause.map(|c| c.to_string()), "disconnected");
                 }
@@ -364,6 +379,27 @@ pub async fn run(
                         tracing::debug!(%peer, %error, "inbound replication request failed");
                     }
                     request_response::Event::ResponseSent { .. } => {}
+                },
+                SwarmEvent::Behaviour(NodeBehaviourEvent::Provide(event)) => match event {
+                    request_response::Event::Message { peer, message: request_response::Message::Request { request, channel, .. }, .. } => {
+                        let response = match ctx.browsers.announce(peer, local, &request, Instant::now()) {
+                            Ok(n) => {
+                                tracing::debug!(%peer, cids = n, "a browser announced what it serves");
+                                ProvideResponse { accepted: n as u32, error: None }
+                            }
+                            Err(error) => {
+                                // The reason may quote the request: keep the answer within the browser's bound.
+                                let error: String = error.chars().take(browsers::MAX_ERROR_CHARS).collect();
+                                tracing::info!(%peer, %error, "refused a browser's announcement");
+                                ProvideResponse { accepted: 0, error: Some(error) }
+                            }
+                        };
+                        let _ = swarm.behaviour_mut().provide.send_response(channel, response);
+                    }
+                    request_response::Event::InboundFailure { peer, error, .. } => {
+                        tracing::debug!(%peer, %error, "inbound announcement failed");
+                    }
+                    _ => {}
                 },
                 SwarmEvent::Behaviour(NodeBehaviourEvent::Relay(event)) => tracing::debug!(?event, "relay"),
                 SwarmEvent::Behaviour(NodeBehaviourEvent::Ping(ping::Event { peer, connection, result })) => match result {

@@ -54,6 +54,8 @@ pub struct AppState {
     pub upload_token: Option<Arc<str>>,
     /// Where uploads are spooled before ingest.
     pub upload_dir: PathBuf,
+    /// Browsers serving through this node (listed by the routing endpoint).
+    pub browsers: Arc<crate::browsers::BrowserProviders>,
 }
 
 #[derive(Serialize)]

@@ -1,6 +1,7 @@
 //! Delegated routing v1 (read side): `GET /routing/v1/providers/{cid}` names the creator nodes
 //! that hold a CID: this node when it has the block, and the replicas that confirmed a track
-//! the CID belongs to (the track itself, a segment root or its cover).
+//! the CID belongs to (the track itself, a segment root or its cover), and the browsers that
+//! announced it (`crate::browsers`), at their relayed `/webrtc` addresses.
 
 use antiphon_core::{Cid, TrackManifest};
 use axum::extract::{Path, State};
@@ -52,6 +53,7 @@ pub async fn providers(State(state): State<AppState>, Path(cid): Path<String>, h
     let own_addrs: Vec<Multiaddr> = state.addrs.borrow().clone();
     let own = state.peer_id;
     let http = state.http_addr;
+    let browsers = state.browsers.providers(&cid, std::time::Instant::now());
     let found = tokio::task::spawn_blocking(move || -> Result<Vec<PeerRecord>, crate::store::StoreError> {
         let mut records = Vec::new();
         if store.block(&cid)?.is_some() {
@@ -94,6 +96,14 @@ pub async fn providers(State(state): State<AppState>, Path(cid): Path<String>, h
                 schema: "peer",
                 id: peer.to_string(),
                 addrs,
+                protocols: vec!["transport-bitswap"],
+            });
+        }
+        for (peer, addr) in browsers {
+            records.push(PeerRecord {
+                schema: "peer",
+                id: peer.to_string(),
+                addrs: vec![addr.to_string()],
                 protocols: vec!["transport-bitswap"],
             });
         }

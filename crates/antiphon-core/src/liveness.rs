@@ -1,19 +1,22 @@
-//! Closing WebRTC connections whose browser has gone.
+//! Closing WebRTC connections whose other end has gone.
 //!
-//! libp2p-webrtc does not report a peer connection that the browser closed or lost: the
-//! connection, its dead data channels and its slot under the connection limits would stay
-//! until the node restarts. Each WebRTC connection must therefore answer a ping now and then;
-//! one that has not for [`DEAD_AFTER`] is closed. Every libp2p browser peer (Antiphon's, Helia's)
-//! answers ping. A failed ping negotiation is how a closed browser connection often shows: when
-//! pings had succeeded on the connection it is closed at once, otherwise it stays watched (a
-//! browser that closed before its first pong must not be exempted).
+//! Neither libp2p-webrtc (the node's side) nor libp2p-webrtc-websys (the browser's) reports a
+//! peer connection that was closed or lost: the connection, its dead data channels and its
+//! slot under the connection limits would stay, and a browser would never learn that its
+//! creator node went away. Each WebRTC connection must therefore answer a ping now and then;
+//! one that has not for [`DEAD_AFTER`] is closed. Every libp2p peer here (creator nodes,
+//! Antiphon's and Helia's browser peers) answers ping. A failed ping negotiation is how a closed
+//! connection often shows: when pings had succeeded on the connection it is closed at once,
+//! otherwise it stays watched (a peer that closed before its first pong must not be exempted).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use libp2p::swarm::ConnectionId;
 
-/// How often the node pings each connection.
+/// How often each connection is pinged.
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// How long one ping may take.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
