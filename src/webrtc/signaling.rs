@@ -212,16 +212,18 @@ async fn exchange_candidates<S: AsyncRead + AsyncWrite>(
     reader: &mut ReadHalf<S>,
     writer: &mut WriteHalf<S>,
 ) -> Result<(), SignalingError> {
+    // The signalling stream may end, or be reset, while ICE is still finishing: the other side
+    // closes the relayed connection as soon as its own end is connected, which can come first.
+    // So a failed trickle only stops the trickle; the connection state (or the timeout) decides.
     let trickle = async {
         let (sent, added) = futures::join!(local.send_all(writer), add_remote_candidates(pc, reader));
         if let Err(e) = added {
-            return e;
+            tracing::debug!(error = %e, "no more remote candidates");
         }
         if let Err(e) = sent {
-            return e.into();
+            tracing::debug!(error = %e, "could not send every local candidate");
         }
-        // Everything was exchanged: now only the connection state matters.
-        futures::future::pending().await
+        futures::future::pending::<SignalingError>().await
     };
     let connected = connection::connected(pc).map(|r| r.map_err(SignalingError::Browser));
     let timeout = futures_timer::Delay::new(TIMEOUT);
