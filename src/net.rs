@@ -4,7 +4,9 @@
 //!
 //! Every block this side hands out has been hashed and matched to the CID that was asked for.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Duration;
 
 use antiphon_core::bitswap::{self, MemoryBlockstore, RequestId, Source};
@@ -150,6 +152,8 @@ mod behaviour {
 pub struct NetHandle {
     commands: mpsc::Sender<Command>,
     local_peer_id: PeerId,
+    /// Open connections by peer, kept by the swarm task.
+    connections: Rc<RefCell<HashMap<PeerId, u32>>>,
 }
 
 impl NetHandle {
@@ -158,8 +162,14 @@ impl NetHandle {
         let swarm = build_swarm()?;
         let local_peer_id = *swarm.local_peer_id();
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
-        wasm_bindgen_futures::spawn_local(run(swarm, rx));
-        Ok(Self { commands, local_peer_id })
+        let connections = Rc::new(RefCell::new(HashMap::new()));
+        wasm_bindgen_futures::spawn_local(run(swarm, rx, connections.clone()));
+        Ok(Self { commands, local_peer_id, connections })
+    }
+
+    /// Whether at least one connection to `peer` is open.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.connections.borrow().contains_key(peer)
     }
 
     /// Whether the swarm task has stopped.
@@ -293,7 +303,11 @@ fn build_swarm() -> Result<Swarm<BrowserBehaviour>, Error> {
     Ok(swarm)
 }
 
-async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Command>) {
+async fn run(
+    mut swarm: Swarm<BrowserBehaviour>,
+    mut commands: mpsc::Receiver<Command>,
+    connections: Rc<RefCell<HashMap<PeerId, u32>>>,
+) {
     let mut dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>> = HashMap::new();
     let mut gets: HashMap<RequestId, oneshot::Sender<Result<Fetched, Error>>> = HashMap::new();
     let mut webrtc_listener: Option<ListenerId> = None;
@@ -379,6 +393,7 @@ async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Co
                 SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                     tracing::info!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
                     liveness.watch(connection_id, web_time::Instant::now());
+                    *connections.borrow_mut().entry(peer_id).or_default() += 1;
                     if let Some(reply) = dials.remove(&connection_id) {
                         let _ = reply.send(Ok(peer_id));
                     }
@@ -448,8 +463,11 @@ async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Co
                         let _ = reply.send(Err(format!("no reservation on {relay}: {error}")));
                     }
                 }
-                SwarmEvent::ConnectionClosed { peer_id, connection_id, cause, .. } => {
+                SwarmEvent::ConnectionClosed { peer_id, connection_id, cause, num_established, .. } => {
                     liveness.forget(connection_id);
+                    if num_established == 0 {
+                        connections.borrow_mut().remove(&peer_id);
+                    }
                     tracing::info!(%peer_id, cause = ?cause.map(|c| c.to_string()), "disconnected");
                 }
                 SwarmEvent::Behaviour(BrowserBehaviourEvent::Ping(ping::Event { peer, connection, result })) => match result {
@@ -493,5 +511,6 @@ async fn run(mut swarm: Swarm<BrowserBehaviour>, mut commands: mpsc::Receiver<Co
             },
         }
     }
+    connections.borrow_mut().clear();
     tracing::info!("network task stopped");
 }

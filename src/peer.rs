@@ -56,7 +56,8 @@ pub(crate) struct Network {
     pub(crate) gateways: Vec<String>,
     /// By configured index.
     states: RefCell<Vec<(String, NodeState)>>,
-    /// Other browsers connected directly, in the order they connected.
+    /// Other browsers connected directly, in the order they connected; an entry whose
+    /// connection closed is dropped at the next look (`prune_browsers`).
     pub(crate) browsers: RefCell<Vec<BrowserLink>>,
     /// Where other browsers reach this one, once a creator node holds a reservation for it.
     addresses: RefCell<Vec<String>>,
@@ -95,8 +96,14 @@ impl Network {
         held.dirty = true;
     }
 
+    /// Forgets the browsers whose connection has closed.
+    pub(crate) fn prune_browsers(&self) {
+        self.browsers.borrow_mut().retain(|b| self.net.is_connected(&b.peer));
+    }
+
     /// Connects directly to the browser at `addr` unless already connected to it.
     pub(crate) async fn connect_browser(&self, addr: String) -> Result<libp2p::PeerId, Error> {
+        self.prune_browsers();
         let parsed: libp2p::Multiaddr = addr.parse().map_err(|e: libp2p::multiaddr::Error| Error::InvalidAddress {
             input: addr.clone(),
             reason: e.to_string(),
@@ -127,6 +134,7 @@ impl Network {
     /// Asks the creator nodes' delegated routing which browsers hold `cid`, and connects to a
     /// few of them; they become sources of every player as they connect.
     pub(crate) async fn discover(self: Rc<Self>, cid: antiphon_core::Cid) {
+        self.prune_browsers();
         let me = self.net.local_peer_id().to_string();
         let urls: Vec<String> = self
             .states
@@ -430,6 +438,7 @@ impl Peer {
     /// sources of kind `"peer"`.
     #[wasm_bindgen(getter)]
     pub fn browsers(&self) -> js_sys::Array {
+        self.network.prune_browsers();
         self.network
             .browsers
             .borrow()
@@ -497,7 +506,6 @@ impl Peer {
     }
 }
 
-/// Asks `node` to relay for this peer, and records the address other browsers dial.
 /// Keeps this peer reachable by other browsers: reserves a relay slot on `node`, announces
 /// what it holds there, and when that node goes away moves to the next connected node that
 /// grants one (each node is tried once). Holds the network weakly, so a peer dropped without

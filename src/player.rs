@@ -475,6 +475,7 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
     let block = fetch_manifest(&shared, cid).await?;
     let manifest = TrackManifest::from_block(&block).map_err(|source| Error::Manifest { cid, source })?;
     shared.network.hold(cid);
+    shared.network.prune_browsers();
     if shared.network.browsers.borrow().is_empty() {
         wasm_bindgen_futures::spawn_local(shared.network.clone().discover(cid));
     }
@@ -544,12 +545,13 @@ async fn fetch_manifest(shared: &Shared, cid: Cid) -> Result<antiphon_core::Bloc
 struct Sources {
     list: Vec<(Source, SourceKind)>,
     nodes_seen: usize,
-    browsers_seen: usize,
+    /// Browsers already made sources. One that reconnects keeps its source (and its score).
+    browsers_seen: std::collections::HashSet<libp2p::PeerId>,
 }
 
 impl Sources {
     fn new(shared: &Shared, scheduler: &mut Scheduler) -> Self {
-        let mut sources = Self { list: Vec::new(), nodes_seen: 0, browsers_seen: 0 };
+        let mut sources = Self { list: Vec::new(), nodes_seen: 0, browsers_seen: Default::default() };
         sources.refresh(shared, scheduler);
         for g in &shared.network.gateways {
             sources.add(scheduler, Source::Gateway { base: g.clone() }, SourceKind::Gateway);
@@ -566,11 +568,12 @@ impl Sources {
         }
         self.nodes_seen = nodes.len();
         let browsers = shared.network.browsers.borrow();
-        for browser in &browsers[self.browsers_seen..] {
-            let source = Source::Bitswap { net: shared.network.net.clone(), peer: browser.peer };
-            self.add(scheduler, source, SourceKind::Peer);
+        for browser in browsers.iter() {
+            if self.browsers_seen.insert(browser.peer) {
+                let source = Source::Bitswap { net: shared.network.net.clone(), peer: browser.peer };
+                self.add(scheduler, source, SourceKind::Peer);
+            }
         }
-        self.browsers_seen = browsers.len();
     }
 
     fn add(&mut self, scheduler: &mut Scheduler, source: Source, kind: SourceKind) {

@@ -217,6 +217,12 @@ test("a later listener finds an earlier one through the node's routing and plays
     assert.equal(played.segments.length, manifest.manifest ? manifest.manifest.segments.length : manifest.segments.length);
     assert.ok(afterStop.length >= 3, `only ${afterStop.length} segments after the node stopped`);
     assert.ok(afterStop.every((s) => s.kind === "peer"), JSON.stringify(afterStop));
+
+    // The first listener leaves: the later one forgets it (and could connect to it again).
+    const leftAt = Date.now();
+    await first.close();
+    await waitInPage(later, () => window.laterPeer.browsers.length === 0, null, 30_000).catch(explain);
+    writeFileSync(join(outDir, "discovery-results.json"), JSON.stringify({ played, afterStop, forgottenAfterMs: Date.now() - leftAt }, null, 2));
   } finally {
     await browser.close();
     removeDir(profile);
