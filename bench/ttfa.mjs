@@ -8,7 +8,8 @@
 //
 //   scripts/netns.sh node bench/ttfa.mjs NODE_BIN WEB_PKG_DIR HELIA_TTFA_BUNDLE HELIA_CAT_BUNDLE
 // Environment: TTFA_RUNS (default 15), TTFA_MODES (comma-separated subset), TTFA_VERBOSE=1
-// (per-run marks of the cold Antiphon page), TTFA_NODE_LOG=FILE (the node's log, for RUST_LOG).
+// (per-run marks of the Antiphon pages), TTFA_NODE_LOG=FILE (the node's log, for RUST_LOG),
+// TTFA_SETTLE=MS (warm modes wait this long after connecting before the clock starts).
 import { execFileSync } from "node:child_process";
 import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
@@ -39,11 +40,12 @@ copyFileSync(join(ROOT, "node_modules", "hls.js", "dist", "hls.min.js"), join(si
 copyFileSync(HELIA_TTFA, join(site, "helia-ttfa.js"));
 cpSync(WEB_PKG, join(site, "pkg"), { recursive: true });
 
-const node = await startNode(data, 18080, ["--www", site]);
+const node = await startNode(data, 18080, ["--www", site], NODE_BIN);
 const manifest = await (await fetch(`${node.url}/tracks/${track}`)).json();
 const ws = node.peer.multiaddrs.find((a) => a.includes("/ws/"));
 const query = (mode) => {
   const q = new URLSearchParams({ mode: mode.replace(/-ws$/, ""), track, mp3: whole, seg0: manifest.segments[0].cid, ws });
+  if (process.env.TTFA_SETTLE) q.set("settle", process.env.TTFA_SETTLE);
   if (mode.endsWith("-ws")) q.set("transport", "websocket");
   return q;
 };
@@ -68,7 +70,7 @@ try {
       const r = await page.evaluate(() => window.result);
       await page.close();
       if (r.error) throw new Error(`${mode}: ${r.error}`);
-      if (process.env.TTFA_VERBOSE) console.error(`${mode}: ${JSON.stringify(r.marks || {})}`);
+      if (process.env.TTFA_VERBOSE) console.error(`${mode}: ${Math.round(r.ms)} ms ${JSON.stringify(r.marks || {})}`);
       times[mode].push(r.ms);
       if (r.transport) transports[mode] = r.transport;
     }

@@ -35,8 +35,11 @@ export function nodeCli(args) {
   return execFileSync(NODE_BIN, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
 }
 
-/** Starts `antiphon-node serve` on the namespace address; resolves once it serves HTTP. */
-export async function startNode(dataDir, basePort, extraArgs = []) {
+/**
+ * Starts `antiphon-node serve` (the binary `bin`, by default NODE_BIN) on the namespace address;
+ * resolves once it serves HTTP.
+ */
+export async function startNode(dataDir, basePort, extraArgs = [], bin = NODE_BIN) {
   const args = [
     "--data", dataDir, "serve",
     "--listen", `/ip4/${HOST}/tcp/${basePort + 1}/ws`,
@@ -45,7 +48,7 @@ export async function startNode(dataDir, basePort, extraArgs = []) {
     ...(extraArgs.includes("--www") ? [] : ["--www", WWW]),
     ...extraArgs,
   ];
-  const child = spawn(NODE_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
   const url = `http://${HOST}:${basePort}`;
