@@ -50,6 +50,8 @@ pub mod verify;
 pub mod webaudio;
 #[cfg(target_arch = "wasm32")]
 mod webrtc;
+#[cfg(any(target_arch = "wasm32", test))]
+mod websocket;
 
 pub use error::{Error, ErrorCode};
 #[cfg(target_arch = "wasm32")]

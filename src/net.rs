@@ -29,6 +29,7 @@ use libp2p::{
 };
 
 use crate::error::Error;
+use crate::websocket::PromptFlush;
 
 /// Commands queued for the swarm task at most.
 const COMMAND_QUEUE: usize = 64;
@@ -254,6 +255,7 @@ fn transports(
 ) -> Result<BoxedTransport, noise::Error> {
     let relayed = relay.upgrade(Version::V1Lazy).authenticate(noise::Config::new(key)?).multiplex(yamux_config());
     let websocket = websocket_websys::Transport::default()
+        .map(|connection, _| PromptFlush(connection))
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux_config());
