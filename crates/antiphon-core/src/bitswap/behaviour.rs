@@ -757,7 +757,7 @@ impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new())
+        Ok(Handler::new(false))
     }
 
     fn handle_established_outbound_connection(
@@ -768,7 +768,8 @@ impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new())
+        // The side that dialled is the side about to ask: its stream opens at once.
+        Ok(Handler::new(true))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {

@@ -2,6 +2,11 @@
 //!
 //! Outbound messages go over one long-lived stream that is reopened if it fails; inbound, the
 //! remote may open several streams (Helia opens its own to answer), each read frame by frame.
+//! On a connection we dialled, the outbound stream is opened as soon as the connection is
+//! established, so that the first want does not wait for a stream and protocol negotiation.
+//! The listening side opens its stream when it first has something to send: a creator node
+//! that opens streams the moment a WebRTC-direct connection comes up loses them (the browser's
+//! libp2p-webrtc-websys is not yet taking data channels, and the open times out after 10 s).
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
@@ -68,12 +73,21 @@ pub struct Handler {
     inbound: SelectAll<BoxStream<'static, Result<Message, InboundError>>>,
     queue: VecDeque<Message>,
     outbound: Outbound,
+    /// Ask for the outbound stream at the first poll, before anything is queued.
+    eager: bool,
     events: VecDeque<ToBehaviour>,
 }
 
 impl Handler {
-    pub(crate) fn new() -> Self {
-        Self { inbound: SelectAll::new(), queue: VecDeque::new(), outbound: Outbound::None, events: VecDeque::new() }
+    /// A handler; `eager` opens the outbound stream at once (see the module documentation).
+    pub(crate) fn new(eager: bool) -> Self {
+        Self {
+            inbound: SelectAll::new(),
+            queue: VecDeque::new(),
+            outbound: Outbound::None,
+            eager,
+            events: VecDeque::new(),
+        }
     }
 
     /// Queues a message, merging it into the last queued one while their sum stays under the
@@ -197,7 +211,8 @@ impl ConnectionHandler for Handler {
                     }
                     None => self.outbound = Outbound::Idle(stream),
                 },
-                Outbound::None if !self.queue.is_empty() => {
+                Outbound::None if self.eager || !self.queue.is_empty() => {
+                    self.eager = false;
                     self.outbound = Outbound::Requested;
                     return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
                         protocol: SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL), ()),
@@ -243,7 +258,7 @@ mod tests {
 
     #[test]
     fn small_messages_merge_instead_of_filling_the_queue() {
-        let mut handler = Handler::new();
+        let mut handler = Handler::new(false);
         for i in 0..5000 {
             handler.on_behaviour_event(FromBehaviour::Send(want(i)));
         }
@@ -254,8 +269,35 @@ mod tests {
     }
 
     #[test]
+    fn a_dialler_asks_for_its_outbound_stream_once_before_anything_is_queued() {
+        let mut handler = Handler::new(true);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let first = handler.poll(&mut cx);
+        assert!(matches!(first, Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest { .. })));
+        assert!(handler.connection_keep_alive(), "the connection stays up while the stream opens");
+        // The stream could not be opened (the remote does not speak Bitswap): not asked again
+        // until there is something to send.
+        handler.outbound = Outbound::None;
+        assert!(handler.poll(&mut cx).is_pending());
+        handler.on_behaviour_event(FromBehaviour::Send(want(1)));
+        assert!(matches!(handler.poll(&mut cx), Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest { .. })));
+    }
+
+    #[test]
+    fn a_listener_opens_its_stream_only_to_send() {
+        let mut handler = Handler::new(false);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(handler.poll(&mut cx).is_pending());
+        assert!(!handler.connection_keep_alive());
+        handler.on_behaviour_event(FromBehaviour::Send(want(1)));
+        assert!(matches!(handler.poll(&mut cx), Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest { .. })));
+    }
+
+    #[test]
     fn large_messages_are_refused_once_the_queue_is_full() {
-        let mut handler = Handler::new();
+        let mut handler = Handler::new(false);
         let big = crate::Block::from_data(RAW, vec![1u8; 2 * 1024 * 1024]).unwrap();
         for _ in 0..MAX_QUEUED_MESSAGES + 3 {
             let mut msg = Message::default();
