@@ -75,7 +75,10 @@ test("the default track plays start to end at 1x with 0 rebuffers; one of three 
   try {
     const nodes = [a.url, dead, b.url].map((u) => `node=${encodeURIComponent(u)}`).join("&");
     const page = await openPlayer(browser, `${a.url}/?track=${track}&autoplay=1&${nodes}`);
-    await waitInPage(page, () => document.getElementById("audio").ended, null, 100_000);
+    await waitInPage(page, () => document.getElementById("audio").ended, null, 100_000).catch(async (e) => {
+      const { provenance, ...state } = await finalState(page);
+      throw new Error(`${e.message}\nstate: ${JSON.stringify(state)}`);
+    });
     const manifest = await (await fetch(`${a.url}/tracks/${track}`)).json();
     const state = await finalState(page);
     results.fullPlay = { rebuffers: state.rebuffers, stats: state.stats, element: state.element, nodes: state.nodes };
