@@ -15,58 +15,12 @@ use crate::util::{describe, next_event};
 /// Seconds of audio kept behind the playhead when the SourceBuffer is full and room is made.
 const KEEP_BEHIND_SECS: f64 = 10.0;
 
-/// A MediaSource attached to a media element and open, with no SourceBuffer yet. Opening takes
-/// tens of milliseconds, and needs no codec, so a player opens one while the manifest that
-/// names the codec is on its way.
-pub struct OpenMediaSource {
-    source: MediaSource,
-    url: String,
-    kind: &'static str,
-}
-
-impl OpenMediaSource {
-    /// Creates a MediaSource (or ManagedMediaSource), attaches it to `element` and waits until
-    /// it opens.
-    pub async fn attach(element: &HtmlMediaElement) -> Result<Self, Error> {
-        let Some((class, kind)) = media_source_class() else {
-            return Err(Error::MediaUnsupported {
-                mime: "audio (this browser has neither MediaSource nor ManagedMediaSource)".into(),
-            });
-        };
-        let media = |e: JsValue| Error::Media(describe(&e));
-        let source: MediaSource = Reflect::construct(&class, &js_sys::Array::new()).map_err(media)?.unchecked_into();
-        if kind == "ManagedMediaSource" {
-            // Safari streams from a ManagedMediaSource only when the element cannot be
-            // handed to AirPlay, or offers an alternative source for it.
-            let _ = Reflect::set(element, &"disableRemotePlayback".into(), &JsValue::TRUE);
-        }
-        let url = Url::create_object_url_with_source(&source).map_err(media)?;
-        element.set_src(&url);
-        let opened = Self { source, url, kind };
-        next_event(&opened.source, "sourceopen", None).await.map_err(media)?;
-        Ok(opened)
-    }
-
-    /// Adds the SourceBuffer for `mime`.
-    pub fn with_buffer(self, mime: &str) -> Result<MediaSink, Error> {
-        if !MediaSink::supports(mime) {
-            return Err(Error::MediaUnsupported { mime: mime.to_owned() });
-        }
-        let buffer = self.source.add_source_buffer(mime).map_err(|e| Error::Media(describe(&e)))?;
-        Ok(MediaSink { opened: self, buffer, evictions: Cell::new(0) })
-    }
-}
-
-impl Drop for OpenMediaSource {
-    fn drop(&mut self) {
-        let _ = Url::revoke_object_url(&self.url);
-    }
-}
-
 /// A MediaSource with one SourceBuffer, attached to a media element.
 pub struct MediaSink {
-    opened: OpenMediaSource,
+    source: MediaSource,
     buffer: SourceBuffer,
+    url: String,
+    kind: &'static str,
     evictions: Cell<u32>,
 }
 
@@ -100,20 +54,31 @@ impl MediaSink {
     /// Creates a MediaSource (or ManagedMediaSource) for `mime`, attaches it to `element` and
     /// waits until it opens.
     pub async fn attach(element: &HtmlMediaElement, mime: &str) -> Result<Self, Error> {
-        if media_source_class().is_none() {
+        let Some((class, kind)) = media_source_class() else {
             return Err(Error::MediaUnsupported {
                 mime: format!("{mime} (this browser has neither MediaSource nor ManagedMediaSource)"),
             });
-        }
+        };
         if !Self::supports(mime) {
             return Err(Error::MediaUnsupported { mime: mime.to_owned() });
         }
-        OpenMediaSource::attach(element).await?.with_buffer(mime)
+        let media = |e: JsValue| Error::Media(describe(&e));
+        let source: MediaSource = Reflect::construct(&class, &js_sys::Array::new()).map_err(media)?.unchecked_into();
+        if kind == "ManagedMediaSource" {
+            // Safari streams from a ManagedMediaSource only when the element cannot be
+            // handed to AirPlay, or offers an alternative source for it.
+            let _ = Reflect::set(element, &"disableRemotePlayback".into(), &JsValue::TRUE);
+        }
+        let url = Url::create_object_url_with_source(&source).map_err(media)?;
+        element.set_src(&url);
+        next_event(&source, "sourceopen", None).await.map_err(media)?;
+        let buffer = source.add_source_buffer(mime).map_err(media)?;
+        Ok(Self { source, buffer, url, kind, evictions: Cell::new(0) })
     }
 
     /// `"MediaSource"` or `"ManagedMediaSource"`.
     pub fn kind(&self) -> &'static str {
-        self.opened.kind
+        self.kind
     }
 
     /// How many times a full SourceBuffer had audio behind the playhead removed to make room.
@@ -124,8 +89,8 @@ impl MediaSink {
     /// Sets the presentation's duration (so that a seek bar spans the whole track before it is
     /// all buffered).
     pub fn set_duration(&self, secs: f64) {
-        if self.opened.source.ready_state() == MediaSourceReadyState::Open && !self.buffer.updating() {
-            self.opened.source.set_duration(secs);
+        if self.source.ready_state() == MediaSourceReadyState::Open && !self.buffer.updating() {
+            self.source.set_duration(secs);
         }
     }
 
@@ -170,8 +135,8 @@ impl MediaSink {
 
     /// Signals that the last segment has been appended.
     pub fn end_of_stream(&self) -> Result<(), Error> {
-        if self.opened.source.ready_state() == MediaSourceReadyState::Open {
-            self.opened.source.end_of_stream().map_err(|e| Error::Media(describe(&e)))?;
+        if self.source.ready_state() == MediaSourceReadyState::Open {
+            self.source.end_of_stream().map_err(|e| Error::Media(describe(&e)))?;
         }
         Ok(())
     }
@@ -188,6 +153,12 @@ impl MediaSink {
             }
         }
         time
+    }
+}
+
+impl Drop for MediaSink {
+    fn drop(&mut self) {
+        let _ = Url::revoke_object_url(&self.url);
     }
 }
 

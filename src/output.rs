@@ -9,7 +9,7 @@ use antiphon_core::TrackManifest;
 use web_sys::HtmlMediaElement;
 
 use crate::error::Error;
-use crate::media::{MediaSink, OpenMediaSource};
+use crate::media::MediaSink;
 #[cfg(feature = "webaudio")]
 use crate::webaudio::AudioOut;
 #[cfg(feature = "webaudio")]
@@ -32,21 +32,14 @@ pub(crate) enum Output {
 impl Output {
     /// Media Source Extensions when they can play the track's codec; otherwise Web Audio when
     /// this build has it; otherwise [`Error::MediaUnsupported`].
-    ///
-    /// `opened` is a MediaSource already attached to `element` while the manifest was fetched
-    /// (see [`Output::prepare`]); pass it only when MSE can play the codec.
     pub(crate) async fn open(
         element: &HtmlMediaElement,
         manifest: &TrackManifest,
-        opened: Option<Result<OpenMediaSource, Error>>,
         on_event: impl Fn(ClockEvent) + 'static,
     ) -> Result<Rc<Self>, Error> {
         let mime = manifest.codec.as_str();
         if MediaSink::supports(mime) {
-            let sink = match opened {
-                Some(opened) => opened?.with_buffer(mime)?,
-                None => MediaSink::attach(element, mime).await?,
-            };
+            let sink = MediaSink::attach(element, mime).await?;
             sink.set_duration(manifest.duration_secs());
             return Ok(Rc::new(Self::Mse { sink, element: element.clone() }));
         }
@@ -71,14 +64,6 @@ impl Output {
             };
             Err(Error::MediaUnsupported { mime: why })
         }
-    }
-
-    /// Attaches a MediaSource to `element` and waits until it opens, when this browser has
-    /// Media Source Extensions; the codec is not known yet, so a player does this while it
-    /// fetches the manifest, and hands the result to [`Output::open`].
-    pub(crate) async fn prepare(element: &HtmlMediaElement) -> Option<Result<OpenMediaSource, Error>> {
-        MediaSink::available()?;
-        Some(OpenMediaSource::attach(element).await)
     }
 
     /// `"MediaSource"`, `"ManagedMediaSource"` or `"WebAudio"`.

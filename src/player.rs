@@ -21,7 +21,6 @@ use web_sys::HtmlMediaElement;
 
 use crate::error::{Error, ErrorCode};
 use crate::fetch::{FetchedSegment, fetch_segment};
-use crate::media::MediaSink;
 use crate::output::{ClockEvent, Output};
 use crate::peer::Network;
 use crate::source::Source;
@@ -473,23 +472,8 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
         };
         state.generation
     };
-    // The MediaSource opens while the manifest is fetched: both take tens of milliseconds.
-    let (block, opened) = futures::join!(fetch_manifest(&shared, cid), Output::prepare(&shared.element));
-    let manifest =
-        block.and_then(|block| TrackManifest::from_block(&block).map_err(|source| Error::Manifest { cid, source }));
-    // The MediaSource is kept only if it will play the track.
-    let keep = manifest.as_ref().is_ok_and(|m| MediaSink::supports(&m.codec));
-    let opened = if keep {
-        opened
-    } else {
-        if opened.is_some() && shared.is_current(generation) {
-            drop(opened);
-            shared.element.remove_attribute("src").ok();
-            shared.element.load();
-        }
-        None
-    };
-    let manifest = manifest?;
+    let block = fetch_manifest(&shared, cid).await?;
+    let manifest = TrackManifest::from_block(&block).map_err(|source| Error::Manifest { cid, source })?;
     shared.network.hold(cid);
     shared.network.prune_browsers();
     if shared.network.browsers.borrow().is_empty() {
@@ -501,7 +485,7 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
             shared.on_clock(event);
         }
     };
-    let sink = Output::open(&shared.element, &manifest, opened, on_clock).await?;
+    let sink = Output::open(&shared.element, &manifest, on_clock).await?;
     if !shared.is_current(generation) {
         return Err(Error::Stopped);
     }

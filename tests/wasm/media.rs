@@ -1,9 +1,6 @@
 //! The MSE sink in a real Chromium: MP3 support, appends, end of stream, refusals.
 
-use antiphon::{
-    Error,
-    media::{MediaSink, OpenMediaSource},
-};
+use antiphon::{Error, media::MediaSink};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::wasm_bindgen_test;
 use web_sys::HtmlMediaElement;
@@ -53,20 +50,6 @@ async fn segments_appended_out_of_order_land_at_their_start_times() {
     sink.append_at(&TWO_SECONDS[..cut], 0.0, 0.0).await.unwrap();
     let end = sink.buffered_until(0.0);
     assert!((1.9..2.2).contains(&end), "buffered from 0 to {end} s");
-}
-
-#[wasm_bindgen_test]
-async fn a_source_opened_before_the_codec_is_known_takes_its_buffer_later() {
-    let audio = audio_element();
-    let opened = OpenMediaSource::attach(&audio).await.unwrap();
-    let src = audio.src();
-    assert!(src.starts_with("blob:"), "the element plays the MediaSource: {src}");
-    let sink = opened.with_buffer("audio/mpeg").unwrap();
-    sink.append_at(TWO_SECONDS, 0.0, 0.0).await.unwrap();
-    let end = sink.buffered_until(0.0);
-    assert!((1.9..2.2).contains(&end), "buffered until {end} s");
-    let refused = OpenMediaSource::attach(&audio_element()).await.unwrap().with_buffer("audio/x-not-a-codec");
-    assert!(matches!(refused, Err(Error::MediaUnsupported { .. })));
 }
 
 #[wasm_bindgen_test]
