@@ -42,6 +42,8 @@ mod peer;
 mod player;
 #[cfg(target_arch = "wasm32")]
 mod source;
+#[cfg(any(target_arch = "wasm32", test))]
+pub mod stuck;
 #[cfg(target_arch = "wasm32")]
 mod util;
 #[cfg(target_arch = "wasm32")]

@@ -141,6 +141,12 @@ impl MediaSink {
         Ok(())
     }
 
+    /// The buffered ranges, in order, as (start, end) seconds.
+    pub fn buffered_ranges(&self) -> Vec<(f64, f64)> {
+        let Ok(ranges) = self.buffer.buffered() else { return Vec::new() };
+        (0..ranges.length()).filter_map(|i| Some((ranges.start(i).ok()?, ranges.end(i).ok()?))).collect()
+    }
+
     /// End of the buffered range that contains `time`, or `time` when it is not buffered.
     pub fn buffered_until(&self, time: f64) -> f64 {
         let Ok(ranges) = self.buffer.buffered() else { return time };

@@ -3,6 +3,7 @@
 //! does not. The player sees one interface: append a segment at its place, how much is buffered,
 //! and a clock (the element's, or the Web Audio output's own).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use antiphon_core::TrackManifest;
@@ -10,6 +11,7 @@ use web_sys::HtmlMediaElement;
 
 use crate::error::Error;
 use crate::media::MediaSink;
+use crate::stuck::StuckWatch;
 #[cfg(feature = "webaudio")]
 use crate::webaudio::AudioOut;
 #[cfg(feature = "webaudio")]
@@ -22,8 +24,9 @@ pub(crate) enum ClockEvent {}
 
 /// A player's output.
 pub(crate) enum Output {
-    /// `MediaSource` or `ManagedMediaSource` attached to the element.
-    Mse { sink: MediaSink, element: HtmlMediaElement },
+    /// `MediaSource` or `ManagedMediaSource` attached to the element, and a watch that nudges
+    /// the element when it stops with audio buffered ahead (see [`crate::stuck`]).
+    Mse { sink: MediaSink, element: HtmlMediaElement, watch: RefCell<StuckWatch>, born: web_time::Instant },
     /// Decoded in wasm, played through an `AudioContext`.
     #[cfg(feature = "webaudio")]
     WebAudio(Rc<AudioOut>),
@@ -41,7 +44,8 @@ impl Output {
         if MediaSink::supports(mime) {
             let sink = MediaSink::attach(element, mime).await?;
             sink.set_duration(manifest.duration_secs());
-            return Ok(Rc::new(Self::Mse { sink, element: element.clone() }));
+            let (watch, born) = (RefCell::default(), web_time::Instant::now());
+            return Ok(Rc::new(Self::Mse { sink, element: element.clone(), watch, born }));
         }
         #[cfg(feature = "webaudio")]
         {
@@ -96,7 +100,7 @@ impl Output {
     /// Places segment `index` at `start_secs`; see [`MediaSink::append_at`].
     pub(crate) async fn append(&self, index: usize, bytes: &[u8], start_secs: f64) -> Result<(), Error> {
         match self {
-            Self::Mse { sink, element } => {
+            Self::Mse { sink, element, .. } => {
                 let _ = index;
                 sink.append_at(bytes, start_secs, element.current_time()).await
             }
@@ -198,11 +202,33 @@ impl Output {
         }
     }
 
-    /// Lets the Web Audio clock look at itself (the element needs nothing).
-    pub(crate) fn tick(&self) {
-        #[cfg(feature = "webaudio")]
-        if let Self::WebAudio(out) = self {
-            out.tick();
+    /// Called every player tick: lets the Web Audio clock look at itself, and nudges an
+    /// element that stopped with audio buffered ahead. Returns the nudge (from, to), if any.
+    pub(crate) fn tick(&self) -> Option<(f64, f64)> {
+        match self {
+            Self::Mse { sink, element, watch, born } => {
+                let time = element.current_time();
+                let playing =
+                    !element.paused() && !element.seeking() && !element.ended() && element.playback_rate() > 0.0;
+                let target = watch.borrow_mut().check(born.elapsed(), time, playing, &sink.buffered_ranges())?;
+                tracing::info!(from = time, to = target, "the element stopped with audio buffered ahead: nudged");
+                element.set_current_time(target);
+                Some((time, target))
+            }
+            #[cfg(feature = "webaudio")]
+            Self::WebAudio(out) => {
+                out.tick();
+                None
+            }
+        }
+    }
+
+    /// Times the element was nudged after stopping with audio buffered ahead.
+    pub(crate) fn nudges(&self) -> u32 {
+        match self {
+            Self::Mse { watch, .. } => watch.borrow().nudges,
+            #[cfg(feature = "webaudio")]
+            Self::WebAudio(_) => 0,
         }
     }
 }

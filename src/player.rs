@@ -196,6 +196,11 @@ impl Shared {
         }
     }
 
+    /// The element had stopped with audio buffered ahead and was moved `from` → `to` seconds.
+    fn on_nudge(&self, (from, to): (f64, f64)) {
+        self.emit(object(&[("type", "nudge".into()), ("fromSecs", from.into()), ("toSecs", to.into())]));
+    }
+
     /// The playhead reached the end of the track.
     fn on_playback_ended(&self) {
         self.state.borrow_mut().ended_playback = true;
@@ -299,7 +304,8 @@ impl Player {
     /// Registers the event listener. Events are plain objects with a `type`:
     /// `"manifest"`, `"segment"` (index, cid, peer, sourceKind, bytes, blocks, latencyMs,
     /// hedged), `"sourceFailed"` (source, index, code), `"sourceBanned"` (source, kind),
-    /// `"ended"` and `"error"` (code, message, cid, index).
+    /// `"stall"` (atSecs), `"recovered"` (atSecs, stalledMs), `"nudge"` (fromSecs, toSecs),
+    /// `"ended"`, `"playbackEnded"` and `"error"` (code, message, cid, index).
     #[wasm_bindgen(js_name = onEvent)]
     pub fn on_event(&self, listener: js_sys::Function) {
         *self.shared.listener.borrow_mut() = Some(listener);
@@ -347,6 +353,7 @@ impl Player {
             ("output", state.sink.as_ref().map(|out| out.kind()).into()),
             ("currentTime", state.sink.as_ref().map(|out| out.current_time()).into()),
             ("evictions", state.sink.as_ref().map_or(0.0, |sink| f64::from(sink.evictions())).into()),
+            ("nudges", state.sink.as_ref().map_or(0.0, |sink| f64::from(sink.nudges())).into()),
             (
                 "decode",
                 state
@@ -640,7 +647,9 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
             break;
         }
         sources.refresh(&shared, &mut scheduler);
-        sink.tick();
+        if let Some(nudge) = sink.tick() {
+            shared.on_nudge(nudge);
+        }
         let now = started.elapsed();
         let mut actions = scheduler.set_playhead(sink.current_time(), sink.rate(), now);
         actions.extend(scheduler.poll(now));
@@ -790,4 +799,12 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
     }
     shared.state.borrow_mut().ended = true;
     shared.emit(object(&[("type", "ended".into())]));
+    // Everything is appended, but the element can still stop with audio ahead of it: keep
+    // watching until playback reaches the end (or another load or destroy() takes over).
+    while shared.is_current(generation) && !shared.state.borrow().ended_playback {
+        if let Some(nudge) = sink.tick() {
+            shared.on_nudge(nudge);
+        }
+        futures_timer::Delay::new(TICK).await;
+    }
 }

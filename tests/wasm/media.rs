@@ -1,6 +1,6 @@
 //! The MSE sink in a real Chromium: MP3 support, appends, end of stream, refusals.
 
-use antiphon::{Error, media::MediaSink};
+use antiphon::{Error, media::MediaSink, stuck::StuckWatch};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::wasm_bindgen_test;
 use web_sys::HtmlMediaElement;
@@ -50,6 +50,52 @@ async fn segments_appended_out_of_order_land_at_their_start_times() {
     sink.append_at(&TWO_SECONDS[..cut], 0.0, 0.0).await.unwrap();
     let end = sink.buffered_until(0.0);
     assert!((1.9..2.2).contains(&end), "buffered from 0 to {end} s");
+}
+
+/// Resolves after `ms` milliseconds.
+async fn sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window().unwrap().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms).unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn playback_gets_past_a_gap_between_buffered_ranges() {
+    let audio = audio_element();
+    audio.set_muted(true);
+    let sink = MediaSink::attach(&audio, "audio/mpeg").await.unwrap();
+    // About one second, then a 0.3 s hole, then the rest.
+    let (cut, at) = frame_offset(TWO_SECONDS, 40);
+    let resume = at + 0.3;
+    sink.append_at(&TWO_SECONDS[..cut], 0.0, 0.0).await.unwrap();
+    sink.append_at(&TWO_SECONDS[cut..], resume, 0.0).await.unwrap();
+    assert_eq!(sink.buffered_ranges().len(), 2, "two ranges: {:?}", sink.buffered_ranges());
+    sink.end_of_stream().unwrap();
+    wasm_bindgen_futures::JsFuture::from(audio.play().unwrap()).await.unwrap();
+    // What the player's tick does every 250 ms, for up to 8 s.
+    let mut watch = StuckWatch::default();
+    let start = js_sys::Date::now();
+    for _ in 0..32 {
+        sleep(250).await;
+        let now = js_sys::Date::now() - start;
+        let playing = !audio.paused() && !audio.seeking() && !audio.ended();
+        let time = audio.current_time();
+        if let Some(target) =
+            watch.check(std::time::Duration::from_secs_f64(now / 1000.0), time, playing, &sink.buffered_ranges())
+        {
+            audio.set_current_time(target);
+        }
+        if audio.ended() || audio.current_time() > resume + 0.2 {
+            break;
+        }
+    }
+    let time = audio.current_time();
+    assert!(
+        audio.ended() || time > resume + 0.2,
+        "stuck at {time} s before the gap ({at} to {resume} s), {} nudge(s)",
+        watch.nudges
+    );
 }
 
 #[wasm_bindgen_test]
