@@ -276,3 +276,41 @@ async fn unasked_blocks_are_not_handed_out_for_external_hashing() {
     }
     assert_eq!(client.behaviour().stats().unwanted_blocks, 20);
 }
+
+#[tokio::test]
+async fn a_want_stream_the_remote_dropped_is_reopened_for_the_next_want() {
+    // Helia aborts an incoming Bitswap stream that carries no message for 10 s. The client
+    // keeps one outbound stream per connection, so the next want finds it dead: it must go
+    // out on a new stream, not fail the request.
+    let config = bitswap::Config::default().with_request_timeout(Duration::from_secs(5));
+    let mut client = memory_swarm(|_| bitswap::Behaviour::new(MemoryBlockstore::new(1 << 20), config));
+    let (mut control, raw) = raw_peer(&mut client, 806).await;
+    let mut wants = control.accept(PROTOCOL).unwrap();
+    let mut out = None;
+    for (i, data) in [b"first".as_slice(), b"second"].into_iter().enumerate() {
+        let block = Block::from_data(RAW, data.to_vec()).unwrap();
+        client.behaviour_mut().get(*block.cid(), bitswap::Source::Peers(vec![raw]));
+        let mut want_stream = tokio::select! {
+            Some((_, s)) = wants.next() => s,
+            e = client.select_next_some() => panic!("want {i}: no event expected before the want: {e:?}"),
+        };
+        let frame = tokio::select! {
+            f = read_frame(&mut want_stream) => f.unwrap().unwrap(),
+            e = client.select_next_some() => panic!("want {i}: no event expected before the want: {e:?}"),
+        };
+        assert_eq!(Message::decode(frame).unwrap().wantlist[0].cid, *block.cid(), "want {i}");
+        // Gone, the way Helia's receive timeout resets it.
+        drop(want_stream);
+        let mut reply = Message::default();
+        reply.push_block(&block);
+        let stream = match out.as_mut() {
+            Some(s) => s,
+            None => out.insert(control.open_stream(*client.local_peer_id(), PROTOCOL).await.unwrap()),
+        };
+        write_framed(stream, &reply.encode_framed().unwrap()).await.unwrap();
+        let event = until(&mut client, |e| Some(format!("{e:?}"))).await;
+        assert!(event.starts_with("Block"), "want {i} answered: {event}");
+        // Let the reset reach the client before the next want is written.
+        let _ = tokio::time::timeout(Duration::from_millis(300), client.select_next_some()).await;
+    }
+}

@@ -2,6 +2,9 @@
 //!
 //! Outbound messages go over one long-lived stream that is reopened if it fails; inbound, the
 //! remote may open several streams (Helia opens its own to answer), each read frame by frame.
+//! A remote may close a stream we left idle (Helia resets an incoming Bitswap stream after 10 s
+//! without a message), so a message that fails on a stream that had been waiting is written
+//! once more on a new stream; a failure on a stream opened for the message is final.
 //! On a connection we dialled, the outbound stream is opened as soon as the connection is
 //! established, so that the first want does not wait for a stream and protocol negotiation.
 //! The listening side opens its stream when it first has something to send: a creator node
@@ -65,7 +68,9 @@ enum Outbound {
     None,
     Requested,
     Idle(Stream),
-    Busy(BoxFuture<'static, (Result<Stream, FrameError>, Message)>),
+    /// A write in progress; `true` when the stream had been waiting and a failure may be the
+    /// remote having closed it, so the message gets a second try on a new stream.
+    Busy(BoxFuture<'static, (Result<Stream, FrameError>, Message)>, bool),
 }
 
 /// One connection's Bitswap streams (see the module documentation).
@@ -75,6 +80,8 @@ pub struct Handler {
     outbound: Outbound,
     /// Ask for the outbound stream at the first poll, before anything is queued.
     eager: bool,
+    /// The outbound stream was opened for queued messages and has not yet carried one.
+    fresh: bool,
     events: VecDeque<ToBehaviour>,
 }
 
@@ -86,6 +93,7 @@ impl Handler {
             queue: VecDeque::new(),
             outbound: Outbound::None,
             eager,
+            fresh: false,
             events: VecDeque::new(),
         }
     }
@@ -149,7 +157,7 @@ impl ConnectionHandler for Handler {
     }
 
     fn connection_keep_alive(&self) -> bool {
-        !self.queue.is_empty() || matches!(self.outbound, Outbound::Requested | Outbound::Busy(_))
+        !self.queue.is_empty() || matches!(self.outbound, Outbound::Requested | Outbound::Busy(..))
     }
 
     fn on_behaviour_event(&mut self, event: FromBehaviour) {
@@ -169,6 +177,7 @@ impl ConnectionHandler for Handler {
                 }
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound { protocol: stream, .. }) => {
+                self.fresh = !self.queue.is_empty();
                 self.outbound = Outbound::Idle(stream);
             }
             ConnectionEvent::DialUpgradeError(e) => {
@@ -191,22 +200,29 @@ impl ConnectionHandler for Handler {
                 return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
             }
             match std::mem::replace(&mut self.outbound, Outbound::None) {
-                Outbound::Busy(mut fut) => match fut.poll_unpin(cx) {
+                Outbound::Busy(mut fut, may_retry) => match fut.poll_unpin(cx) {
                     Poll::Ready((Ok(stream), msg)) => {
                         self.outbound = Outbound::Idle(stream);
                         self.events.push_back(ToBehaviour::Sent { block_bytes: msg.block_bytes() });
                         continue;
                     }
+                    Poll::Ready((Err(e), msg)) if may_retry => {
+                        // At most one over the bound: the message was taken from the queue.
+                        tracing::debug!(error = ?e, "bitswap stream closed while idle; retrying on a new one");
+                        self.queue.push_front(msg);
+                        continue;
+                    }
                     Poll::Ready((Err(e), msg)) => {
-                        tracing::debug!(error = ?e, "bitswap send failed; the stream will be reopened");
+                        tracing::debug!(error = ?e, "bitswap send failed on a new stream");
                         self.events.push_back(ToBehaviour::SendFailed(msg));
                         continue;
                     }
-                    Poll::Pending => self.outbound = Outbound::Busy(fut),
+                    Poll::Pending => self.outbound = Outbound::Busy(fut, may_retry),
                 },
                 Outbound::Idle(stream) => match self.queue.pop_front() {
                     Some(msg) => {
-                        self.outbound = Outbound::Busy(send(stream, msg).boxed());
+                        let may_retry = !std::mem::take(&mut self.fresh);
+                        self.outbound = Outbound::Busy(send(stream, msg).boxed(), may_retry);
                         continue;
                     }
                     None => self.outbound = Outbound::Idle(stream),
