@@ -30,6 +30,8 @@ pub mod error;
 mod dial;
 #[cfg(target_arch = "wasm32")]
 mod fetch;
+#[cfg(any(target_arch = "wasm32", test))]
+mod held;
 #[cfg(target_arch = "wasm32")]
 pub mod media;
 #[cfg(target_arch = "wasm32")]

@@ -155,17 +155,30 @@ pub struct NetHandle {
     local_peer_id: PeerId,
     /// Open connections by peer, kept by the swarm task.
     connections: Rc<RefCell<HashMap<PeerId, u32>>>,
+    /// The verified blocks this peer serves (shared with its Bitswap behaviour).
+    store: MemoryBlockstore,
 }
 
 impl NetHandle {
     /// Builds the swarm and starts its task on the page's event loop.
     pub fn spawn() -> Result<Self, Error> {
-        let swarm = build_swarm()?;
+        let store = MemoryBlockstore::new(CACHE_BYTES);
+        let swarm = build_swarm(store.clone())?;
         let local_peer_id = *swarm.local_peer_id();
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let connections = Rc::new(RefCell::new(HashMap::new()));
         wasm_bindgen_futures::spawn_local(run(swarm, rx, connections.clone()));
-        Ok(Self { commands, local_peer_id, connections })
+        Ok(Self { commands, local_peer_id, connections, store })
+    }
+
+    /// Keeps a block verified elsewhere (from a gateway) so that it is served to others too.
+    pub fn keep(&self, block: &antiphon_core::Block) {
+        let _ = antiphon_core::bitswap::Blockstore::put(&self.store, block);
+    }
+
+    /// Whether the block cache still holds `cid` (it forgets its oldest blocks first).
+    pub fn holds(&self, cid: &antiphon_core::Cid) -> bool {
+        antiphon_core::bitswap::Blockstore::get(&self.store, cid).is_ok_and(|b| b.is_some())
     }
 
     /// Whether at least one connection to `peer` is open.
@@ -271,7 +284,7 @@ fn transports(
         .boxed())
 }
 
-fn build_swarm() -> Result<Swarm<BrowserBehaviour>, Error> {
+fn build_swarm(store: MemoryBlockstore) -> Result<Swarm<BrowserBehaviour>, Error> {
     let transport_err =
         |e: &dyn std::fmt::Display| Error::DialFailed { target: "(setup)".into(), reason: e.to_string() };
     let key = libp2p::identity::Keypair::generate_ed25519();
@@ -285,10 +298,7 @@ fn build_swarm() -> Result<Swarm<BrowserBehaviour>, Error> {
         .map_err(|e| transport_err(&e))?
         .with_behaviour(|key| BrowserBehaviour {
             // sha2-256 is hashed by WebCrypto: several times faster than sha2 in wasm.
-            bitswap: bitswap::Behaviour::new(
-                MemoryBlockstore::new(CACHE_BYTES),
-                bitswap::Config::default().with_external_sha2_256(true),
-            ),
+            bitswap: bitswap::Behaviour::new(store.clone(), bitswap::Config::default().with_external_sha2_256(true)),
             identify: identify::Behaviour::new(
                 identify::Config::new("/ipfs/id/1.0.0".into(), key.public())
                     .with_agent_version(format!("antiphon-browser/{}", env!("CARGO_PKG_VERSION"))),

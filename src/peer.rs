@@ -64,36 +64,18 @@ pub(crate) struct Network {
     /// Why serving is off or failed, if it is.
     serving_error: RefCell<Option<String>>,
     /// What this peer holds and announces, oldest first.
-    held: RefCell<Held>,
-}
-
-/// The CIDs announced to the relaying node: the tracks and segments verified most recently.
-#[derive(Default)]
-struct Held {
-    cids: std::collections::VecDeque<antiphon_core::Cid>,
-    /// Something changed since the last announcement.
-    dirty: bool,
+    held: RefCell<crate::held::Held>,
 }
 
 /// How often the announcer looks for something new to announce.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(2);
-/// An unchanged announcement is repeated this often, well within the node's 10-minute TTL.
-const REANNOUNCE_EVERY: Duration = Duration::from_secs(240);
 /// Browsers found through routing that one lookup connects to at most.
 const DISCOVER_AT_MOST: usize = 3;
 
 impl Network {
     /// Records that this peer holds `cid` (verified), so that it is announced.
     pub(crate) fn hold(&self, cid: antiphon_core::Cid) {
-        let mut held = self.held.borrow_mut();
-        if held.cids.contains(&cid) {
-            return;
-        }
-        held.cids.push_back(cid);
-        while held.cids.len() > antiphon_core::provide::MAX_CIDS {
-            held.cids.pop_front();
-        }
-        held.dirty = true;
+        self.held.borrow_mut().hold(cid);
     }
 
     /// Forgets the browsers whose connection has closed.
@@ -286,7 +268,7 @@ impl Peer {
             browsers: RefCell::new(Vec::new()),
             addresses: RefCell::new(Vec::new()),
             serving_error: RefCell::new(None),
-            held: RefCell::new(Held::default()),
+            held: RefCell::new(crate::held::Held::default()),
         });
         let serve = options.serve.unwrap_or(true);
         if !serve {
@@ -492,7 +474,7 @@ impl Peer {
         let source = match self.first() {
             Some(n) => crate::source::Source::Bitswap { net: self.network.net.clone(), peer: n.peer },
             None => match self.network.gateways.first() {
-                Some(g) => crate::source::Source::Gateway { base: g.clone() },
+                Some(g) => crate::source::Source::Gateway { base: g.clone(), net: self.network.net.clone() },
                 None => return Err(Error::Stopped),
             },
         };
@@ -527,7 +509,7 @@ async fn reserve(network: Rc<Network>, node: NodeLink) {
         match &next {
             Some(link) => {
                 tried.push(link.peer);
-                network.held.borrow_mut().dirty = true;
+                network.held.borrow_mut().resend();
             }
             None => {
                 *network.serving_error.borrow_mut() = Some(format!(
@@ -565,7 +547,7 @@ async fn serve_through(weak: &std::rc::Weak<Network>, node: &NodeLink) -> String
     drop(network);
     let mut ended = ended.fuse();
     // Announce what is held whenever it changes, and now and then anyway.
-    let mut since = REANNOUNCE_EVERY;
+    let mut since = crate::held::REANNOUNCE_EVERY;
     loop {
         let mut tick = futures_timer::Delay::new(ANNOUNCE_EVERY).fuse();
         futures::select! {
@@ -574,16 +556,11 @@ async fn serve_through(weak: &std::rc::Weak<Network>, node: &NodeLink) -> String
         }
         since += ANNOUNCE_EVERY;
         let Some(network) = weak.upgrade() else { return "peer dropped".into() };
-        let request = {
-            let mut held = network.held.borrow_mut();
-            if held.cids.is_empty() || (!held.dirty && since < REANNOUNCE_EVERY) {
-                continue;
-            }
-            held.dirty = false;
-            antiphon_core::provide::ProvideRequest {
-                addr: addr.to_string(),
-                cids: held.cids.iter().map(ToString::to_string).collect(),
-            }
+        let due = network.held.borrow_mut().due(since, |cid| network.net.holds(cid));
+        let Some(cids) = due else { continue };
+        let request = antiphon_core::provide::ProvideRequest {
+            addr: addr.to_string(),
+            cids: cids.iter().map(ToString::to_string).collect(),
         };
         since = Duration::ZERO;
         let net = network.net.clone();
@@ -597,7 +574,7 @@ async fn serve_through(weak: &std::rc::Weak<Network>, node: &NodeLink) -> String
                 // Not connected: the reservation's end is about to be reported.
                 tracing::info!(error = %e, "announcement failed; will retry");
                 if let Some(network) = weak.upgrade() {
-                    network.held.borrow_mut().dirty = true;
+                    network.held.borrow_mut().resend();
                 }
             }
         }

@@ -533,7 +533,7 @@ async fn fetch_manifest(shared: &Shared, cid: Cid) -> Result<antiphon_core::Bloc
         .map(|n| n.peer)
         .chain(browsers.iter().map(|b| b.peer))
         .map(|peer| Source::Bitswap { net: net.clone(), peer })
-        .chain(shared.network.gateways.iter().map(|g| Source::Gateway { base: g.clone() }));
+        .chain(shared.network.gateways.iter().map(|g| Source::Gateway { base: g.clone(), net: net.clone() }));
     let mut last = None;
     for source in candidates {
         match source.get(cid).await {
@@ -561,7 +561,11 @@ impl Sources {
         let mut sources = Self { list: Vec::new(), nodes_seen: 0, browsers_seen: Default::default() };
         sources.refresh(shared, scheduler);
         for g in &shared.network.gateways {
-            sources.add(scheduler, Source::Gateway { base: g.clone() }, SourceKind::Gateway);
+            sources.add(
+                scheduler,
+                Source::Gateway { base: g.clone(), net: shared.network.net.clone() },
+                SourceKind::Gateway,
+            );
         }
         sources
     }

@@ -36,6 +36,8 @@ pub(crate) enum Source {
     Gateway {
         /// Its base URL, without a trailing slash.
         base: String,
+        /// The network task, whose cache keeps what the gateway delivered, to serve it on.
+        net: NetHandle,
     },
 }
 
@@ -44,7 +46,7 @@ impl Source {
     pub(crate) fn label(&self) -> String {
         match self {
             Self::Bitswap { peer, .. } => peer.to_string(),
-            Self::Gateway { base } => base.clone(),
+            Self::Gateway { base, .. } => base.clone(),
         }
     }
 
@@ -55,10 +57,11 @@ impl Source {
                 let fetched = net.get(cid, *peer).await?;
                 Ok(Delivered { block: fetched.block, from: fetched.peer.to_string() })
             }
-            Self::Gateway { base } => {
+            Self::Gateway { base, net } => {
                 let data = gateway_raw(base, &cid).await?;
                 let block =
                     Block::new(cid, data).map_err(|source| Error::Verification { cid, peer: base.clone(), source })?;
+                net.keep(&block);
                 Ok(Delivered { block, from: base.clone() })
             }
         }
