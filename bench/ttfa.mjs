@@ -9,7 +9,8 @@
 //   scripts/netns.sh node bench/ttfa.mjs NODE_BIN WEB_PKG_DIR HELIA_TTFA_BUNDLE HELIA_CAT_BUNDLE
 // Environment: TTFA_RUNS (default 15), TTFA_MODES (comma-separated subset), TTFA_VERBOSE=1
 // (per-run marks of the Antiphon pages), TTFA_NODE_LOG=FILE (the node's log, for RUST_LOG),
-// TTFA_SETTLE=MS (warm modes wait this long after connecting before the clock starts).
+// TTFA_SETTLE=MS (warm modes wait this long after connecting before the clock starts),
+// TTFA_SERVE=0 (Antiphon pages start their peer with `serve: false`).
 import { execFileSync } from "node:child_process";
 import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
@@ -46,6 +47,7 @@ const ws = node.peer.multiaddrs.find((a) => a.includes("/ws/"));
 const query = (mode) => {
   const q = new URLSearchParams({ mode: mode.replace(/-ws$/, ""), track, mp3: whole, seg0: manifest.segments[0].cid, ws });
   if (process.env.TTFA_SETTLE) q.set("settle", process.env.TTFA_SETTLE);
+  if (process.env.TTFA_SERVE === "0") q.set("serve", "0");
   if (mode.endsWith("-ws")) q.set("transport", "websocket");
   return q;
 };

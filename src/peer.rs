@@ -65,10 +65,20 @@ pub(crate) struct Network {
     serving_error: RefCell<Option<String>>,
     /// What this peer holds and announces, oldest first.
     held: RefCell<crate::held::Held>,
+    /// Until when a player is starting playback (see [`Network::starting`]).
+    starting_until: std::cell::Cell<Option<web_time::Instant>>,
 }
 
 /// How often the announcer looks for something new to announce.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(2);
+/// The relay reservation waits this long after the first node connects, and then while a
+/// player is starting: made at the same time as a load, it cost a warm start 50-100 ms
+/// (BENCHMARKS.md).
+const RESERVE_AFTER: Duration = Duration::from_secs(1);
+/// How long a load counts as starting when no audio comes out.
+const START_GRACE: Duration = Duration::from_secs(3);
+/// The reservation waits for starting players at most this long after the first connection.
+const RESERVE_AT_MOST_AFTER: Duration = Duration::from_secs(10);
 /// Browsers found through routing that one lookup connects to at most.
 const DISCOVER_AT_MOST: usize = 3;
 
@@ -76,6 +86,12 @@ impl Network {
     /// Records that this peer holds `cid` (verified), so that it is announced.
     pub(crate) fn hold(&self, cid: antiphon_core::Cid) {
         self.held.borrow_mut().hold(cid);
+    }
+
+    /// A player began loading (`true`) or played its first audio (`false`). Work that can
+    /// wait, the relay reservation, stays off the connection meanwhile.
+    pub(crate) fn starting(&self, yes: bool) {
+        self.starting_until.set(yes.then(|| web_time::Instant::now() + START_GRACE));
     }
 
     /// Forgets the browsers whose connection has closed.
@@ -269,6 +285,7 @@ impl Peer {
             addresses: RefCell::new(Vec::new()),
             serving_error: RefCell::new(None),
             held: RefCell::new(crate::held::Held::default()),
+            starting_until: std::cell::Cell::new(None),
         });
         let serve = options.serve.unwrap_or(true);
         if !serve {
@@ -495,17 +512,36 @@ impl Peer {
 async fn reserve(network: Rc<Network>, node: NodeLink) {
     let weak = Rc::downgrade(&network);
     drop(network);
+    let give_up_waiting = web_time::Instant::now() + RESERVE_AT_MOST_AFTER;
+    futures_timer::Delay::new(RESERVE_AFTER).await;
+    loop {
+        let Some(network) = weak.upgrade() else { return };
+        let now = web_time::Instant::now();
+        let until = network.starting_until.get().unwrap_or(now).min(give_up_waiting);
+        drop(network);
+        if until <= now {
+            break;
+        }
+        futures_timer::Delay::new(until - now).await;
+    }
     let mut tried = vec![node.peer];
     let mut next = Some(node);
     while let Some(node) = next.take() {
-        let ended = serve_through(&weak, &node).await;
+        // A node that went away while the reservation waited is not dialled again for it.
+        let connected = weak.upgrade().is_some_and(|n| n.net.is_connected(&node.peer));
+        let ended = if connected { serve_through(&weak, &node).await } else { "not connected".into() };
         let Some(network) = weak.upgrade() else { return };
         if network.net.is_stopped() {
             return;
         }
         tracing::info!(node = %node.peer, reason = %ended, "relay reservation ended");
         network.addresses.borrow_mut().clear();
-        next = network.connected.borrow().iter().find(|l| !tried.contains(&l.peer)).cloned();
+        next = network
+            .connected
+            .borrow()
+            .iter()
+            .find(|l| !tried.contains(&l.peer) && network.net.is_connected(&l.peer))
+            .cloned();
         match &next {
             Some(link) => {
                 tried.push(link.peer);

@@ -146,6 +146,7 @@ impl Shared {
             let mut state = self.state.borrow_mut();
             if state.time_to_first_audio.is_none() {
                 state.time_to_first_audio = state.load_started.map(|t| t.elapsed());
+                self.network.starting(false);
             }
             state.waiting_since.take().map(|since| {
                 let stalled = since.elapsed();
@@ -479,6 +480,7 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
         };
         state.generation
     };
+    shared.network.starting(true);
     let block = fetch_manifest(&shared, cid).await?;
     let manifest = TrackManifest::from_block(&block).map_err(|source| Error::Manifest { cid, source })?;
     shared.network.hold(cid);
