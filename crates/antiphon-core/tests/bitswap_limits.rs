@@ -21,6 +21,11 @@ fn server(store: MemoryBlockstore) -> Swarm<bitswap::Behaviour<MemoryBlockstore>
     memory_swarm(|_| bitswap::Behaviour::new(store, bitswap::Config::default()))
 }
 
+/// A swarm that fetches, with `config`, into an empty store.
+fn client(config: bitswap::Config) -> Swarm<bitswap::Behaviour<MemoryBlockstore>> {
+    memory_swarm(|_| bitswap::Behaviour::new(MemoryBlockstore::new(1 << 20), config))
+}
+
 /// A peer that speaks raw streams, running on its own task; returns its control and peer id.
 async fn raw_peer(
     server: &mut Swarm<bitswap::Behaviour<MemoryBlockstore>>,
@@ -221,7 +226,7 @@ async fn bitswap_1_1_0_wants_are_served() {
 async fn a_duplicate_block_is_not_taken_for_a_corrupt_answer_to_another_want() {
     // The bitswap swarm here is the client; the raw peer answers its wants by hand.
     let config = bitswap::Config::default().with_request_timeout(Duration::from_secs(2));
-    let mut client = memory_swarm(|_| bitswap::Behaviour::new(MemoryBlockstore::new(1 << 20), config));
+    let mut client = client(config);
     let (mut control, raw) = raw_peer(&mut client, 804).await;
     let mut wants = control.accept(PROTOCOL).unwrap();
     let x = Block::from_data(RAW, vec![1u8; 5000]).unwrap();
@@ -262,7 +267,7 @@ async fn a_duplicate_block_is_not_taken_for_a_corrupt_answer_to_another_want() {
 #[tokio::test]
 async fn unasked_blocks_are_not_handed_out_for_external_hashing() {
     let config = bitswap::Config::default().with_external_sha2_256(true);
-    let mut client = memory_swarm(|_| bitswap::Behaviour::new(MemoryBlockstore::new(1 << 20), config));
+    let mut client = client(config);
     let (mut control, _raw) = raw_peer(&mut client, 805).await;
     let mut flood = Message::default();
     for i in 0..20u8 {
@@ -283,7 +288,7 @@ async fn a_want_stream_the_remote_dropped_is_reopened_for_the_next_want() {
     // keeps one outbound stream per connection, so the next want finds it dead: it must go
     // out on a new stream, not fail the request.
     let config = bitswap::Config::default().with_request_timeout(Duration::from_secs(5));
-    let mut client = memory_swarm(|_| bitswap::Behaviour::new(MemoryBlockstore::new(1 << 20), config));
+    let mut client = client(config);
     let (mut control, raw) = raw_peer(&mut client, 806).await;
     let mut wants = control.accept(PROTOCOL).unwrap();
     let mut out = None;

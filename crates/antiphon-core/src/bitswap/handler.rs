@@ -67,9 +67,11 @@ pub enum InboundError {
 enum Outbound {
     None,
     Requested,
-    Idle(Stream),
-    /// A write in progress; `true` when the stream had been waiting and a failure may be the
-    /// remote having closed it, so the message gets a second try on a new stream.
+    /// Open and not writing; `true` once the stream has been waiting (it carried a message,
+    /// or was opened with nothing queued), so that the remote may have closed it meanwhile.
+    Idle(Stream, bool),
+    /// A write in progress; `true` when the stream had been waiting, so a failure gets the
+    /// message a second try on a new stream.
     Busy(BoxFuture<'static, (Result<Stream, FrameError>, Message)>, bool),
 }
 
@@ -80,8 +82,6 @@ pub struct Handler {
     outbound: Outbound,
     /// Ask for the outbound stream at the first poll, before anything is queued.
     eager: bool,
-    /// The outbound stream was opened for queued messages and has not yet carried one.
-    fresh: bool,
     events: VecDeque<ToBehaviour>,
 }
 
@@ -93,7 +93,6 @@ impl Handler {
             queue: VecDeque::new(),
             outbound: Outbound::None,
             eager,
-            fresh: false,
             events: VecDeque::new(),
         }
     }
@@ -177,8 +176,8 @@ impl ConnectionHandler for Handler {
                 }
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound { protocol: stream, .. }) => {
-                self.fresh = !self.queue.is_empty();
-                self.outbound = Outbound::Idle(stream);
+                // Opened for queued messages: the first of them is its first use.
+                self.outbound = Outbound::Idle(stream, self.queue.is_empty());
             }
             ConnectionEvent::DialUpgradeError(e) => {
                 tracing::debug!(error = %e.error, "could not open a bitswap stream");
@@ -202,7 +201,7 @@ impl ConnectionHandler for Handler {
             match std::mem::replace(&mut self.outbound, Outbound::None) {
                 Outbound::Busy(mut fut, may_retry) => match fut.poll_unpin(cx) {
                     Poll::Ready((Ok(stream), msg)) => {
-                        self.outbound = Outbound::Idle(stream);
+                        self.outbound = Outbound::Idle(stream, true);
                         self.events.push_back(ToBehaviour::Sent { block_bytes: msg.block_bytes() });
                         continue;
                     }
@@ -219,13 +218,12 @@ impl ConnectionHandler for Handler {
                     }
                     Poll::Pending => self.outbound = Outbound::Busy(fut, may_retry),
                 },
-                Outbound::Idle(stream) => match self.queue.pop_front() {
+                Outbound::Idle(stream, waited) => match self.queue.pop_front() {
                     Some(msg) => {
-                        let may_retry = !std::mem::take(&mut self.fresh);
-                        self.outbound = Outbound::Busy(send(stream, msg).boxed(), may_retry);
+                        self.outbound = Outbound::Busy(send(stream, msg).boxed(), waited);
                         continue;
                     }
-                    None => self.outbound = Outbound::Idle(stream),
+                    None => self.outbound = Outbound::Idle(stream, waited),
                 },
                 Outbound::None if self.eager || !self.queue.is_empty() => {
                     self.eager = false;
