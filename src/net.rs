@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use antiphon_core::bitswap::{self, MemoryBlockstore, RequestId, Source};
+use antiphon_core::bitswap::{self, Blockstore, MemoryBlockstore, RequestId, Source};
 use antiphon_core::liveness::{self, Liveness};
 use antiphon_core::provide::{self, ProvideRequest, ProvideResponse};
 use antiphon_core::{Block, Cid};
@@ -173,12 +173,13 @@ impl NetHandle {
 
     /// Keeps a block verified elsewhere (from a gateway) so that it is served to others too.
     pub fn keep(&self, block: &antiphon_core::Block) {
-        let _ = antiphon_core::bitswap::Blockstore::put(&self.store, block);
+        // The in-memory store does not fail; a block too large for it is simply not kept.
+        let _ = self.store.put(block);
     }
 
     /// Whether the block cache still holds `cid` (it forgets its oldest blocks first).
     pub fn holds(&self, cid: &antiphon_core::Cid) -> bool {
-        antiphon_core::bitswap::Blockstore::get(&self.store, cid).is_ok_and(|b| b.is_some())
+        self.store.has(cid).unwrap_or(false)
     }
 
     /// Whether at least one connection to `peer` is open.
@@ -498,7 +499,7 @@ async fn run(
                 SwarmEvent::Behaviour(BrowserBehaviourEvent::Bitswap(event)) => match event {
                     bitswap::Event::Block { request, block, peer, latency } => {
                         // Keep what was verified, to serve it to others later.
-                        let _ = antiphon_core::bitswap::Blockstore::put(swarm.behaviour().bitswap.store(), &block);
+                        let _ = swarm.behaviour().bitswap.store().put(&block);
                         if let Some(reply) = gets.remove(&request) {
                             let _ = reply.send(Ok(Fetched { block, peer, latency }));
                         }
