@@ -149,16 +149,10 @@ impl MediaSink {
 
     /// End of the buffered range that contains `time`, or `time` when it is not buffered.
     pub fn buffered_until(&self, time: f64) -> f64 {
-        let Ok(ranges) = self.buffer.buffered() else { return time };
-        for i in 0..ranges.length() {
-            if let (Ok(start), Ok(end)) = (ranges.start(i), ranges.end(i))
-                && start <= time + 0.1
-                && time <= end
-            {
-                return end;
-            }
-        }
-        time
+        self.buffered_ranges()
+            .into_iter()
+            .find(|&(start, end)| start <= time + 0.1 && time <= end)
+            .map_or(time, |(_, end)| end)
     }
 }
 

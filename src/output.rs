@@ -210,7 +210,7 @@ impl Output {
                 let time = element.current_time();
                 let playing =
                     !element.paused() && !element.seeking() && !element.ended() && element.playback_rate() > 0.0;
-                let target = watch.borrow_mut().check(born.elapsed(), time, playing, &sink.buffered_ranges())?;
+                let target = watch.borrow_mut().check(born.elapsed(), time, playing, || sink.buffered_ranges())?;
                 tracing::info!(from = time, to = target, "the element stopped with audio buffered ahead: nudged");
                 element.set_current_time(target);
                 Some((time, target))

@@ -30,9 +30,16 @@ pub struct StuckWatch {
 impl StuckWatch {
     /// Looks at the element once per tick: `now` is any monotonic clock, `time` is its
     /// `currentTime`, `playing` whether it is meant to advance (not paused, seeking or ended,
-    /// with a rate above 0), `ranges` its buffered ranges in order. Returns where to seek when
-    /// it is stuck.
-    pub fn check(&mut self, now: Duration, time: f64, playing: bool, ranges: &[(f64, f64)]) -> Option<f64> {
+    /// with a rate above 0), `ranges` gives its buffered ranges in order (asked for only once
+    /// the playhead has stood still for [`STUCK_AFTER`]). Returns where to seek when it is
+    /// stuck.
+    pub fn check<R: AsRef<[(f64, f64)]>>(
+        &mut self,
+        now: Duration,
+        time: f64,
+        playing: bool,
+        ranges: impl FnOnce() -> R,
+    ) -> Option<f64> {
         if !playing {
             self.still = None;
             return None;
@@ -42,7 +49,7 @@ impl StuckWatch {
                 if now.saturating_sub(since) < STUCK_AFTER {
                     return None;
                 }
-                let target = nudge_target(time, ranges)?;
+                let target = nudge_target(time, ranges().as_ref())?;
                 self.still = None;
                 self.nudges += 1;
                 Some(target)
@@ -89,13 +96,13 @@ mod tests {
     fn a_playhead_that_stands_still_with_audio_ahead_is_nudged_after_two_seconds() {
         let mut watch = StuckWatch::default();
         let t0 = Duration::from_secs(100);
-        assert_eq!(watch.check(t0, 14.56, true, BUFFERED), None);
-        assert_eq!(watch.check(after(t0, 1500), 14.56, true, BUFFERED), None, "not yet");
-        let target = watch.check(after(t0, 2000), 14.56, true, BUFFERED).unwrap();
+        assert_eq!(watch.check(t0, 14.56, true, || BUFFERED), None);
+        assert_eq!(watch.check(after(t0, 1500), 14.56, true, || BUFFERED), None, "not yet");
+        let target = watch.check(after(t0, 2000), 14.56, true, || BUFFERED).unwrap();
         assert!((target - 14.61).abs() < 1e-9, "nudged to {target}");
         assert_eq!(watch.nudges, 1);
         // The watch starts over: the next nudge needs another two seconds standing still.
-        assert_eq!(watch.check(after(t0, 2250), 14.56, true, BUFFERED), None);
+        assert_eq!(watch.check(after(t0, 2250), 14.56, true, || BUFFERED), None);
     }
 
     #[test]
@@ -104,16 +111,28 @@ mod tests {
         let t0 = Duration::from_secs(100);
         for i in 0..20u32 {
             let t = 5.0 + f64::from(i) * 0.25;
-            assert_eq!(watch.check(after(t0, 250 * u64::from(i)), t, true, BUFFERED), None, "moving");
+            assert_eq!(watch.check(after(t0, 250 * u64::from(i)), t, true, || BUFFERED), None, "moving");
         }
+        // Nor are its buffered ranges read while it moves (they cost calls into the page).
+        let reads = std::cell::Cell::new(0);
+        let mut moving = StuckWatch::default();
+        for i in 0..20u32 {
+            let t = 5.0 + f64::from(i) * 0.25;
+            let ranges = || {
+                reads.set(reads.get() + 1);
+                BUFFERED
+            };
+            assert_eq!(moving.check(after(t0, 250 * u64::from(i)), t, true, ranges), None);
+        }
+        assert_eq!(reads.get(), 0);
         let mut paused = StuckWatch::default();
         for i in 0..20 {
-            assert_eq!(paused.check(after(t0, 250 * i), 5.0, false, BUFFERED), None, "paused");
+            assert_eq!(paused.check(after(t0, 250 * i), 5.0, false, || BUFFERED), None, "paused");
         }
         // Out of data (0.3 s ahead): a real rebuffer, not a stuck pipeline.
         let mut starved = StuckWatch::default();
         for i in 0..20 {
-            assert_eq!(starved.check(after(t0, 250 * i), 29.7, true, BUFFERED), None, "starved");
+            assert_eq!(starved.check(after(t0, 250 * i), 29.7, true, || BUFFERED), None, "starved");
         }
         assert_eq!(watch.nudges + paused.nudges + starved.nudges, 0);
     }
@@ -123,8 +142,8 @@ mod tests {
         let t0 = Duration::from_secs(100);
         let stuck = |ranges: &[(f64, f64)]| {
             let mut watch = StuckWatch::default();
-            watch.check(t0, 6.0, true, ranges);
-            watch.check(after(t0, 2000), 6.0, true, ranges)
+            watch.check(t0, 6.0, true, || ranges);
+            watch.check(after(t0, 2000), 6.0, true, || ranges)
         };
         let target = stuck(&[(0.0, 6.0), (6.2, 12.0)]).unwrap();
         assert!((target - 6.25).abs() < 1e-9, "jumped to {target}");

@@ -82,7 +82,7 @@ async fn playback_gets_past_a_gap_between_buffered_ranges() {
         let playing = !audio.paused() && !audio.seeking() && !audio.ended();
         let time = audio.current_time();
         if let Some(target) =
-            watch.check(std::time::Duration::from_secs_f64(now / 1000.0), time, playing, &sink.buffered_ranges())
+            watch.check(std::time::Duration::from_secs_f64(now / 1000.0), time, playing, || sink.buffered_ranges())
         {
             audio.set_current_time(target);
         }
