@@ -197,9 +197,12 @@ impl Shared {
         }
     }
 
-    /// The element had stopped with audio buffered ahead and was moved `from` → `to` seconds.
-    fn on_nudge(&self, (from, to): (f64, f64)) {
-        self.emit(object(&[("type", "nudge".into()), ("fromSecs", from.into()), ("toSecs", to.into())]));
+    /// Lets the output look at its clock once per tick; reports a nudge of an element that had
+    /// stopped with audio buffered ahead.
+    fn tick_output(&self, sink: &Output) {
+        if let Some((from, to)) = sink.tick() {
+            self.emit(object(&[("type", "nudge".into()), ("fromSecs", from.into()), ("toSecs", to.into())]));
+        }
     }
 
     /// The playhead reached the end of the track.
@@ -653,9 +656,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
             break;
         }
         sources.refresh(&shared, &mut scheduler);
-        if let Some(nudge) = sink.tick() {
-            shared.on_nudge(nudge);
-        }
+        shared.tick_output(&sink);
         let now = started.elapsed();
         let mut actions = scheduler.set_playhead(sink.current_time(), sink.rate(), now);
         actions.extend(scheduler.poll(now));
@@ -808,9 +809,7 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
     // Everything is appended, but the element can still stop with audio ahead of it: keep
     // watching until playback reaches the end (or another load or destroy() takes over).
     while shared.is_current(generation) && !shared.state.borrow().ended_playback {
-        if let Some(nudge) = sink.tick() {
-            shared.on_nudge(nudge);
-        }
+        shared.tick_output(&sink);
         futures_timer::Delay::new(TICK).await;
     }
 }
