@@ -28,7 +28,7 @@ before(() => {
   const loud = join(work, "320.mp3");
   nodeCli(["demo-track", "-o", loud, "--seconds", "24", "--kbps", "320"]);
   mkdirSync(join(work, "big"));
-  nodeCli(["--data", join(work, "big"), "ingest", loud, "--segment-seconds", "10"]);
+  nodeCli(["--data", join(work, "big"), "ingest", loud, "--segment-seconds", "10", "--first-segment-seconds", "0"]);
 });
 
 after(() => {

@@ -85,6 +85,9 @@ pub struct Ingest {
     pub kbps: u32,
     /// Target segment length, seconds.
     pub segment_seconds: u32,
+    /// Target length of a track's first segment, seconds; later ones double up to
+    /// `segment_seconds`. 0: no ramp.
+    pub first_segment_seconds: u32,
     /// Largest upload accepted, bytes.
     pub max_upload_bytes: u64,
 }
@@ -137,6 +140,7 @@ impl Default for Ingest {
         Self {
             kbps: crate::ingest::DEFAULT_KBPS,
             segment_seconds: antiphon_core::segment::TARGET_SEGMENT_SECS,
+            first_segment_seconds: antiphon_core::segment::FIRST_SEGMENT_SECS,
             max_upload_bytes: 512 * 1024 * 1024,
         }
     }
@@ -205,6 +209,9 @@ impl Config {
         }
         if !(1..=30).contains(&self.ingest.segment_seconds) {
             return Err("ingest.segment_seconds must be 1 to 30".into());
+        }
+        if self.ingest.first_segment_seconds > 30 {
+            return Err("ingest.first_segment_seconds must be 0 to 30".into());
         }
         for replica in &self.replication.replicas {
             if !replica.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_))) {

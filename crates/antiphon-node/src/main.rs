@@ -28,9 +28,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Cut an audio file into ~6 s segments on frame boundaries, store them, its cover and its
-    /// manifest in one transaction, and print the track CID. MP3 and ADTS AAC pass through
-    /// untouched; AAC in MP4/M4A, FLAC, WAV and Ogg Vorbis are transcoded to MP3 first.
+    /// Cut an audio file into segments on frame boundaries (~1, 2, 4, then 6 s each), store
+    /// them, its cover and its manifest in one transaction, and print the track CID. MP3 and
+    /// ADTS AAC pass through untouched; AAC in MP4/M4A, FLAC, WAV and Ogg Vorbis are
+    /// transcoded to MP3 first.
     Ingest {
         /// The audio file.
         file: PathBuf,
@@ -51,6 +52,11 @@ enum Command {
         /// files.
         #[arg(long, value_name = "SECONDS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=30))]
         segment_seconds: u32,
+        /// Target length of the first segment in seconds: a player starts once it has the
+        /// first segment, so a short one starts playback sooner. Each later segment aims at
+        /// twice the one before, up to --segment-seconds. 0: no ramp.
+        #[arg(long, value_name = "SECONDS", default_value_t = antiphon_core::segment::FIRST_SEGMENT_SECS, value_parser = clap::value_parser!(u32).range(0..=30))]
+        first_segment_seconds: u32,
     },
     /// List the stored tracks: CID, duration, segments, title and artist.
     Tracks,
@@ -113,7 +119,7 @@ enum Command {
         /// node.example.toml; without a file: at most 1024 connections (4 per peer, 128
         /// handshaking); relay server on (128 reservations, 16 circuits of at most 64 KiB and
         /// 120 s); no replicas, retried every 10 s; uploads up to 512 MiB, transcoded to MP3 at
-        /// 320 kbit/s in 6 s segments; no upload token.
+        /// 320 kbit/s in 6 s segments after a 1 s first one; no upload token.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// libp2p listen address (TCP, WebSocket `/ws`, or UDP `/webrtc-direct`); repeat for
@@ -193,10 +199,17 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Ingest { file, title, artist, album, kbps, segment_seconds } => ingest(
+        Command::Ingest { file, title, artist, album, kbps, segment_seconds, first_segment_seconds } => ingest(
             &cli.data,
             &file,
-            ingest::IngestOptions { title, artist, album, kbps, segment_secs: segment_seconds },
+            ingest::IngestOptions {
+                title,
+                artist,
+                album,
+                kbps,
+                segment_secs: segment_seconds,
+                first_segment_secs: first_segment_seconds,
+            },
         ),
         Command::Tracks => {
             let store = store::Store::open_existing(&cli.data)?;

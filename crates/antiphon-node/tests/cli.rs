@@ -52,6 +52,8 @@ fn help_describes_every_subcommand_and_option() {
                 "[default: 320]",
                 "--segment-seconds",
                 "[default: 6]",
+                "--first-segment-seconds",
+                "[default: 1]",
                 "<FILE>",
             ][..],
         ),
@@ -99,8 +101,12 @@ fn ingest_cuts_frame_aligned_segments_that_add_up_to_the_file() {
     assert_eq!(store.tracks().unwrap().len(), 1);
     let manifest = TrackManifest::decode(&store.block(&cid).unwrap().unwrap()).unwrap();
     assert_eq!((manifest.codec.as_str(), manifest.sample_rate, manifest.channels), ("audio/mpeg", 44_100, 2));
-    // 20 s in ~6 s segments, the last one shorter.
-    assert_eq!(manifest.segments.len(), 4);
+    // 20 s in segments of about 1, 2, 4, 6 and 6 s (never over), then a short last one.
+    let secs: Vec<f64> = manifest.segments.iter().map(|s| s.samples as f64 / 44_100.0).collect();
+    assert_eq!(secs.len(), 6, "{secs:?}");
+    for (got, target) in secs.iter().zip([1.0, 2.0, 4.0, 6.0, 6.0]) {
+        assert!(*got <= target && *got > target - 0.05, "{secs:?}");
+    }
     // LAME's frames cover the 20 s it was given: 576 samples of encoder delay, then padding to
     // the end of the last frame.
     assert!((20 * 44_100..=20 * 44_100 + 576 + 1152).contains(&manifest.total_samples), "{}", manifest.total_samples);
@@ -156,7 +162,12 @@ fn large_segments_become_multi_block_files_that_read_back_and_travel_by_car() {
     let dir = tempfile::tempdir().unwrap();
     let mp3 = demo_mp3_at(dir.path(), 20, 320);
     let data = dir.path().join("data");
-    let track = stdout(node().arg("--data").arg(&data).arg("ingest").arg(&mp3).args(["--segment-seconds", "10"]));
+    let track = stdout(node().arg("--data").arg(&data).arg("ingest").arg(&mp3).args([
+        "--segment-seconds",
+        "10",
+        "--first-segment-seconds",
+        "0",
+    ]));
     let track: antiphon_core::Cid = track.trim().parse().unwrap();
 
     let manifest = {

@@ -338,6 +338,7 @@ pub async fn upload(
         artist: query.artist,
         album: query.album,
         segment_secs: state.ingest.segment_seconds,
+        first_segment_secs: state.ingest.first_segment_seconds,
         kbps: state.ingest.kbps,
     };
     let store = state.store.clone();

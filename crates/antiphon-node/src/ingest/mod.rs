@@ -141,6 +141,9 @@ pub struct IngestOptions {
     pub album: Option<String>,
     /// Target segment length in seconds.
     pub segment_secs: u32,
+    /// Target length of the first segment in seconds; later ones double up to
+    /// `segment_secs`. 0: every segment aims at `segment_secs`.
+    pub first_segment_secs: u32,
     /// Bitrate of transcoded audio, kbit/s.
     pub kbps: u32,
 }
@@ -152,6 +155,7 @@ impl Default for IngestOptions {
             artist: None,
             album: None,
             segment_secs: antiphon_core::segment::TARGET_SEGMENT_SECS,
+            first_segment_secs: antiphon_core::segment::FIRST_SEGMENT_SECS,
             kbps: DEFAULT_KBPS,
         }
     }
@@ -221,7 +225,7 @@ fn build(
     options: IngestOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<IngestedTrack, IngestError> {
-    let mut segmenter = Segmenter::new(stream.sample_rate, options.segment_secs);
+    let mut segmenter = Segmenter::ramped(stream.sample_rate, options.first_segment_secs, options.segment_secs);
     let mut segments = Vec::new();
     for frame in &stream.frames {
         segments.extend(segmenter.push(&data[frame.range.clone()], frame.samples));
