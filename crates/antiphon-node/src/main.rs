@@ -130,7 +130,9 @@ enum Command {
         /// HTTP API address [default: 127.0.0.1:8080].
         #[arg(long, value_name = "ADDR")]
         http: Option<SocketAddr>,
-        /// Directory of static files served at / (the built demo page, www/dist) [default: none].
+        /// Directory of static files served at / (the built demo page, www/dist); a file's
+        /// `.br` or `.gz` copy beside it goes to clients that accept that encoding
+        /// (scripts/precompress.mjs writes them) [default: none].
         #[arg(long, value_name = "DIR")]
         www: Option<PathBuf>,
         /// Replica creator node (multiaddr ending in /p2p/<peer id>); repeat for several. Adds to
