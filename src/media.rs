@@ -54,25 +54,33 @@ impl MediaSink {
     /// Creates a MediaSource (or ManagedMediaSource) for `mime`, attaches it to `element` and
     /// waits until it opens.
     pub async fn attach(element: &HtmlMediaElement, mime: &str) -> Result<Self, Error> {
-        let Some((class, kind)) = media_source_class() else {
+        if media_source_class().is_none() {
             return Err(Error::MediaUnsupported {
                 mime: format!("{mime} (this browser has neither MediaSource nor ManagedMediaSource)"),
             });
-        };
+        }
+        if !Self::supports(mime) {
+            return Err(Error::MediaUnsupported { mime: mime.to_owned() });
+        }
+        let opening =
+            OpeningSource::start(element)?.ok_or_else(|| Error::MediaUnsupported { mime: mime.to_owned() })?;
+        Self::finish(opening, mime).await
+    }
+
+    /// Waits until `opening` is open (it may be already) and gives it a SourceBuffer for `mime`.
+    /// On an error `opening` is dropped, which detaches it from its element.
+    pub async fn finish(mut opening: OpeningSource, mime: &str) -> Result<Self, Error> {
         if !Self::supports(mime) {
             return Err(Error::MediaUnsupported { mime: mime.to_owned() });
         }
         let media = |e: JsValue| Error::Media(describe(&e));
-        let source: MediaSource = Reflect::construct(&class, &js_sys::Array::new()).map_err(media)?.unchecked_into();
-        if kind == "ManagedMediaSource" {
-            // Safari streams from a ManagedMediaSource only when the element cannot be
-            // handed to AirPlay, or offers an alternative source for it.
-            let _ = Reflect::set(element, &"disableRemotePlayback".into(), &JsValue::TRUE);
+        // `sourceopen` is not fired again for a source that opened while nobody listened.
+        if opening.source.ready_state() != MediaSourceReadyState::Open {
+            next_event(&opening.source, "sourceopen", None).await.map_err(media)?;
         }
-        let url = Url::create_object_url_with_source(&source).map_err(media)?;
-        element.set_src(&url);
-        next_event(&source, "sourceopen", None).await.map_err(media)?;
-        let buffer = source.add_source_buffer(mime).map_err(media)?;
+        let buffer = opening.source.add_source_buffer(mime).map_err(media)?;
+        opening.taken = true;
+        let (source, url, kind) = (opening.source.clone(), opening.url.clone(), opening.kind);
         Ok(Self { source, buffer, url, kind, evictions: Cell::new(0) })
     }
 
@@ -153,6 +161,51 @@ impl MediaSink {
             .into_iter()
             .find(|&(start, end)| start <= time + 0.1 && time <= end)
             .map_or(time, |(_, end)| end)
+    }
+}
+
+/// A MediaSource (or ManagedMediaSource) attached to an element, opening. It opens a few
+/// milliseconds after it is attached, so a player starts it before it knows the track's codec
+/// and makes it a [`MediaSink`] with [`MediaSink::finish`] once it does. Dropped before that,
+/// it lets go of the element.
+pub struct OpeningSource {
+    source: MediaSource,
+    url: String,
+    kind: &'static str,
+    element: HtmlMediaElement,
+    /// Whether a [`MediaSink`] took it over (and with it the object URL).
+    taken: bool,
+}
+
+impl OpeningSource {
+    /// Creates a MediaSource and attaches it to `element`; `None` where the browser has
+    /// neither `MediaSource` nor `ManagedMediaSource`.
+    pub fn start(element: &HtmlMediaElement) -> Result<Option<Self>, Error> {
+        let Some((class, kind)) = media_source_class() else { return Ok(None) };
+        let media = |e: JsValue| Error::Media(describe(&e));
+        let source: MediaSource = Reflect::construct(&class, &js_sys::Array::new()).map_err(media)?.unchecked_into();
+        if kind == "ManagedMediaSource" {
+            // Safari streams from a ManagedMediaSource only when the element cannot be
+            // handed to AirPlay, or offers an alternative source for it.
+            let _ = Reflect::set(element, &"disableRemotePlayback".into(), &JsValue::TRUE);
+        }
+        let url = Url::create_object_url_with_source(&source).map_err(media)?;
+        element.set_src(&url);
+        Ok(Some(Self { source, url, kind, element: element.clone(), taken: false }))
+    }
+}
+
+impl Drop for OpeningSource {
+    fn drop(&mut self) {
+        if self.taken {
+            return;
+        }
+        let _ = Url::revoke_object_url(&self.url);
+        // Unless something else has been attached since.
+        if self.element.src() == self.url {
+            let _ = self.element.remove_attribute("src");
+            self.element.load();
+        }
     }
 }
 

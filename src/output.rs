@@ -10,7 +10,7 @@ use antiphon_core::TrackManifest;
 use web_sys::HtmlMediaElement;
 
 use crate::error::Error;
-use crate::media::MediaSink;
+use crate::media::{MediaSink, OpeningSource};
 use crate::stuck::StuckWatch;
 #[cfg(feature = "webaudio")]
 use crate::webaudio::AudioOut;
@@ -35,18 +35,25 @@ pub(crate) enum Output {
 impl Output {
     /// Media Source Extensions when they can play the track's codec; otherwise Web Audio when
     /// this build has it; otherwise [`Error::MediaUnsupported`].
+    /// `early` is a MediaSource the caller attached to `element` before it knew the codec: it
+    /// becomes the sink, or is detached when Media Source Extensions cannot play the track.
     pub(crate) async fn open(
         element: &HtmlMediaElement,
         manifest: &TrackManifest,
+        early: Option<OpeningSource>,
         on_event: impl Fn(ClockEvent) + 'static,
     ) -> Result<Rc<Self>, Error> {
         let mime = manifest.codec.as_str();
         if MediaSink::supports(mime) {
-            let sink = MediaSink::attach(element, mime).await?;
+            let sink = match early {
+                Some(opening) => MediaSink::finish(opening, mime).await?,
+                None => MediaSink::attach(element, mime).await?,
+            };
             sink.set_duration(manifest.duration_secs());
             let (watch, born) = (RefCell::default(), web_time::Instant::now());
             return Ok(Rc::new(Self::Mse { sink, element: element.clone(), watch, born }));
         }
+        drop(early);
         #[cfg(feature = "webaudio")]
         {
             let rate = f64::from(manifest.sample_rate.max(1));

@@ -21,6 +21,7 @@ use web_sys::HtmlMediaElement;
 
 use crate::error::{Error, ErrorCode};
 use crate::fetch::{FetchedSegment, fetch_segment};
+use crate::media::OpeningSource;
 use crate::output::{ClockEvent, Output};
 use crate::peer::Network;
 use crate::source::Source;
@@ -192,6 +193,11 @@ impl Shared {
     fn on_seeking(&self) {
         // Seeking back after the end plays again: stalls count again.
         self.state.borrow_mut().ended_playback = false;
+        self.wake_pump();
+    }
+
+    /// Has the pump look at the playhead and the output now instead of at its next tick.
+    fn wake_pump(&self) {
         if let Some(wake) = self.wake.borrow_mut().as_mut() {
             let _ = wake.try_send(());
         }
@@ -484,9 +490,28 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
         state.generation
     };
     shared.network.starting(true);
+    // A MediaSource opens a few milliseconds after it is attached: it does so while the
+    // manifest is on its way.
+    let early = OpeningSource::start(&shared.element)?;
     let block = fetch_manifest(&shared, cid).await?;
+    if !shared.is_current(generation) {
+        return Err(Error::Stopped);
+    }
     let manifest = TrackManifest::from_block(&block).map_err(|source| Error::Manifest { cid, source })?;
     shared.network.hold(cid);
+    {
+        let mut state = shared.state.borrow_mut();
+        state.segments = vec![SegmentState::Pending; manifest.segments.len()];
+        state.manifest = Some(manifest.clone());
+    }
+    // The first segments are asked for before anything else happens: the pump runs its first
+    // turn (its wants go out) during this yield, before the output is made ready, the page
+    // hears of the manifest or browsers are looked up. It appends once the output is there.
+    wasm_bindgen_futures::spawn_local(pump(shared.clone(), generation, manifest.clone()));
+    futures_timer::Delay::new(Duration::ZERO).await;
+    if !shared.is_current(generation) {
+        return Err(Error::Stopped);
+    }
     shared.network.prune_browsers();
     if shared.network.browsers.borrow().is_empty() {
         wasm_bindgen_futures::spawn_local(shared.network.clone().discover(cid));
@@ -497,16 +522,6 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
             shared.on_clock(event);
         }
     };
-    let sink = Output::open(&shared.element, &manifest, on_clock).await?;
-    if !shared.is_current(generation) {
-        return Err(Error::Stopped);
-    }
-    {
-        let mut state = shared.state.borrow_mut();
-        state.segments = vec![SegmentState::Pending; manifest.segments.len()];
-        state.manifest = Some(manifest.clone());
-        state.sink = Some(sink.clone());
-    }
     shared.emit(object(&[
         ("type", "manifest".into()),
         ("cid", cid.to_string().into()),
@@ -514,8 +529,28 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
         ("durationSecs", manifest.duration_secs().into()),
         ("codec", manifest.codec.clone().into()),
     ]));
-    wasm_bindgen_futures::spawn_local(pump(shared, generation, manifest, sink));
-    Ok(())
+    let opened = Output::open(&shared.element, &manifest, early, on_clock).await;
+    if !shared.is_current(generation) {
+        return Err(Error::Stopped);
+    }
+    match opened {
+        Ok(sink) => {
+            shared.state.borrow_mut().sink = Some(sink);
+            shared.wake_pump();
+            Ok(())
+        }
+        Err(e) => {
+            // Nothing can play this track: the pump stops at its next turn, and no segment is
+            // left looking as if it were on its way.
+            let mut state = shared.state.borrow_mut();
+            state.generation = state.generation.wrapping_add(1);
+            state.segments.clear();
+            drop(state);
+            shared.network.starting(false);
+            shared.wake_pump();
+            Err(e)
+        }
+    }
 }
 
 /// A plain object of byte counts.
@@ -629,8 +664,9 @@ fn banned(shared: &Shared, (source, kind): &(Source, SourceKind)) {
 }
 
 /// Fetches segments as the scheduler directs and appends each, as it is verified, at its place
-/// on the timeline.
-async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink: Rc<Output>) {
+/// on the timeline; then watches playback to its end. Starts before the output is open: until
+/// `load` has put it in the state, the playhead is 0 and verified segments wait in `ready`.
+async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest) {
     let rate = f64::from(manifest.sample_rate);
     let durations: Vec<f64> = manifest.segments.iter().map(|s| s.samples as f64 / rate).collect();
     let sizes: Vec<u64> = manifest.segments.iter().map(|s| s.bytes).collect();
@@ -655,10 +691,17 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
         if !shared.is_current(generation) {
             break;
         }
+        let output = shared.state.borrow().sink.clone();
         sources.refresh(&shared, &mut scheduler);
-        shared.tick_output(&sink);
+        let (playhead, rate) = match &output {
+            Some(sink) => {
+                shared.tick_output(sink);
+                (sink.current_time(), sink.rate())
+            }
+            None => (0.0, 1.0),
+        };
         let now = started.elapsed();
-        let mut actions = scheduler.set_playhead(sink.current_time(), sink.rate(), now);
+        let mut actions = scheduler.set_playhead(playhead, rate, now);
         actions.extend(scheduler.poll(now));
         for action in actions {
             match action {
@@ -743,7 +786,9 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
             }
         }
         // Append what is ready, each segment placed at its own start time.
-        while let Some((index, (fetched, source))) = ready.pop_first() {
+        while let Some(sink) = &output
+            && let Some((index, (fetched, source))) = ready.pop_first()
+        {
             match sink.append(index, &fetched.data, manifest.segment_start_secs(index)).await {
                 Ok(()) => {}
                 Err(Error::BufferFull { .. }) => {
@@ -800,6 +845,8 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, sink
     if !shared.is_current(generation) {
         return;
     }
+    // Every segment was appended, so the output is open.
+    let Some(sink) = shared.state.borrow().sink.clone() else { return };
     if let Err(e) = sink.end_of_stream() {
         shared.fail(generation, None, &e);
         return;

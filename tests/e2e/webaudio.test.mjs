@@ -2,7 +2,8 @@
 // decodes segments with symphonia in wasm and plays them through Web Audio. The page removes
 // MediaSource and ManagedMediaSource before the module loads, and puts an AnalyserNode between
 // the player's audio graph and the speakers to see that sound comes out. Runs only inside
-// scripts/netns.sh; the package comes from `make pkg-webaudio` (ANTIPHON_WEBAUDIO_PKG).
+// scripts/netns.sh; the package comes from `make pkg-webaudio` (ANTIPHON_WEBAUDIO_PKG). The last
+// test uses the default build instead (ANTIPHON_WEB_PKG) and expects a clear refusal.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { cpSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -14,6 +15,8 @@ import {
 assertInNamespace();
 
 const PKG = process.env.ANTIPHON_WEBAUDIO_PKG || join(ROOT, "target", "pkg-webaudio");
+// The default build (no `webaudio` feature) for pages without a bundler: `make test-e2e` makes it.
+const WEB_PKG = process.env.ANTIPHON_WEB_PKG || join(ROOT, "target", "pkg-web");
 
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
@@ -60,20 +63,27 @@ const PAGE = `<!doctype html>
 </script>
 `;
 
-test("without MediaSource the track plays through Web Audio: sound, a steady clock, pause, seek, the end, teardown", async (t) => {
-  if (!existsSync(join(PKG, "antiphon_bg.wasm"))) {
-    throw new Error(`no package at ${PKG}: run make pkg-webaudio`);
-  }
-  const work = tempDir("e2e-webaudio");
+/**
+ * A node on `port` holding the default track and serving PAGE with the package in `pkg`
+ * (`make` target `how` builds it); `work` is the directory to remove afterwards.
+ */
+async function nodeWithPage(pkg, how, port) {
+  if (!existsSync(join(pkg, "antiphon_bg.wasm"))) throw new Error(`no package at ${pkg}: run ${how}`);
+  const work = tempDir("e2e-no-mse");
   const www = join(work, "www");
   mkdirSync(www);
-  cpSync(PKG, join(www, "pkg"), { recursive: true });
+  cpSync(pkg, join(www, "pkg"), { recursive: true });
   writeFileSync(join(www, "index.html"), PAGE);
   const mp3 = join(work, "default.mp3");
   nodeCli(["demo-track", "-o", mp3]);
   mkdirSync(join(work, "data"));
   const track = nodeCli(["--data", join(work, "data"), "ingest", mp3]);
-  const node = await startNode(join(work, "data"), 18350, ["--www", www]);
+  const node = await startNode(join(work, "data"), port, ["--www", www]);
+  return { work, track, node };
+}
+
+test("without MediaSource the track plays through Web Audio: sound, a steady clock, pause, seek, the end, teardown", async (t) => {
+  const { work, track, node } = await nodeWithPage(PKG, "make pkg-webaudio", 18350);
   const profile = tempDir("chromium");
   const browser = await launchBrowser(profile);
   const page = await browser.newPage();
@@ -160,6 +170,42 @@ test("without MediaSource the track plays through Web Audio: sound, a steady clo
       return window.result.peer.close();
     });
     await waitInPage(page, () => window.ctx.state === "closed", null, 5_000);
+  } finally {
+    await browser.close();
+    removeDir(profile);
+    await stopNode(node);
+    removeDir(work);
+  }
+});
+
+test("without MediaSource and without the webaudio feature, load() rejects with MEDIA_UNSUPPORTED and streaming stops", async () => {
+  // The default build: no Web Audio fallback. Its first segments are already asked for
+  // while the output opens, so the refusal must also stop them.
+  const { work, track, node } = await nodeWithPage(WEB_PKG, "make test-e2e, which builds it", 18420);
+  const profile = tempDir("chromium");
+  const browser = await launchBrowser(profile);
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${node.url}/index.html?node=${encodeURIComponent(node.url)}&track=${track}`);
+    await waitInPage(page, () => window.result.loaded || window.result.errors.length, null, 30_000);
+    // Two pump ticks and then some: whatever was in flight has landed or been dropped.
+    await page.waitForTimeout(1_500);
+    const state = await page.evaluate(() => ({
+      errors: window.result.errors,
+      loaded: !!window.result.loaded,
+      types: window.result.events.map((e) => e.type),
+      stats: window.result.player && window.result.player.stats(),
+      provenance: window.result.player ? window.result.player.provenance() : [],
+    }));
+    assert.ok(state.stats, `the player was made: ${state.errors}`);
+    assert.equal(state.loaded, false);
+    assert.equal(state.errors.length, 1);
+    assert.match(state.errors[0], /^MEDIA_UNSUPPORTED: .*neither MediaSource nor ManagedMediaSource/);
+    assert.ok(!state.types.includes("segment"), `no segment appended: ${state.types}`);
+    assert.deepEqual(state.stats.segments, [], "no segment left pending or fetching");
+    assert.equal(state.stats.bytes, 0);
+    // Segments that were on their way when load() gave up are not taken in.
+    assert.deepEqual(state.provenance, []);
   } finally {
     await browser.close();
     removeDir(profile);
