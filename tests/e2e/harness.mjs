@@ -115,6 +115,29 @@ export async function launchBrowser(userDataDir) {
   });
 }
 
+/**
+ * Opens the demo page at `url` and waits until it plays. If it does not within 30 s, the error
+ * carries what the page knew: its status and log, the player's segment states, and the console
+ * with the time of each line since the page was opened.
+ */
+export async function openPlayer(browser, url) {
+  const page = await browser.newPage();
+  const opened = Date.now();
+  const lines = [];
+  page.on("console", (m) => lines.push(`+${Date.now() - opened} ms ${m.text()}`));
+  await page.goto(url);
+  await waitInPage(page, () => window.antiphon && window.antiphon.loadToPlayingMs !== undefined, null, 30_000).catch(async (e) => {
+    const state = await page.evaluate(() => ({
+      status: document.getElementById("status")?.textContent,
+      log: document.getElementById("log")?.innerText,
+      segments: window.antiphon?.player?.stats().segments,
+      readyState: document.getElementById("audio")?.readyState,
+    })).catch((err) => ({ unreadable: String(err) }));
+    throw new Error(`${e.message}\npage: ${JSON.stringify(state, null, 1)}\nconsole:\n${lines.join("\n")}`);
+  });
+  return page;
+}
+
 /** Polls `fn` in the page until it returns a truthy value or `ms` pass. */
 export async function waitInPage(page, fn, arg, ms) {
   const handle = await page.waitForFunction(fn, arg, { timeout: ms, polling: 100 });

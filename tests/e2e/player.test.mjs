@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  HOST, ROOT, assertInNamespace, launchBrowser, nodeCli, removeDir, startNode, stopNode, tempDir, waitInPage,
+  HOST, ROOT, assertInNamespace, launchBrowser, nodeCli, openPlayer, removeDir, startNode, stopNode, tempDir, waitInPage,
 } from "./harness.mjs";
 
 assertInNamespace();
@@ -32,17 +32,6 @@ after(() => {
   writeFileSync(join(outDir, "player-results.json"), JSON.stringify(results, null, 2));
   removeDir(work);
 });
-
-async function openPlayer(browser, url) {
-  const page = await browser.newPage();
-  const lines = [];
-  page.on("console", (m) => lines.push(m.text()));
-  await page.goto(url);
-  await waitInPage(page, () => window.antiphon && window.antiphon.loadToPlayingMs !== undefined, null, 30_000).catch((e) => {
-    throw new Error(`${e.message}\nconsole:\n${lines.join("\n")}`);
-  });
-  return page;
-}
 
 /** What the page, the player and the element say once playback is over. */
 function finalState(page) {

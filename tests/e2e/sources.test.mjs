@@ -8,7 +8,7 @@ import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { createServer, request } from "node:http";
 import { join } from "node:path";
 import {
-  HOST, ROOT, assertInNamespace, launchBrowser, nodeCli, removeDir, startNode, stopNode, tempDir, waitInPage,
+  HOST, ROOT, assertInNamespace, launchBrowser, nodeCli, openPlayer, removeDir, startNode, stopNode, tempDir, waitInPage,
 } from "./harness.mjs";
 
 assertInNamespace();
@@ -59,17 +59,6 @@ function corruptingGateway(port, upstream) {
   server.served = 0;
   server.on("request", () => server.served++);
   return new Promise((resolve) => server.listen(port, HOST, () => resolve(server)));
-}
-
-async function openPlayer(browser, url) {
-  const page = await browser.newPage();
-  const lines = [];
-  page.on("console", (m) => lines.push(m.text()));
-  await page.goto(url);
-  await waitInPage(page, () => window.antiphon && window.antiphon.loadToPlayingMs !== undefined, null, 30_000).catch((e) => {
-    throw new Error(`${e.message}\nconsole:\n${lines.join("\n")}`);
-  });
-  return page;
 }
 
 test("with a gateway configured, stopping the creator node mid-playback causes no rebuffer", async () => {
