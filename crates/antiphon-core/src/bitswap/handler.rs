@@ -10,16 +10,24 @@
 //! The listening side opens its stream when it first has something to send: a creator node
 //! that opens streams the moment a WebRTC-direct connection comes up loses them (the browser's
 //! libp2p-webrtc-websys is not yet taking data channels, and the open times out after 10 s).
+//! The same can happen the other way: the native side of a WebRTC-direct connection takes data
+//! channels only once its Noise handshake has returned, so a browser's eager stream can be
+//! lost when the node is slow to get there. An open that times out is therefore asked for once
+//! more, with what was queued kept for it, and each open gets `STREAM_OPEN_TIMEOUT` (half of
+//! libp2p's default 10 s, so a remote that never answers costs the same as before).
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use libp2p::core::upgrade::{ReadyUpgrade, SelectUpgrade};
-use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound, FullyNegotiatedOutbound};
-use libp2p::swarm::{ConnectionHandler, ConnectionHandlerEvent, Stream, StreamProtocol, SubstreamProtocol};
+use libp2p::swarm::handler::{ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound};
+use libp2p::swarm::{
+    ConnectionHandler, ConnectionHandlerEvent, Stream, StreamProtocol, StreamUpgradeError, SubstreamProtocol,
+};
 
 use super::message::{Message, MessageError};
 use super::protocol::{FrameError, PROTOCOL, PROTOCOL_1_1_0, read_frame, write_framed};
@@ -29,6 +37,8 @@ use crate::limits::MAX_MESSAGE_BYTES;
 const MAX_QUEUED_MESSAGES: usize = 64;
 /// Most inbound Bitswap streams read at once on one connection.
 const MAX_INBOUND_STREAMS: usize = 8;
+/// How long opening the outbound stream (and agreeing on the protocol) may take.
+const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Commands from the behaviour to a connection.
 #[derive(Debug)]
@@ -82,6 +92,8 @@ pub struct Handler {
     outbound: Outbound,
     /// Ask for the outbound stream at the first poll, before anything is queued.
     eager: bool,
+    /// Whether the last open timed out or broke (the next failure is final).
+    open_failed: bool,
     events: VecDeque<ToBehaviour>,
 }
 
@@ -93,6 +105,7 @@ impl Handler {
             queue: VecDeque::new(),
             outbound: Outbound::None,
             eager,
+            open_failed: false,
             events: VecDeque::new(),
         }
     }
@@ -178,10 +191,19 @@ impl ConnectionHandler for Handler {
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound { protocol: stream, .. }) => {
                 // Opened for queued messages: the first of them is its first use.
                 self.outbound = Outbound::Idle(stream, self.queue.is_empty());
+                self.open_failed = false;
             }
-            ConnectionEvent::DialUpgradeError(e) => {
-                tracing::debug!(error = %e.error, "could not open a bitswap stream");
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
                 self.outbound = Outbound::None;
+                let lost = matches!(error, StreamUpgradeError::Timeout | StreamUpgradeError::Io(_));
+                if lost && !std::mem::replace(&mut self.open_failed, true) {
+                    // The stream may have been lost on its way (see the module documentation):
+                    // ask again, for what is queued, or as eagerly as the first time.
+                    tracing::debug!(%error, "opening a bitswap stream failed; trying once more");
+                    self.eager = self.queue.is_empty();
+                    return;
+                }
+                tracing::debug!(%error, "could not open a bitswap stream");
                 // The remote does not speak Bitswap (or the connection is failing): everything
                 // queued for it fails.
                 self.events.extend(self.queue.drain(..).map(ToBehaviour::SendFailed));
@@ -229,7 +251,8 @@ impl ConnectionHandler for Handler {
                     self.eager = false;
                     self.outbound = Outbound::Requested;
                     return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                        protocol: SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL), ()),
+                        protocol: SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL), ())
+                            .with_timeout(STREAM_OPEN_TIMEOUT),
                     });
                 }
                 other => self.outbound = other,
@@ -307,6 +330,51 @@ mod tests {
         assert!(!handler.connection_keep_alive());
         handler.on_behaviour_event(FromBehaviour::Send(want(1)));
         assert!(matches!(handler.poll(&mut cx), Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest { .. })));
+    }
+
+    fn open_failed(handler: &mut Handler, error: StreamUpgradeError<std::convert::Infallible>) {
+        handler.on_connection_event(ConnectionEvent::DialUpgradeError(DialUpgradeError { info: (), error }));
+    }
+
+    fn asks_for_a_stream(handler: &mut Handler, cx: &mut Context<'_>) -> bool {
+        match handler.poll(cx) {
+            Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest { protocol }) => {
+                assert_eq!(*protocol.timeout(), STREAM_OPEN_TIMEOUT);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn an_open_that_times_out_is_asked_for_once_more_and_keeps_the_queue() {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        // A dialler's eager stream, with a want queued while it opens.
+        let mut handler = Handler::new(true);
+        assert!(asks_for_a_stream(&mut handler, &mut cx));
+        handler.on_behaviour_event(FromBehaviour::Send(want(1)));
+        open_failed(&mut handler, StreamUpgradeError::Timeout);
+        assert!(handler.events.is_empty(), "the want is kept for the second try");
+        assert!(asks_for_a_stream(&mut handler, &mut cx));
+        // The second failure is final: the want fails.
+        open_failed(&mut handler, StreamUpgradeError::Timeout);
+        assert!(matches!(handler.events.pop_front(), Some(ToBehaviour::SendFailed(_))));
+        assert!(handler.queue.is_empty());
+
+        // An eager open lost with nothing queued is asked for again all the same.
+        let mut handler = Handler::new(true);
+        assert!(asks_for_a_stream(&mut handler, &mut cx));
+        open_failed(&mut handler, StreamUpgradeError::Io(std::io::ErrorKind::ConnectionReset.into()));
+        assert!(asks_for_a_stream(&mut handler, &mut cx));
+
+        // A remote that does not speak Bitswap is not asked twice.
+        let mut handler = Handler::new(false);
+        handler.on_behaviour_event(FromBehaviour::Send(want(1)));
+        assert!(asks_for_a_stream(&mut handler, &mut cx));
+        open_failed(&mut handler, StreamUpgradeError::NegotiationFailed);
+        assert!(matches!(handler.events.pop_front(), Some(ToBehaviour::SendFailed(_))));
+        assert!(handler.poll(&mut cx).is_pending());
     }
 
     #[test]
