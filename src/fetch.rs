@@ -1,13 +1,16 @@
 //! Fetching one segment: a single raw block, or a multi-block UnixFS file whose blocks are
-//! fetched a few at a time, each verified as it arrives, and reassembled in order.
+//! fetched a few at a time, each verified as it arrives, and reassembled in order. Also one
+//! block from whichever of several sources answers first (a track's manifest).
 
 use std::time::Duration;
 
-use crate::error::Error;
-use crate::source::Source;
-use antiphon_core::SegmentRef;
 use antiphon_core::unixfs::{FetchError, fetch_file};
+use antiphon_core::{Cid, SegmentRef};
 use bytes::{Bytes, BytesMut};
+
+use crate::error::Error;
+use crate::first_answer::first_answer;
+use crate::source::{Delivered, Source};
 
 /// Blocks of one segment requested at once.
 const BLOCKS_IN_FLIGHT: usize = 4;
@@ -114,4 +117,28 @@ async fn fetch_up_to(
             Err(Error::Stopped)
         }
     }
+}
+
+/// A request for one block that has gone unanswered this long is sent again, to the next
+/// source (or to the same one, when it is the only one left), while the first keeps running.
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(2);
+
+/// Most requests [`fetch_block_from_any`] sends for one block.
+const MAX_ASKS: usize = 4;
+
+/// Fetches the single block `cid` from whichever of `sources` answers first (see
+/// [`first_answer`], at most four requests): a want or its answer can be lost on a stream that broke without a word,
+/// and a load must not wait out the 30 s request timeout for it.
+pub(crate) async fn fetch_block_from_any(sources: &[Source], cid: Cid) -> Result<Delivered, Error> {
+    let ask = |i: usize| {
+        let source = sources[i].clone();
+        async move { source.get(cid).await }
+    };
+    let failed = |i: usize, e: &Error| {
+        tracing::info!(source = %sources[i].label(), %cid, error = %e, "block not fetched from this source");
+    };
+    let ask_again = || futures_timer::Delay::new(ASK_AGAIN_AFTER);
+    first_answer(sources.len(), ask, failed, ask_again, MAX_ASKS)
+        .await
+        .map_err(|e| e.unwrap_or(Error::NoSource { cid }))
 }

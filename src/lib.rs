@@ -31,6 +31,8 @@ mod dial;
 #[cfg(target_arch = "wasm32")]
 mod fetch;
 #[cfg(any(target_arch = "wasm32", test))]
+mod first_answer;
+#[cfg(any(target_arch = "wasm32", test))]
 mod held;
 #[cfg(target_arch = "wasm32")]
 pub mod media;

@@ -20,7 +20,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::HtmlMediaElement;
 
 use crate::error::{Error, ErrorCode};
-use crate::fetch::{FetchedSegment, fetch_segment};
+use crate::fetch::{FetchedSegment, fetch_block_from_any, fetch_segment};
 use crate::media::OpeningSource;
 use crate::output::{ClockEvent, Output};
 use crate::peer::Network;
@@ -562,29 +562,20 @@ fn counts<'a>(entries: impl Iterator<Item = (&'a str, u64)>) -> JsValue {
     out.into()
 }
 
-/// The manifest block, from the first source that has it: creator nodes in the order they
-/// connected, then gateways.
+/// The manifest block, from the first source that answers: creator nodes in the order they
+/// connected, then browsers, then gateways (see [`fetch_block_from_any`]).
 async fn fetch_manifest(shared: &Shared, cid: Cid) -> Result<antiphon_core::Block, Error> {
     let net = &shared.network.net;
     let nodes = shared.network.connected.borrow().clone();
     let browsers = shared.network.browsers.borrow().clone();
-    let candidates = nodes
+    let candidates: Vec<Source> = nodes
         .iter()
         .map(|n| n.peer)
         .chain(browsers.iter().map(|b| b.peer))
         .map(|peer| Source::Bitswap { net: net.clone(), peer })
-        .chain(shared.network.gateways.iter().map(|g| Source::Gateway { base: g.clone(), net: net.clone() }));
-    let mut last = None;
-    for source in candidates {
-        match source.get(cid).await {
-            Ok(delivered) => return Ok(delivered.block),
-            Err(e) => {
-                tracing::info!(source = %source.label(), error = %e, "manifest not fetched from this source");
-                last = Some(e);
-            }
-        }
-    }
-    Err(last.unwrap_or(Error::NoSource { cid }))
+        .chain(shared.network.gateways.iter().map(|g| Source::Gateway { base: g.clone(), net: net.clone() }))
+        .collect();
+    Ok(fetch_block_from_any(&candidates, cid).await?.block)
 }
 
 /// The sources a player fetches from, in the scheduler's order: the creator nodes connected at
