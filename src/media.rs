@@ -52,18 +52,12 @@ impl MediaSink {
     }
 
     /// Creates a MediaSource (or ManagedMediaSource) for `mime`, attaches it to `element` and
-    /// waits until it opens.
+    /// waits until it opens. An unplayable `mime` is refused before the element is touched.
     pub async fn attach(element: &HtmlMediaElement, mime: &str) -> Result<Self, Error> {
-        if media_source_class().is_none() {
-            return Err(Error::MediaUnsupported {
-                mime: format!("{mime} (this browser has neither MediaSource nor ManagedMediaSource)"),
-            });
-        }
         if !Self::supports(mime) {
-            return Err(Error::MediaUnsupported { mime: mime.to_owned() });
+            return Err(unsupported(mime));
         }
-        let opening =
-            OpeningSource::start(element)?.ok_or_else(|| Error::MediaUnsupported { mime: mime.to_owned() })?;
+        let opening = OpeningSource::start(element)?.ok_or_else(|| unsupported(mime))?;
         Self::finish(opening, mime).await
     }
 
@@ -71,7 +65,7 @@ impl MediaSink {
     /// On an error `opening` is dropped, which detaches it from its element.
     pub async fn finish(mut opening: OpeningSource, mime: &str) -> Result<Self, Error> {
         if !Self::supports(mime) {
-            return Err(Error::MediaUnsupported { mime: mime.to_owned() });
+            return Err(unsupported(mime));
         }
         let media = |e: JsValue| Error::Media(describe(&e));
         // `sourceopen` is not fired again for a source that opened while nobody listened.
@@ -212,6 +206,16 @@ impl Drop for OpeningSource {
 impl Drop for MediaSink {
     fn drop(&mut self) {
         let _ = Url::revoke_object_url(&self.url);
+    }
+}
+
+/// [`Error::MediaUnsupported`] for `mime`, saying so when the browser has no MediaSource at all.
+fn unsupported(mime: &str) -> Error {
+    match media_source_class() {
+        Some(_) => Error::MediaUnsupported { mime: mime.to_owned() },
+        None => Error::MediaUnsupported {
+            mime: format!("{mime} (this browser has neither MediaSource nor ManagedMediaSource)"),
+        },
     }
 }
 
