@@ -470,7 +470,7 @@ impl Player {
         *state = State { generation: state.generation.wrapping_add(1), ..State::default() };
         drop(state);
         // The pump wakes, sees the new generation and lets go of the output.
-        self.shared.on_seeking();
+        self.shared.wake_pump();
         self.shared.element.remove_attribute("src").ok();
         self.shared.element.load();
     }
@@ -490,10 +490,27 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
         state.generation
     };
     shared.network.starting(true);
+    let result = start(&shared, cid, generation).await;
+    if result.is_err() && shared.is_current(generation) {
+        // A load that failed leaves nothing running: its pump (if it started) stops at its next
+        // turn, no segment is left looking as if it were on its way, and the relay reservation
+        // need not wait for it.
+        let mut state = shared.state.borrow_mut();
+        state.generation = state.generation.wrapping_add(1);
+        state.segments.clear();
+        drop(state);
+        shared.network.starting(false);
+        shared.wake_pump();
+    }
+    result
+}
+
+/// `load`'s steps for the load `generation`: the manifest, the pump, the output.
+async fn start(shared: &Rc<Shared>, cid: Cid, generation: u32) -> Result<(), Error> {
     // A MediaSource opens a few milliseconds after it is attached: it does so while the
     // manifest is on its way.
     let early = OpeningSource::start(&shared.element)?;
-    let block = fetch_manifest(&shared, cid).await?;
+    let block = fetch_manifest(shared, cid).await?;
     if !shared.is_current(generation) {
         return Err(Error::Stopped);
     }
@@ -516,7 +533,7 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
     if shared.network.browsers.borrow().is_empty() {
         wasm_bindgen_futures::spawn_local(shared.network.clone().discover(cid));
     }
-    let weak = Rc::downgrade(&shared);
+    let weak = Rc::downgrade(shared);
     let on_clock = move |event| {
         if let Some(shared) = weak.upgrade() {
             shared.on_clock(event);
@@ -533,24 +550,9 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
     if !shared.is_current(generation) {
         return Err(Error::Stopped);
     }
-    match opened {
-        Ok(sink) => {
-            shared.state.borrow_mut().sink = Some(sink);
-            shared.wake_pump();
-            Ok(())
-        }
-        Err(e) => {
-            // Nothing can play this track: the pump stops at its next turn, and no segment is
-            // left looking as if it were on its way.
-            let mut state = shared.state.borrow_mut();
-            state.generation = state.generation.wrapping_add(1);
-            state.segments.clear();
-            drop(state);
-            shared.network.starting(false);
-            shared.wake_pump();
-            Err(e)
-        }
-    }
+    shared.state.borrow_mut().sink = Some(opened?);
+    shared.wake_pump();
+    Ok(())
 }
 
 /// A plain object of byte counts.
