@@ -127,8 +127,8 @@ const ASK_AGAIN_AFTER: Duration = Duration::from_secs(2);
 const MAX_ASKS: usize = 4;
 
 /// Fetches the single block `cid` from whichever of `sources` answers first (see
-/// [`first_answer`], at most four requests): a want or its answer can be lost on a stream that broke without a word,
-/// and a load must not wait out the 30 s request timeout for it.
+/// [`first_answer`]; at most [`MAX_ASKS`] requests): a want or its answer can be lost on a
+/// stream that broke without a word, and a load must not wait out the 30 s request timeout.
 pub(crate) async fn fetch_block_from_any(sources: &[Source], cid: Cid) -> Result<Delivered, Error> {
     let ask = |i: usize| {
         let source = sources[i].clone();

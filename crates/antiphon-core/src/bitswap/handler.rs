@@ -198,9 +198,9 @@ impl ConnectionHandler for Handler {
                 let lost = matches!(error, StreamUpgradeError::Timeout | StreamUpgradeError::Io(_));
                 if lost && !std::mem::replace(&mut self.open_failed, true) {
                     // The stream may have been lost on its way (see the module documentation):
-                    // ask again, for what is queued, or as eagerly as the first time.
+                    // ask again at the next poll, with or without anything queued.
                     tracing::debug!(%error, "opening a bitswap stream failed; trying once more");
-                    self.eager = self.queue.is_empty();
+                    self.eager = true;
                     return;
                 }
                 tracing::debug!(%error, "could not open a bitswap stream");
