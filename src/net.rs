@@ -336,15 +336,25 @@ async fn run(
     // Connections that stop answering pings are closed: nothing else reports a WebRTC
     // connection whose other end has gone (see `antiphon_core::liveness`).
     let mut liveness = Liveness::default();
-    let mut check_liveness = futures_timer::Delay::new(liveness::PING_INTERVAL).fuse();
+    let mut housekeeping = futures_timer::Delay::new(liveness::PING_INTERVAL).fuse();
     loop {
         futures::select! {
-            () = check_liveness => {
+            () = housekeeping => {
                 for connection in liveness.dead(web_time::Instant::now()) {
                     tracing::info!(?connection, "connection answered no ping for {:?}; closing it", liveness::DEAD_AFTER);
                     swarm.close_connection(connection);
                 }
-                check_liveness = futures_timer::Delay::new(liveness::PING_INTERVAL).fuse();
+                // Requests nobody waits for any more (a hedge that lost, a manifest asked for
+                // twice, a load that moved on) are withdrawn: the peer gets a cancel instead of
+                // sending the block anyway, and the request's slot is freed before its timeout.
+                gets.retain(|request, reply| {
+                    let waited_for = !reply.is_canceled();
+                    if !waited_for {
+                        swarm.behaviour_mut().bitswap.cancel(*request);
+                    }
+                    waited_for
+                });
+                housekeeping = futures_timer::Delay::new(liveness::PING_INTERVAL).fuse();
             }
             (peer, block, digest) = hashing.select_next_some() => {
                 swarm.behaviour_mut().bitswap.deliver_hashed(peer, block, digest);
