@@ -1,5 +1,6 @@
 //! Dialling one creator node: its HTTP `/peer` (or a multiaddr) gives the addresses, which are
-//! dialled WebRTC-direct first, each with a head start over the next ("happy eyeballs").
+//! dialled WebRTC-direct first, each with a head start over the next ("happy eyeballs"). The
+//! `/peer` request is sent before the network is built, so the two overlap.
 
 use std::time::Duration;
 
@@ -52,9 +53,14 @@ struct PeerInfo {
     multiaddrs: Vec<String>,
 }
 
-/// Resolves `target` and dials it; the first address to connect wins.
-pub(crate) async fn dial_node(net: &NetHandle, target: &str, plan: &DialPlan) -> Result<NodeLink, Error> {
-    let mut addrs = resolve(target).await?;
+/// Dials `target` at the addresses `lookup` (from [`resolve`]) gives; the first to connect wins.
+pub(crate) async fn dial_node(
+    net: &NetHandle,
+    target: &str,
+    lookup: impl Future<Output = Result<Vec<Multiaddr>, Error>>,
+    plan: &DialPlan,
+) -> Result<NodeLink, Error> {
+    let mut addrs = lookup.await?;
     if let Some(only) = &plan.transport {
         addrs.retain(|a| transport_name(a) == only);
     }
@@ -141,14 +147,20 @@ async fn dial_staggered(
     }
 }
 
-/// Turns a connect target into multiaddrs: an HTTP(S) URL is asked for its `/peer`.
-async fn resolve(target: &str) -> Result<Vec<Multiaddr>, Error> {
-    let invalid = |reason: String| Error::InvalidAddress { input: target.to_owned(), reason };
-    if target.starts_with("http://") || target.starts_with("https://") {
-        let url = format!("{}/peer", target.trim_end_matches('/'));
-        let info: PeerInfo = fetch_json(&url).await?;
-        info.multiaddrs.iter().map(|s| s.parse().map_err(|e| invalid(format!("{s}: {e}")))).collect()
-    } else {
-        Ok(vec![target.parse().map_err(|e| invalid(format!("{e}")))?])
+/// Turns a connect target into multiaddrs: an HTTP(S) URL is asked for its `/peer`. The request
+/// is sent when this is called, so that it travels while the caller builds the network.
+pub(crate) fn resolve(target: &str) -> impl Future<Output = Result<Vec<Multiaddr>, Error>> + use<> {
+    let is_url = target.starts_with("http://") || target.starts_with("https://");
+    let info = is_url.then(|| fetch_json::<PeerInfo>(&format!("{}/peer", target.trim_end_matches('/'))));
+    let target = target.to_owned();
+    async move {
+        let invalid = |reason: String| Error::InvalidAddress { input: target.clone(), reason };
+        match info {
+            Some(info) => {
+                let info = info.await?;
+                info.multiaddrs.iter().map(|s| s.parse().map_err(|e| invalid(format!("{s}: {e}")))).collect()
+            }
+            None => Ok(vec![target.parse().map_err(|e| invalid(format!("{e}")))?]),
+        }
     }
 }

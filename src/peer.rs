@@ -13,7 +13,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlMediaElement;
 
-use crate::dial::{DialPlan, NodeLink, dial_node};
+use crate::dial::{DialPlan, NodeLink, dial_node, resolve};
 use crate::error::Error;
 use crate::net::NetHandle;
 use crate::player::{Player, PlayerOptions};
@@ -276,6 +276,8 @@ impl Peer {
             timeout: Duration::from_millis(u64::from(options.dial_timeout_ms.unwrap_or(DEFAULT_DIAL_TIMEOUT_MS))),
             stagger: Duration::from_millis(u64::from(options.stagger_ms.unwrap_or(DEFAULT_STAGGER_MS))),
         };
+        // Each node's `/peer` request travels while the network is built (~20 ms on a cold page).
+        let lookups: Vec<_> = nodes.iter().map(|target| resolve(target)).collect();
         let network = Rc::new(Network {
             net: NetHandle::spawn()?,
             connected: RefCell::new(Vec::new()),
@@ -293,10 +295,10 @@ impl Peer {
         }
         // Each dial reports here when it settles; the channel holds one slot per node.
         let (done_tx, mut done) = mpsc::channel::<()>(nodes.len().max(1));
-        for (i, target) in nodes.iter().enumerate() {
+        for ((i, target), lookup) in nodes.iter().enumerate().zip(lookups) {
             let (network, plan, target, mut done_tx) = (network.clone(), plan.clone(), target.clone(), done_tx.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                let outcome = dial_node(&network.net, &target, &plan).await;
+                let outcome = dial_node(&network.net, &target, lookup, &plan).await;
                 network.states.borrow_mut()[i].1 = match outcome {
                     Ok(link) => {
                         if serve && network.connected.borrow().is_empty() {

@@ -36,29 +36,39 @@ pub(crate) async fn next_event(target: &EventTarget, event: &str, error_event: O
     outcome
 }
 
-/// GETs `url` and decodes its JSON body.
-pub(crate) async fn fetch_json<T: DeserializeOwned>(url: &str) -> Result<T, Error> {
-    fetch_json_with(url, web_sys::RequestCache::Default).await
+/// GETs `url` and decodes its JSON body. The request is sent when this is called, not when the
+/// future is first polled, so a caller can have it under way while it does other work.
+pub(crate) fn fetch_json<T: DeserializeOwned>(url: &str) -> impl Future<Output = Result<T, Error>> + use<T> {
+    fetch_json_with(url, web_sys::RequestCache::Default)
 }
 
 /// GETs `url` past the HTTP cache (answers that change by the second, such as routing's).
-pub(crate) async fn fetch_json_fresh<T: DeserializeOwned>(url: &str) -> Result<T, Error> {
-    fetch_json_with(url, web_sys::RequestCache::NoCache).await
+pub(crate) fn fetch_json_fresh<T: DeserializeOwned>(url: &str) -> impl Future<Output = Result<T, Error>> + use<T> {
+    fetch_json_with(url, web_sys::RequestCache::NoCache)
 }
 
-async fn fetch_json_with<T: DeserializeOwned>(url: &str, cache: web_sys::RequestCache) -> Result<T, Error> {
-    let http = |reason: String| Error::Http { url: url.to_owned(), reason };
-    let global: web_sys::Window = js_sys::global().dyn_into().map_err(|_| http("no window object".into()))?;
-    let init = web_sys::RequestInit::new();
-    init.set_cache(cache);
-    let response = JsFuture::from(global.fetch_with_str_and_init(url, &init)).await.map_err(|e| http(describe(&e)))?;
-    let response: web_sys::Response = response.dyn_into().map_err(|e| http(describe(&e)))?;
-    if !response.ok() {
-        return Err(http(format!("status {}", response.status())));
+fn fetch_json_with<T: DeserializeOwned>(
+    url: &str,
+    cache: web_sys::RequestCache,
+) -> impl Future<Output = Result<T, Error>> + use<T> {
+    let sent = js_sys::global().dyn_into::<web_sys::Window>().map(|global| {
+        let init = web_sys::RequestInit::new();
+        init.set_cache(cache);
+        JsFuture::from(global.fetch_with_str_and_init(url, &init))
+    });
+    let url = url.to_owned();
+    async move {
+        let http = |reason: String| Error::Http { url: url.clone(), reason };
+        let sent = sent.map_err(|_| http("no window object".into()))?;
+        let response = sent.await.map_err(|e| http(describe(&e)))?;
+        let response: web_sys::Response = response.dyn_into().map_err(|e| http(describe(&e)))?;
+        if !response.ok() {
+            return Err(http(format!("status {}", response.status())));
+        }
+        let json =
+            JsFuture::from(response.json().map_err(|e| http(describe(&e)))?).await.map_err(|e| http(describe(&e)))?;
+        serde_wasm_bindgen::from_value(json).map_err(|e| http(format!("unexpected response: {e}")))
     }
-    let json =
-        JsFuture::from(response.json().map_err(|e| http(describe(&e)))?).await.map_err(|e| http(describe(&e)))?;
-    serde_wasm_bindgen::from_value(json).map_err(|e| http(format!("unexpected response: {e}")))
 }
 
 /// A readable description of a thrown JS value.
