@@ -148,6 +148,8 @@ impl Shared {
             if state.time_to_first_audio.is_none() {
                 state.time_to_first_audio = state.load_started.map(|t| t.elapsed());
                 self.network.starting(false);
+                // The scheduler holds further fetches until playback starts: let them go now.
+                self.wake_pump();
             }
             state.waiting_since.take().map(|since| {
                 let stalled = since.elapsed();
@@ -694,6 +696,9 @@ async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest) {
             None => (0.0, 1.0),
         };
         let now = started.elapsed();
+        if shared.state.borrow().time_to_first_audio.is_some() {
+            scheduler.playback_started();
+        }
         let mut actions = scheduler.set_playhead(playhead, rate, now);
         actions.extend(scheduler.poll(now));
         for action in actions {

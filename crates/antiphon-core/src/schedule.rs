@@ -7,7 +7,9 @@
 //! from its measured latency and throughput plus a penalty per recent failure. A request that
 //! runs late for its deadline is hedged to the next best source; a request that makes no
 //! progress for too long is abandoned and its source penalised; a source that sent bytes that
-//! failed verification is banned for the scheduler's life.
+//! failed verification is banned for the scheduler's life. Until playback has started, once the
+//! playhead's segment is in, nothing more is fetched for a short while: the element starting to
+//! play needs the same (browser main) thread that receives and verifies blocks.
 //!
 //! The scheduler does no I/O and reads no clock: the caller passes the time in, performs the
 //! [`Action`]s it returns and reports outcomes. So it behaves the same in the browser and in
@@ -61,6 +63,10 @@ pub struct Config {
     pub stall: Duration,
     /// Added to a source's expected time per failure, decaying as it succeeds.
     pub failure_penalty: Duration,
+    /// Before playback has started ([`Scheduler::playback_started`]), once the playhead's
+    /// segment is fetched and playback is asked for (a rate above 0), new fetches wait at most
+    /// this long for it to start.
+    pub start_hold: Duration,
 }
 
 impl Default for Config {
@@ -74,6 +80,7 @@ impl Default for Config {
             overdue_grace: Duration::from_secs(1),
             stall: Duration::from_secs(8),
             failure_penalty: Duration::from_millis(750),
+            start_hold: Duration::from_millis(250),
         }
     }
 }
@@ -156,6 +163,10 @@ pub struct Scheduler {
     playhead: (f64, Duration),
     /// Media seconds per wall second: the playback rate, 0 when paused.
     rate: f64,
+    /// Whether playback has started since the scheduler was made.
+    started: bool,
+    /// When new fetches began to wait for playback to start (see [`Config::start_hold`]).
+    held_since: Option<Duration>,
 }
 
 /// Weight of a new measurement in the moving averages.
@@ -178,6 +189,8 @@ impl Scheduler {
             sources: Vec::new(),
             playhead: (0.0, Duration::ZERO),
             rate: 0.0,
+            started: false,
+            held_since: None,
         }
     }
 
@@ -233,6 +246,22 @@ impl Scheduler {
         out
     }
 
+    /// Playback has started: fetches held for it (see [`Config::start_hold`]) go ahead.
+    pub fn playback_started(&mut self) {
+        self.started = true;
+    }
+
+    /// Whether new fetches wait for playback to start: it has not, it is asked for, and the
+    /// playhead's segment is in; for at most [`Config::start_hold`].
+    fn holding(&mut self, now: Duration) -> bool {
+        let waiting = !self.started && self.rate > 0.0 && self.is_done(self.segment_at(self.playhead.0));
+        if !waiting {
+            return false;
+        }
+        let since = *self.held_since.get_or_insert(now);
+        now < since + self.config.start_hold
+    }
+
     /// Segments the window covers: from the playhead's to the last starting within
     /// `window_secs` after it.
     fn window(&self) -> std::ops::Range<usize> {
@@ -265,7 +294,8 @@ impl Scheduler {
     }
 
     /// What to start or stop now: new fetches in deadline order, hedges for late requests,
-    /// cancellations of stalled ones.
+    /// cancellations of stalled ones. No new fetch or hedge while waiting for playback to start
+    /// ([`Config::start_hold`]).
     pub fn poll(&mut self, now: Duration) -> Vec<Action> {
         let mut out = Vec::new();
         // Stalled requests are abandoned and their sources penalised.
@@ -281,6 +311,9 @@ impl Scheduler {
                 seg.failed.push(a.source);
                 out.push(Action::Cancel { segment: i, source: a.source });
             }
+        }
+        if self.holding(now) {
+            return out;
         }
         let mut in_flight: usize = self.sources.iter().map(|s| s.in_flight).sum();
         for i in self.window() {
@@ -406,8 +439,12 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// A scheduler of `n` 6 s segments whose playback has already started (the wait for the
+    /// start has tests of its own).
     fn sched(n: usize) -> Scheduler {
-        Scheduler::new(&vec![6.0; n], &vec![100_000; n], Config::default())
+        let mut s = Scheduler::new(&vec![6.0; n], &vec![100_000; n], Config::default());
+        s.playback_started();
+        s
     }
 
     fn fetches(actions: &[Action]) -> Vec<(usize, u32, bool)> {
@@ -573,5 +610,67 @@ mod tests {
         s.on_failure(0, node, Failure::Corrupt);
         assert!(s.poll(20 * MS).is_empty());
         assert_eq!(s.usable_sources(), 0);
+    }
+
+    /// A scheduler as the player makes it: one request per source, playback not started.
+    fn starting(n: usize) -> (Scheduler, SourceId) {
+        let config = Config { per_source: 1, ..Config::default() };
+        let mut s = Scheduler::new(&vec![6.0; n], &vec![100_000; n], config);
+        let node = s.add_source(SourceKind::CreatorNode);
+        (s, node)
+    }
+
+    #[test]
+    fn before_playback_starts_the_next_fetch_waits_for_it_at_most_the_start_hold() {
+        let (mut s, node) = starting(5);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(0, node.0, false)]);
+        s.on_success(0, node, 50 * MS);
+        // Segment 0 is in and playback is asked for but has not started: nothing new goes out.
+        assert!(s.poll(50 * MS).is_empty());
+        assert!(s.poll(299 * MS).is_empty());
+        // The hold is over: the window is fetched as usual.
+        assert_eq!(fetches(&s.poll(300 * MS)), vec![(1, node.0, false)]);
+    }
+
+    #[test]
+    fn playback_starting_ends_the_hold_at_once() {
+        let (mut s, node) = starting(5);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        s.poll(Duration::ZERO);
+        s.on_success(0, node, 50 * MS);
+        assert!(s.poll(60 * MS).is_empty());
+        s.playback_started();
+        assert_eq!(fetches(&s.poll(70 * MS)), vec![(1, node.0, false)]);
+    }
+
+    #[test]
+    fn nothing_is_held_while_paused_or_while_the_playhead_segment_is_missing() {
+        // Paused (rate 0): playback is not about to start, so fetching goes on.
+        let (mut s, node) = starting(5);
+        s.set_playhead(0.0, 0.0, Duration::ZERO);
+        s.poll(Duration::ZERO);
+        s.on_success(0, node, 50 * MS);
+        assert_eq!(fetches(&s.poll(60 * MS)), vec![(1, node.0, false)]);
+        // A seek before the start, to a segment not yet fetched: it is fetched at once.
+        let (mut s, node) = starting(5);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        s.poll(Duration::ZERO);
+        s.on_success(0, node, 50 * MS);
+        s.set_playhead(13.0, 1.0, 60 * MS);
+        assert_eq!(fetches(&s.poll(60 * MS)), vec![(2, node.0, false)]);
+    }
+
+    #[test]
+    fn a_stalled_request_is_abandoned_even_during_the_hold() {
+        let config = Config { per_source: 1, stall: Duration::from_millis(100), ..Config::default() };
+        let mut s = Scheduler::new(&[6.0; 4], &[100_000; 4], config);
+        let (a, b) = (s.add_source(SourceKind::CreatorNode), s.add_source(SourceKind::Gateway));
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        // Segment 0 from the node, segment 1 from the gateway.
+        assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(0, a.0, false), (1, b.0, false)]);
+        s.on_success(0, a, 50 * MS);
+        let actions = s.poll(150 * MS);
+        assert_eq!(actions, vec![Action::Cancel { segment: 1, source: b }]);
     }
 }
