@@ -98,6 +98,16 @@ function playwrightDisabledFeatures() {
  * peer hashes with WebCrypto there; pages on other ports exercise its Rust fallback. */
 const SECURE_ORIGINS = Array.from({ length: 8 }, (_, i) => `http://${HOST}:${18080 + 10 * i}`);
 
+/**
+ * A track's manifest as the node at `nodeUrl` lists it (`GET /tracks/<cid>`: its segments, each
+ * with its CID, byte count and start time). Throws on an HTTP error instead of returning it.
+ */
+export async function trackManifest(nodeUrl, track) {
+  const response = await fetch(`${nodeUrl}/tracks/${track}`);
+  if (!response.ok) throw new Error(`GET ${nodeUrl}/tracks/${track}: status ${response.status}`);
+  return response.json();
+}
+
 /** Launches headless Chromium with the flags that keep it off any outside network. */
 export async function launchBrowser(userDataDir) {
   const ours = playwrightDisabledFeatures();

@@ -6,9 +6,7 @@ import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
-import {
-  HOST, ROOT, assertInNamespace, launchBrowser, nodeCli, removeDir, startNode, stopNode, tempDir, waitInPage,
-} from "./harness.mjs";
+import { assertInNamespace, HOST, launchBrowser, nodeCli, removeDir, ROOT, startNode, stopNode, tempDir, trackManifest, waitInPage } from "./harness.mjs";
 
 assertInNamespace();
 
@@ -102,16 +100,13 @@ test("a block corrupted in the node's store is refused and never appended", asyn
   const data = join(work, "corrupt");
   mkdirSync(data);
   copyFileSync(join(work, "good", "store.redb"), join(data, "store.redb"));
-  const manifest = JSON.parse(
-    await (async () => {
-      const node = await startNode(data, 18100);
-      try {
-        return await (await fetch(`${node.url}/tracks/${track}`)).text();
-      } finally {
-        await stopNode(node);
-      }
-    })(),
-  );
+  const lister = await startNode(data, 18100);
+  let manifest;
+  try {
+    manifest = await trackManifest(lister.url, track);
+  } finally {
+    await stopNode(lister);
+  }
   const victim = manifest.segments[1].cid;
   nodeCli(["--data", data, "corrupt-block", victim]);
 

@@ -7,9 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  HOST, ROOT, assertInNamespace, launchBrowser, nodeCli, openPlayer, removeDir, startNode, stopNode, tempDir, waitInPage,
-} from "./harness.mjs";
+import { assertInNamespace, HOST, launchBrowser, nodeCli, openPlayer, removeDir, ROOT, startNode, stopNode, tempDir, trackManifest, waitInPage } from "./harness.mjs";
 
 assertInNamespace();
 
@@ -69,7 +67,7 @@ test("the default track plays start to end at 1x with 0 rebuffers; one of three 
       const { provenance, ...state } = await finalState(page);
       throw new Error(`${e.message}\nstate: ${JSON.stringify(state)}`);
     });
-    const manifest = await (await fetch(`${a.url}/tracks/${track}`)).json();
+    const manifest = await trackManifest(a.url, track);
     const state = await finalState(page);
     results.fullPlay = { rebuffers: state.rebuffers, stats: state.stats, element: state.element, nodes: state.nodes };
     assert.deepEqual(state.errors, []);

@@ -7,9 +7,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { createServer, request } from "node:http";
 import { join } from "node:path";
-import {
-  HOST, ROOT, assertInNamespace, launchBrowser, nodeCli, openPlayer, removeDir, startNode, stopNode, tempDir, waitInPage,
-} from "./harness.mjs";
+import { assertInNamespace, HOST, launchBrowser, nodeCli, openPlayer, removeDir, ROOT, startNode, stopNode, tempDir, trackManifest, waitInPage } from "./harness.mjs";
 
 assertInNamespace();
 
@@ -33,11 +31,6 @@ after(() => {
   writeFileSync(join(outDir, "sources-results.json"), JSON.stringify(results, null, 2));
   removeDir(work);
 });
-
-/** The track's manifest as `node` lists it (`GET /tracks/<cid>`: segments with their start). */
-async function manifestOf(node) {
-  return (await fetch(`${node.url}/tracks/${track}`)).json();
-}
 
 /** A gateway in front of `upstream` that flips one byte of every block it serves. */
 function corruptingGateway(port, upstream) {
@@ -69,7 +62,7 @@ test("with a gateway configured, stopping the creator node mid-playback causes n
   try {
     // Twice the speed, so the 64 s track plays in 32 s (deadlines come twice as fast, too).
     const page = await openPlayer(browser, `${a.url}/?track=${track}&autoplay=1&rate=2&gateway=${encodeURIComponent(b.url)}`);
-    const segments = (await manifestOf(a)).segments.length;
+    const segments = (await trackManifest(a.url, track)).segments.length;
     await waitInPage(page, () => document.getElementById("audio").currentTime > 2, null, 20_000);
     await stopNode(a);
     const stoppedAt = await page.evaluate(() => document.getElementById("audio").currentTime);
@@ -139,7 +132,7 @@ test("a gateway that corrupts blocks is banned and the blocks are fetched from t
     assert.equal(state.banned[0].kind, "gateway");
     assert.deepEqual(state.stats.banned, [gateway]);
     assert.deepEqual(state.errors, []);
-    assert.equal(state.stats.appended.length, (await manifestOf(a)).segments.length, "every segment played, from the node");
+    assert.equal(state.stats.appended.length, (await trackManifest(a.url, track)).segments.length, "every segment played, from the node");
     assert.ok(state.kinds.every((k) => k === "node"));
   } finally {
     await browser.close();
@@ -157,7 +150,7 @@ test("a seek into unbuffered audio fetches the target first and resumes there; s
   try {
     const page = await openPlayer(browser, `${a.url}/?track=${track}&autoplay=1`);
     await waitInPage(page, () => document.getElementById("audio").currentTime > 1, null, 20_000);
-    const manifest = await manifestOf(a);
+    const manifest = await trackManifest(a.url, track);
     const holding = (secs) => manifest.segments.findLastIndex((s) => s.start_secs <= secs);
     const target = holding(50);
     const before = await page.evaluate(() => window.antiphon.player.stats().segments);

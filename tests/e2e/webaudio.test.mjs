@@ -8,9 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { cpSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  ROOT, assertInNamespace, launchBrowser, nodeCli, removeDir, startNode, stopNode, tempDir, waitInPage,
-} from "./harness.mjs";
+import { assertInNamespace, launchBrowser, nodeCli, removeDir, ROOT, startNode, stopNode, tempDir, trackManifest, waitInPage } from "./harness.mjs";
 
 assertInNamespace();
 
@@ -151,7 +149,7 @@ test("without MediaSource the track plays through Web Audio: sound, a steady clo
     assert.ok(resumed, "playback resumed after the seek");
     assert.ok(resumed.t - target < 1.0, `resumed at ${resumed.t} for a seek to ${target}`);
     // The first segment appended after the seek is the one that holds the target.
-    const manifest = await (await fetch(`${node.url}/tracks/${track}`)).json();
+    const manifest = await trackManifest(node.url, track);
     const holding = manifest.segments.findLastIndex((s) => s.start_secs <= target);
     const afterSeek = ended.events.filter((e) => e.type === "segment" && e.wallMs > seekWall);
     assert.ok(afterSeek.length > 0, "segments fetched after the seek");
