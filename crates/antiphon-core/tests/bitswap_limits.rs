@@ -205,13 +205,20 @@ async fn bitswap_1_1_0_wants_are_served() {
         ..Message::default()
     };
     write_framed(&mut stream, &want.encode_framed().unwrap()).await.unwrap();
+    // The server opens its stream as soon as ours is negotiated, before it has the reply: it
+    // is driven while the reply is read.
     let got = tokio::time::timeout(Duration::from_secs(10), async {
+        let (_, mut s) = loop {
+            tokio::select! {
+                Some(incoming) = incoming.next() => break incoming,
+                _ = server.select_next_some() => {}
+            }
+        };
+        let read = read_frame(&mut s);
+        tokio::pin!(read);
         loop {
             tokio::select! {
-                Some((_, mut s)) = incoming.next() => {
-                    let frame = read_frame(&mut s).await.unwrap().unwrap();
-                    return Message::decode(frame).unwrap();
-                }
+                frame = &mut read => return Message::decode(frame.unwrap().unwrap()).unwrap(),
                 _ = server.select_next_some() => {}
             }
         }

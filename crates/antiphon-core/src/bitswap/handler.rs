@@ -7,9 +7,12 @@
 //! once more on a new stream; a failure on a stream opened for the message is final.
 //! On a connection we dialled, the outbound stream is opened as soon as the connection is
 //! established, so that the first want does not wait for a stream and protocol negotiation.
-//! The listening side opens its stream when it first has something to send: a creator node
-//! that opens streams the moment a WebRTC-direct connection comes up loses them (the browser's
-//! libp2p-webrtc-websys is not yet taking data channels, and the open times out after 10 s).
+//! The listening side opens its stream once the remote has opened one (the remote is then
+//! taking streams), or when it first has something to send, whichever comes first: so a
+//! browser's first want is answered on a stream that is already negotiated, instead of waiting
+//! for multistream-select's round trip. A creator node that opens streams the moment a
+//! WebRTC-direct connection comes up loses them (the browser's libp2p-webrtc-websys is not yet
+//! taking data channels, and the open times out after 10 s).
 //! The same can happen the other way: the native side of a WebRTC-direct connection takes data
 //! channels only once its Noise handshake has returned, so a browser's eager stream can be
 //! lost when the node is slow to get there. An open that times out is therefore asked for once
@@ -110,6 +113,14 @@ impl Handler {
         }
     }
 
+    /// The remote opened a Bitswap stream, so it is taking streams on this connection: ours is
+    /// opened now if it is not open or opening, rather than when the first reply is ready.
+    fn remote_opened_a_stream(&mut self) {
+        if matches!(self.outbound, Outbound::None) {
+            self.eager = true;
+        }
+    }
+
     /// Queues a message, merging it into the last queued one while their sum stays under the
     /// message limit: the queue is bounded in messages, so a burst of small messages (one want
     /// per CID, one DONT_HAVE per miss) must not fill it.
@@ -186,6 +197,7 @@ impl ConnectionHandler for Handler {
                     drop(stream);
                 } else {
                     self.inbound.push(read_messages(stream));
+                    self.remote_opened_a_stream();
                 }
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound { protocol: stream, .. }) => {
@@ -374,6 +386,20 @@ mod tests {
         assert!(asks_for_a_stream(&mut handler, &mut cx));
         open_failed(&mut handler, StreamUpgradeError::NegotiationFailed);
         assert!(matches!(handler.events.pop_front(), Some(ToBehaviour::SendFailed(_))));
+        assert!(handler.poll(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn a_listener_opens_its_stream_once_the_remote_has_opened_one() {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut handler = Handler::new(false);
+        // Nothing to send and no sign that the remote takes streams yet: nothing is opened.
+        assert!(handler.poll(&mut cx).is_pending());
+        handler.remote_opened_a_stream();
+        assert!(asks_for_a_stream(&mut handler, &mut cx));
+        // A second stream from the remote while ours opens does not ask for another.
+        handler.remote_opened_a_stream();
         assert!(handler.poll(&mut cx).is_pending());
     }
 
