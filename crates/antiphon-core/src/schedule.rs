@@ -612,20 +612,21 @@ mod tests {
         assert_eq!(s.usable_sources(), 0);
     }
 
-    /// A scheduler as the player makes it: one request per source, playback not started.
-    fn starting(n: usize) -> (Scheduler, SourceId) {
+    /// A scheduler as the player makes it (one request per source, playback not started) with
+    /// one creator node, the playhead at 0 moving at `rate`, and segment 0 fetched at 50 ms.
+    fn first_segment_in(rate: f64) -> (Scheduler, SourceId) {
         let config = Config { per_source: 1, ..Config::default() };
-        let mut s = Scheduler::new(&vec![6.0; n], &vec![100_000; n], config);
+        let mut s = Scheduler::new(&[6.0; 5], &[100_000; 5], config);
         let node = s.add_source(SourceKind::CreatorNode);
+        s.set_playhead(0.0, rate, Duration::ZERO);
+        assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(0, node.0, false)]);
+        s.on_success(0, node, 50 * MS);
         (s, node)
     }
 
     #[test]
     fn before_playback_starts_the_next_fetch_waits_for_it_at_most_the_start_hold() {
-        let (mut s, node) = starting(5);
-        s.set_playhead(0.0, 1.0, Duration::ZERO);
-        assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(0, node.0, false)]);
-        s.on_success(0, node, 50 * MS);
+        let (mut s, node) = first_segment_in(1.0);
         // Segment 0 is in and playback is asked for but has not started: nothing new goes out.
         assert!(s.poll(50 * MS).is_empty());
         assert!(s.poll(299 * MS).is_empty());
@@ -635,10 +636,7 @@ mod tests {
 
     #[test]
     fn playback_starting_ends_the_hold_at_once() {
-        let (mut s, node) = starting(5);
-        s.set_playhead(0.0, 1.0, Duration::ZERO);
-        s.poll(Duration::ZERO);
-        s.on_success(0, node, 50 * MS);
+        let (mut s, node) = first_segment_in(1.0);
         assert!(s.poll(60 * MS).is_empty());
         s.playback_started();
         assert_eq!(fetches(&s.poll(70 * MS)), vec![(1, node.0, false)]);
@@ -647,16 +645,10 @@ mod tests {
     #[test]
     fn nothing_is_held_while_paused_or_while_the_playhead_segment_is_missing() {
         // Paused (rate 0): playback is not about to start, so fetching goes on.
-        let (mut s, node) = starting(5);
-        s.set_playhead(0.0, 0.0, Duration::ZERO);
-        s.poll(Duration::ZERO);
-        s.on_success(0, node, 50 * MS);
+        let (mut s, node) = first_segment_in(0.0);
         assert_eq!(fetches(&s.poll(60 * MS)), vec![(1, node.0, false)]);
         // A seek before the start, to a segment not yet fetched: it is fetched at once.
-        let (mut s, node) = starting(5);
-        s.set_playhead(0.0, 1.0, Duration::ZERO);
-        s.poll(Duration::ZERO);
-        s.on_success(0, node, 50 * MS);
+        let (mut s, node) = first_segment_in(1.0);
         s.set_playhead(13.0, 1.0, 60 * MS);
         assert_eq!(fetches(&s.poll(60 * MS)), vec![(2, node.0, false)]);
     }
