@@ -20,7 +20,7 @@ import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from "no
 import { gzipSync } from "node:zlib";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { assertInNamespace, launchBrowser, removeDir, startNode, stopNode, tempDir } from "../tests/e2e/harness.mjs";
+import { assertInNamespace, launchBrowser, removeDir, startNode, stopNode, tempDir, trackManifest } from "../tests/e2e/harness.mjs";
 
 assertInNamespace();
 const RATE = process.env.TTFA_RATE || "";
@@ -56,7 +56,7 @@ cpSync(WEB_PKG, join(site, "pkg"), { recursive: true });
 execFileSync(process.execPath, [join(ROOT, "scripts", "precompress.mjs"), site]);
 
 const node = await startNode(data, 18080, ["--www", site], NODE_BIN);
-const manifest = await (await fetch(`${node.url}/tracks/${track}`)).json();
+const manifest = await trackManifest(node.url, track);
 const ws = node.peer.multiaddrs.find((a) => a.includes("/ws/"));
 const query = (mode) => {
   const q = new URLSearchParams({ mode: mode.replace(/-ws$/, ""), track, mp3: whole, seg0: manifest.segments[0].cid, ws });

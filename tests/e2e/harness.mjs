@@ -99,8 +99,9 @@ function playwrightDisabledFeatures() {
 const SECURE_ORIGINS = Array.from({ length: 8 }, (_, i) => `http://${HOST}:${18080 + 10 * i}`);
 
 /**
- * A track's manifest as the node at `nodeUrl` lists it (`GET /tracks/<cid>`: its segments, each
- * with its CID, byte count and start time). Throws on an HTTP error instead of returning it.
+ * A track as the node at `nodeUrl` lists it (`GET /tracks/<cid>`: its manifest's segments, each
+ * with its CID, byte count and start time, and its replicas). Throws on an HTTP error instead of
+ * returning it.
  */
 export async function trackManifest(nodeUrl, track) {
   const response = await fetch(`${nodeUrl}/tracks/${track}`);

@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
 import {
-  HOST, ROOT, assertInNamespace, launchBrowser, nodeCli, removeDir, startNode, stopNode, tempDir, waitInPage,
+  HOST, ROOT, assertInNamespace, launchBrowser, nodeCli, removeDir, startNode, stopNode, tempDir, trackManifest, waitInPage,
 } from "./harness.mjs";
 
 assertInNamespace();
@@ -104,11 +104,11 @@ test("a track uploaded to A reaches B and C; with A stopped the browser plays it
     }
     let confirmed = 0;
     for (let i = 0; i < 100 && confirmed < 2; i++) {
-      confirmed = (await (await fetch(`${a.url}/tracks/${cid}`)).json()).replicas.filter((r) => r.confirmed).length;
+      confirmed = (await trackManifest(a.url, cid)).replicas.filter((r) => r.confirmed).length;
       if (confirmed < 2) await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal(confirmed, 2, "A records both replicas' confirmations");
-    results.replication = { uploadMs: uploadedMs, reachedMs: reached, sample: await (await fetch(`${a.url}/tracks/${cid}`)).json() };
+    results.replication = { uploadMs: uploadedMs, reachedMs: reached, sample: await trackManifest(a.url, cid) };
     writeFileSync(join(outDir, "playlist-sample.m3u8"), await (await fetch(`${a.url}/tracks/${cid}/playlist.m3u8`)).text());
 
     await stopNode(a);
