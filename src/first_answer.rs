@@ -12,10 +12,10 @@ use futures::stream::FuturesUnordered;
 use crate::error::Error;
 
 /// Asks sources `0..count` with `ask` until one answers: in order, the next one as soon as a
-/// request fails or when the timer `ask_again()` fires without an answer, going round again until
-/// `max_asks` requests have been sent; earlier requests keep running meanwhile. A source whose request failed
-/// (reported to `failed`) is not asked again. Fails with the last error (`None` without
-/// sources) once every request has failed.
+/// request fails or when the timer `ask_again()` fires without an answer, going round again
+/// until `max_asks` requests have been sent; earlier requests keep running meanwhile. A source
+/// whose request failed (reported to `failed`) is not asked again. Fails with the last error
+/// (`None` without sources) once every request has failed.
 pub(crate) async fn first_answer<T, Fut, Timer>(
     count: usize,
     ask: impl Fn(usize) -> Fut,
