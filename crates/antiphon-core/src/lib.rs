@@ -13,6 +13,7 @@
 //! - [`schedule`]: the player's scheduler: deadline order, source scores, hedging, bans;
 //! - [`segment`]: cutting a stream of codec frames into ~6 s segments on frame boundaries;
 //! - [`bitswap`]: the `/ipfs/bitswap/1.2.0` protocol as a libp2p `NetworkBehaviour`;
+//! - [`identify`]: answering `/ipfs/id/1.0.0` without asking it (the browser peer's side);
 //! - [`limits`]: every bound the core enforces on untrusted input;
 //! - [`transport`]: transport names of multiaddrs.
 
@@ -30,6 +31,7 @@ pub mod car;
 mod corpus_tests;
 pub mod dag;
 pub mod dag_pb;
+pub mod identify;
 pub mod limits;
 pub mod liveness;
 pub mod manifest;
