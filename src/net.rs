@@ -1,5 +1,5 @@
 //! The network side of the browser peer: one task owns the libp2p swarm (WebRTC-direct and
-//! WebSocket transports; Bitswap, identify, ping); the rest of the program holds a
+//! WebSocket transports; Bitswap, ping, answers to identify); the rest of the program holds a
 //! [`NetHandle`] and sends it commands over a bounded channel with oneshot replies.
 //!
 //! Every block this side hands out has been hashed and matched to the CID that was asked for.
@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use antiphon_core::bitswap::{self, Blockstore, MemoryBlockstore, RequestId, Source};
+use antiphon_core::identify;
 use antiphon_core::liveness::{self, Liveness};
 use antiphon_core::provide::{self, ProvideRequest, ProvideResponse};
 use antiphon_core::{Block, Cid};
@@ -24,13 +25,23 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::dial_opts::PeerCondition;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{
-    Multiaddr, PeerId, Swarm, Transport, identify, noise, ping, relay, webrtc_websys, websocket_websys, yamux,
-};
+use libp2p::{Multiaddr, PeerId, Swarm, Transport, noise, ping, relay, webrtc_websys, websocket_websys, yamux};
 
 use crate::error::Error;
 use crate::websocket::PromptFlush;
 
+/// What this peer calls itself in identify answers.
+const AGENT_VERSION: &str = concat!("antiphon-browser/", env!("CARGO_PKG_VERSION"));
+/// The protocols this peer accepts streams for, as its identify answers list them (Helia sends
+/// Bitswap wants only to peers that list Bitswap).
+const PROTOCOLS: [libp2p::StreamProtocol; 6] = [
+    bitswap::PROTOCOL,
+    bitswap::PROTOCOL_1_1_0,
+    identify::PROTOCOL,
+    ping::PROTOCOL_NAME,
+    relay::STOP_PROTOCOL_NAME,
+    crate::webrtc::SIGNALING,
+];
 /// Commands queued for the swarm task at most.
 const COMMAND_QUEUE: usize = 64;
 /// Bytes of verified blocks the peer keeps in memory to serve to others.
@@ -137,8 +148,6 @@ mod behaviour {
     pub struct BrowserBehaviour {
         /// Bitswap over an in-memory, bounded cache of verified blocks.
         pub bitswap: bitswap::Behaviour<MemoryBlockstore>,
-        /// Identify, advertising Bitswap.
-        pub identify: identify::Behaviour,
         /// Ping.
         pub ping: ping::Behaviour,
         /// Circuit relay v2 client: reservations on creator nodes, relayed dials to browsers.
@@ -163,11 +172,25 @@ impl NetHandle {
     /// Builds the swarm and starts its task on the page's event loop.
     pub fn spawn() -> Result<Self, Error> {
         let store = MemoryBlockstore::new(CACHE_BYTES);
-        let swarm = build_swarm(store.clone())?;
+        let (swarm, public_key) = build_swarm(store.clone())?;
         let local_peer_id = *swarm.local_peer_id();
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let connections = Rc::new(RefCell::new(HashMap::new()));
-        wasm_bindgen_futures::spawn_local(run(swarm, rx, connections.clone()));
+        let listen_addrs = Rc::new(RefCell::new(Vec::new()));
+        let incoming = swarm
+            .behaviour()
+            .streams
+            .new_control()
+            .accept(identify::PROTOCOL)
+            .map_err(|e| Error::DialFailed { target: "(setup)".into(), reason: e.to_string() })?;
+        let addrs = listen_addrs.clone();
+        wasm_bindgen_futures::spawn_local(identify::serve(incoming, move || identify::Info {
+            public_key: public_key.clone(),
+            agent_version: AGENT_VERSION.into(),
+            protocols: PROTOCOLS.to_vec(),
+            listen_addrs: addrs.borrow().clone(),
+        }));
+        wasm_bindgen_futures::spawn_local(run(swarm, rx, connections.clone(), listen_addrs));
         Ok(Self { commands, local_peer_id, connections, store })
     }
 
@@ -285,10 +308,12 @@ fn transports(
         .boxed())
 }
 
-fn build_swarm(store: MemoryBlockstore) -> Result<Swarm<BrowserBehaviour>, Error> {
+/// Builds the swarm; returns it with this peer's public key, protobuf-encoded for identify.
+fn build_swarm(store: MemoryBlockstore) -> Result<(Swarm<BrowserBehaviour>, Vec<u8>), Error> {
     let transport_err =
         |e: &dyn std::fmt::Display| Error::DialFailed { target: "(setup)".into(), reason: e.to_string() };
     let key = libp2p::identity::Keypair::generate_ed25519();
+    let public_key = key.public().encode_protobuf();
     let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
     let streams = libp2p_stream::Behaviour::new();
     let signaling = streams.new_control();
@@ -297,13 +322,9 @@ fn build_swarm(store: MemoryBlockstore) -> Result<Swarm<BrowserBehaviour>, Error
         .with_wasm_bindgen()
         .with_other_transport(|_| transport)
         .map_err(|e| transport_err(&e))?
-        .with_behaviour(|key| BrowserBehaviour {
+        .with_behaviour(|_| BrowserBehaviour {
             // sha2-256 is hashed by WebCrypto: several times faster than sha2 in wasm.
             bitswap: bitswap::Behaviour::new(store.clone(), bitswap::Config::default().with_external_sha2_256(true)),
-            identify: identify::Behaviour::new(
-                identify::Config::new("/ipfs/id/1.0.0".into(), key.public())
-                    .with_agent_version(format!("antiphon-browser/{}", env!("CARGO_PKG_VERSION"))),
-            ),
             ping: ping::Behaviour::new(
                 ping::Config::new().with_interval(liveness::PING_INTERVAL).with_timeout(liveness::PING_TIMEOUT),
             ),
@@ -313,13 +334,14 @@ fn build_swarm(store: MemoryBlockstore) -> Result<Swarm<BrowserBehaviour>, Error
         .map_err(|e| transport_err(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
-    Ok(swarm)
+    Ok((swarm, public_key))
 }
 
 async fn run(
     mut swarm: Swarm<BrowserBehaviour>,
     mut commands: mpsc::Receiver<Command>,
     connections: Rc<RefCell<HashMap<PeerId, u32>>>,
+    listen_addrs: Rc<RefCell<Vec<Multiaddr>>>,
 ) {
     let mut dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, String>>> = HashMap::new();
     let mut gets: HashMap<RequestId, oneshot::Sender<Result<Fetched, Error>>> = HashMap::new();
@@ -458,6 +480,11 @@ async fn run(
                 }
                 SwarmEvent::NewListenAddr { listener_id, address } => {
                     tracing::info!(%address, "listening");
+                    let mut addrs = listen_addrs.borrow_mut();
+                    if !addrs.contains(&address) && addrs.len() < identify::MAX_LISTEN_ADDRS {
+                        addrs.push(address.clone());
+                    }
+                    drop(addrs);
                     if let Some((relay, reply)) = reservations.remove(&listener_id) {
                         let local = *swarm.local_peer_id();
                         let addr = relay.with(Protocol::P2pCircuit).with(Protocol::WebRTC).with(Protocol::P2p(local));
@@ -469,7 +496,11 @@ async fn run(
                         }
                     }
                 }
-                SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                SwarmEvent::ExpiredListenAddr { address, .. } => {
+                    listen_addrs.borrow_mut().retain(|a| *a != address);
+                }
+                SwarmEvent::ListenerClosed { listener_id, reason, addresses } => {
+                    listen_addrs.borrow_mut().retain(|a| !addresses.contains(a));
                     let why = reason.err().map_or_else(|| "closed".to_owned(), |e| e.to_string());
                     if let Some((relay, reply)) = reservations.remove(&listener_id) {
                         let _ = reply.send(Err(format!("no reservation on {relay}: {why}")));

@@ -112,3 +112,42 @@ for (const transport of ["websocket"]) {
     assert.equal(createHash("sha256").update(Buffer.from(result.base64, "base64")).digest("hex"), file.sha);
   });
 }
+
+// The wasm peer only answers identify (it never asks): Helia must still learn from it what the
+// peer is and that it serves Bitswap, and fetch from it the block it lost. (Helia also records
+// Bitswap from the stream the wasm peer opens to it; the agent version and `/ipfs/id/1.0.0`
+// come only from the answer.)
+test("Helia learns from the wasm peer's identify answer that it serves Bitswap, and fetches from it", async () => {
+  const cipher = createCipheriv("aes-128-ctr", Buffer.alloc(16, 9), Buffer.alloc(16, 0));
+  const bytes = Buffer.concat([cipher.update(Buffer.alloc(100_000)), cipher.final()]);
+  const cid = await unixfs(helia).addBytes(bytes, { cidVersion: 1, rawLeaves: true });
+  const addr = helia.libp2p.getMultiaddrs().map(String).find((a) => a.includes("/ws/"));
+  const local = await page.evaluate(
+    async ({ addr, cid }) => {
+      window.servingPeer = await window.antiphon.Peer.connect(addr);
+      await window.servingPeer.cat(cid);
+      return window.servingPeer.localPeerId;
+    },
+    { addr, cid: cid.toString() },
+  );
+  const connection = helia.libp2p.getConnections().find((c) => c.remotePeer.toString() === local);
+  assert.ok(connection, `Helia is connected to the wasm peer ${local}`);
+
+  let known;
+  for (let i = 0; i < 100; i++) {
+    known = await helia.libp2p.peerStore.get(connection.remotePeer).catch(() => undefined);
+    if (known?.protocols.includes("/ipfs/bitswap/1.2.0")) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(known?.protocols.includes("/ipfs/bitswap/1.2.0"), `protocols: ${known?.protocols}`);
+  assert.ok(known.protocols.includes("/ipfs/id/1.0.0"), `protocols: ${known.protocols}`);
+  assert.match(new TextDecoder().decode(known.metadata.get("AgentVersion")), /^antiphon-browser\//);
+
+  // Beneath Helia's pinning and reproviding layer (this Helia has no content routers).
+  await helia.blockstore.unwrap().delete(cid);
+  assert.equal(await helia.blockstore.has(cid), false);
+  const got = await helia.blockstore.get(cid, { signal: AbortSignal.timeout(10_000) });
+  const back = got instanceof Uint8Array ? got : Buffer.concat(await Array.fromAsync(got));
+  assert.ok(Buffer.from(back).equals(bytes), "the block Helia got back is the one it lost");
+  await page.evaluate(() => window.servingPeer.close());
+});
