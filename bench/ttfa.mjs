@@ -31,7 +31,8 @@ if (RATE) {
   execFileSync("tc", ["qdisc", "add", "dev", "lo", "root", "tbf", "rate", RATE, "burst", "16kb", "latency", "1s"]);
 }
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const [NODE_BIN, WEB_PKG, HELIA_TTFA, HELIA_CAT] = process.argv.slice(2);
+// FLOOR (optional): bench/size-floor's module, built as `make bench` builds it, for the size table.
+const [NODE_BIN, WEB_PKG, HELIA_TTFA, HELIA_CAT, FLOOR] = process.argv.slice(2);
 const RUNS = Number(process.env.TTFA_RUNS || 15);
 const ALL_MODES = ["plain", "mse-fetch", "hls", "helia-warm", "helia-cold", "antiphon-warm", "antiphon-warm-ws", "antiphon-cold", "antiphon-cold-ws"];
 const MODES = process.env.TTFA_MODES ? process.env.TTFA_MODES.split(",") : ALL_MODES;
@@ -126,6 +127,9 @@ const gz = (b) => gzipSync(b, { level: 9 }).length;
 const sizes = [
   ["Antiphon: wasm module (wasm-opt -Oz)", wasm],
   ["Antiphon: JS glue (wasm-bindgen, unminified)", glue],
+  ...(FLOOR
+    ? [["rust-libp2p floor: `bench/size-floor` (WebSocket, WebRTC-direct, noise, yamux, ping, Bitswap; one fetch, wasm-opt -Oz)", readFileSync(join(FLOOR, "antiphon_size_floor_bg.wasm"))]]
+    : []),
   ["Helia: verified-fetch player bundle (esbuild --minify)", readFileSync(HELIA_TTFA)],
   ["Helia: Bitswap + UnixFS bundle (esbuild --minify)", readFileSync(HELIA_CAT)],
 ].map(([what, b]) => `| ${what} | ${b.length.toLocaleString("en")} B | ${gz(b).toLocaleString("en")} B |`);
