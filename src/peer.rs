@@ -81,6 +81,8 @@ const START_GRACE: Duration = Duration::from_secs(3);
 const RESERVE_AT_MOST_AFTER: Duration = Duration::from_secs(10);
 /// Browsers found through routing that one lookup connects to at most.
 const DISCOVER_AT_MOST: usize = 3;
+/// How often work waiting for a starting player looks again.
+const STARTING_POLL: Duration = Duration::from_millis(50);
 
 impl Network {
     /// Records that this peer holds `cid` (verified), so that it is announced.
@@ -89,9 +91,32 @@ impl Network {
     }
 
     /// A player began loading (`true`) or played its first audio (`false`). Work that can
-    /// wait, the relay reservation, stays off the connection meanwhile.
+    /// wait, the relay reservation and the lookup of browsers, stays off the connection and the
+    /// main thread meanwhile.
     pub(crate) fn starting(&self, yes: bool) {
         self.starting_until.set(yes.then(|| web_time::Instant::now() + START_GRACE));
+    }
+
+    /// Whether a player is starting playback now.
+    fn is_starting(&self) -> bool {
+        self.starting_until.get().is_some_and(|until| until > web_time::Instant::now())
+    }
+
+    /// Looks up browsers that hold `cid` (see [`Network::discover`]) once no player is starting,
+    /// if none is connected by then: the lookup's answer and the dials it leads to would
+    /// otherwise share the page's main thread with the first segment.
+    pub(crate) fn discover_once_started(self: &Rc<Self>, cid: antiphon_core::Cid) {
+        let weak = Rc::downgrade(self);
+        wasm_bindgen_futures::spawn_local(async move {
+            if !while_starting(&weak, web_time::Instant::now() + START_GRACE).await {
+                return;
+            }
+            let Some(network) = weak.upgrade() else { return };
+            network.prune_browsers();
+            if network.browsers.borrow().is_empty() {
+                network.discover(cid).await;
+            }
+        });
     }
 
     /// Forgets the browsers whose connection has closed.
@@ -507,6 +532,19 @@ impl Peer {
     }
 }
 
+/// Waits while a player of `network` is starting (see [`Network::starting`]), until `deadline`
+/// at the latest; `false` when the network has gone meanwhile.
+async fn while_starting(network: &std::rc::Weak<Network>, deadline: web_time::Instant) -> bool {
+    loop {
+        let Some(n) = network.upgrade() else { return false };
+        if !n.is_starting() || web_time::Instant::now() >= deadline {
+            return true;
+        }
+        drop(n);
+        futures_timer::Delay::new(STARTING_POLL).await;
+    }
+}
+
 /// Keeps this peer reachable by other browsers: reserves a relay slot on `node`, announces
 /// what it holds there, and when that node goes away moves to the next connected node that
 /// grants one (each node is tried once). Holds the network weakly, so a peer dropped without
@@ -516,15 +554,8 @@ async fn reserve(network: Rc<Network>, node: NodeLink) {
     drop(network);
     let give_up_waiting = web_time::Instant::now() + RESERVE_AT_MOST_AFTER;
     futures_timer::Delay::new(RESERVE_AFTER).await;
-    loop {
-        let Some(network) = weak.upgrade() else { return };
-        let now = web_time::Instant::now();
-        let until = network.starting_until.get().unwrap_or(now).min(give_up_waiting);
-        drop(network);
-        if until <= now {
-            break;
-        }
-        futures_timer::Delay::new(until - now).await;
+    if !while_starting(&weak, give_up_waiting).await {
+        return;
     }
     let mut tried = vec![node.peer];
     let mut next = Some(node);

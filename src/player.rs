@@ -524,17 +524,15 @@ async fn start(shared: &Rc<Shared>, cid: Cid, generation: u32) -> Result<(), Err
         state.manifest = Some(manifest.clone());
     }
     // The first segments are asked for before anything else happens: the pump runs its first
-    // turn (its wants go out) during this yield, before the output is made ready, the page
-    // hears of the manifest or browsers are looked up. It appends once the output is there.
+    // turn (its wants go out) during this yield, before the output is made ready or the page
+    // hears of the manifest; browsers are looked up once playback has started. It appends once
+    // the output is there.
     wasm_bindgen_futures::spawn_local(pump(shared.clone(), generation, manifest.clone()));
     futures_timer::Delay::new(Duration::ZERO).await;
     if !shared.is_current(generation) {
         return Err(Error::Stopped);
     }
-    shared.network.prune_browsers();
-    if shared.network.browsers.borrow().is_empty() {
-        wasm_bindgen_futures::spawn_local(shared.network.clone().discover(cid));
-    }
+    shared.network.discover_once_started(cid);
     let weak = Rc::downgrade(shared);
     let on_clock = move |event| {
         if let Some(shared) = weak.upgrade() {
