@@ -332,9 +332,25 @@ fn build_swarm(store: MemoryBlockstore) -> Result<(Swarm<BrowserBehaviour>, Vec<
             streams,
         })
         .map_err(|e| transport_err(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        // The peer's own streams (Bitswap, ping, relay, signalling) carry their first message
+        // with the protocol's name instead of a round trip later: every peer this one opens
+        // streams to speaks these protocols. A refusal then shows on the first read.
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_secs(300))
+                .with_substream_upgrade_protocol_override(Version::V1Lazy)
+        })
         .build();
     Ok((swarm, public_key))
+}
+
+/// Whether a ping failed because the remote does not speak ping. Streams open without waiting
+/// for the remote's answer (see `build_swarm`), so a refusal mostly arrives as an I/O error.
+fn ping_unsupported(failure: &ping::Failure) -> bool {
+    match failure {
+        ping::Failure::Unsupported => true,
+        ping::Failure::Other { error } => liveness::ping_refused(&**error),
+        ping::Failure::Timeout => false,
+    }
 }
 
 async fn run(
@@ -526,7 +542,7 @@ async fn run(
                 }
                 SwarmEvent::Behaviour(BrowserBehaviourEvent::Ping(ping::Event { peer, connection, result })) => match result {
                     Ok(_) => liveness.alive(connection, web_time::Instant::now()),
-                    Err(ping::Failure::Unsupported) => {
+                    Err(failure) if ping_unsupported(&failure) => {
                         if liveness.unsupported(connection) {
                             tracing::info!(%peer, "ping stopped working on a connection; closing it");
                             swarm.close_connection(connection);

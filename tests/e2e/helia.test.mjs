@@ -151,3 +151,23 @@ test("Helia learns from the wasm peer's identify answer that it serves Bitswap, 
   assert.ok(Buffer.from(back).equals(bytes), "the block Helia got back is the one it lost");
   await page.evaluate(() => window.servingPeer.close());
 });
+
+// This Helia does not speak ping. The wasm peer opens its streams without waiting for the
+// remote's answer, so the refusal reaches it as an I/O error on its first ping: that must count
+// as "ping unsupported" (the connection stays) and not as a broken connection.
+test("a connection to a peer that does not speak ping outlives the first ping", async () => {
+  assert.ok(!helia.libp2p.getProtocols().includes("/ipfs/ping/1.0.0"), "this Helia answers ping");
+  const addr = helia.libp2p.getMultiaddrs().map(String).find((a) => a.includes("/ws/"));
+  const local = await page.evaluate(async (addr) => {
+    window.pinglessPeer = await window.antiphon.Peer.connect(addr);
+    return window.pinglessPeer.localPeerId;
+  }, addr);
+  const connected = () => helia.libp2p.getConnections().some((c) => c.remotePeer.toString() === local);
+  assert.ok(connected(), "Helia sees the connection");
+  // The first ping goes out when the connection opens (a refused one closed it after about 1 s
+  // when this was written); a connection that never pings is dropped only after 15 s
+  // (antiphon_core::liveness::DEAD_AFTER).
+  await new Promise((r) => setTimeout(r, 6000));
+  assert.ok(connected(), "the wasm peer closed the connection after its ping was refused");
+  await page.evaluate(() => window.pinglessPeer.close());
+});

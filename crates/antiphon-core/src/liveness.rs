@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use web_time::Instant;
 
+use libp2p::core::upgrade::NegotiationError;
 use libp2p::swarm::ConnectionId;
 
 /// How often each connection is pinged.
@@ -22,6 +23,18 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// A watched connection without a successful ping for this long is dead: three pings missed.
 pub const DEAD_AFTER: Duration = Duration::from_secs(15);
+
+/// Whether a ping failure is the remote refusing the ping protocol, seen late. A peer that
+/// opens its streams without waiting for multistream-select's answer (`Version::V1Lazy`) learns
+/// that the remote does not speak ping only when it reads the answer: libp2p-ping then reports
+/// an I/O error wrapping [`NegotiationError::Failed`] instead of `Failure::Unsupported`.
+pub fn ping_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|e| e.get_ref())
+        .and_then(|inner| inner.downcast_ref::<NegotiationError>())
+        .is_some_and(|e| matches!(e, NegotiationError::Failed))
+}
 
 /// The watched connections and when each last proved alive.
 #[derive(Default)]
@@ -84,6 +97,20 @@ impl Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_seen_late_is_told_from_other_ping_errors() {
+        let refused = std::io::Error::other(NegotiationError::Failed);
+        assert!(ping_refused(&refused));
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(!ping_refused(&reset));
+        let other = std::io::Error::other("something else");
+        assert!(!ping_refused(&other));
+        let malformed = std::io::Error::other(NegotiationError::ProtocolError(
+            libp2p::core::upgrade::ProtocolError::InvalidMessage,
+        ));
+        assert!(!ping_refused(&malformed));
+    }
 
     #[test]
     fn a_connection_is_dead_only_after_missing_pings_for_the_whole_period() {
