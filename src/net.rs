@@ -333,8 +333,9 @@ fn build_swarm(store: MemoryBlockstore) -> Result<(Swarm<BrowserBehaviour>, Vec<
         })
         .map_err(|e| transport_err(&e))?
         // The peer's own streams (Bitswap, ping, relay, signalling) carry their first message
-        // with the protocol's name instead of a round trip later: every peer this one opens
-        // streams to speaks these protocols. A refusal then shows on the first read.
+        // with the protocol's name instead of a round trip later. The peers it opens them to
+        // (creator nodes, browsers, Helia) speak these protocols; a refusal shows on the first
+        // read instead of at opening, and ping's counts as unsupported (`ping_unsupported`).
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(Duration::from_secs(300))
                 .with_substream_upgrade_protocol_override(Version::V1Lazy)
