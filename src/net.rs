@@ -454,7 +454,9 @@ async fn run(
             event = swarm.select_next_some() => match event {
                 SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                     tracing::info!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
-                    liveness.watch(connection_id, web_time::Instant::now());
+                    if liveness::needs_watching(endpoint.get_remote_address()) {
+                        liveness.watch(connection_id, web_time::Instant::now());
+                    }
                     *connections.borrow_mut().entry(peer_id).or_default() += 1;
                     if let Some(reply) = dials.remove(&connection_id) {
                         let _ = reply.send(Ok(peer_id));

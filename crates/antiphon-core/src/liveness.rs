@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use web_time::Instant;
 
+use libp2p::Multiaddr;
 use libp2p::core::upgrade::NegotiationError;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 
 /// How often each connection is pinged.
@@ -23,6 +25,22 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// A watched connection without a successful ping for this long is dead: three pings missed.
 pub const DEAD_AFTER: Duration = Duration::from_secs(15);
+
+/// Whether a connection to or from `addr` must be watched: a WebRTC connection, WebRTC-direct
+/// to a node or `/webrtc` between browsers, whose end nothing else reports. WebSocket and TCP
+/// connections report their own close, and a relayed connection ends with its relay's, so a
+/// peer that does not answer ping is not dropped over them.
+pub fn needs_watching(addr: &Multiaddr) -> bool {
+    let mut relayed = false;
+    for protocol in addr.iter() {
+        match protocol {
+            Protocol::WebRTC => return true,
+            Protocol::P2pCircuit => relayed = true,
+            _ => {}
+        }
+    }
+    !relayed && addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect))
+}
 
 /// Whether a ping failure is the remote refusing the ping protocol, seen late. A peer that
 /// opens its streams without waiting for multistream-select's answer (`Version::V1Lazy`) learns
@@ -97,6 +115,19 @@ impl Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_webrtc_connections_are_watched() {
+        let watched = |s: &str| needs_watching(&s.parse().unwrap());
+        let node = "/ip4/10.0.0.1/udp/4003/webrtc-direct/certhash/uEiDm3cr12rOhOoixpZwJ1tMmKZejq2lK1xFUuts8MSpYGQ/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let browser = "12D3KooWKnDdG3iXw9eTFijk3EWSunZcFi54Zka4wmtqtt6rPxc8";
+        assert!(watched(node), "WebRTC-direct to a node");
+        assert!(watched(&format!("{node}/p2p-circuit/webrtc/p2p/{browser}")), "a browser dialled over /webrtc");
+        assert!(watched(&format!("/webrtc/p2p/{browser}")), "a browser that dialled this one");
+        assert!(!watched("/ip4/10.0.0.1/tcp/4002/ws/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"));
+        assert!(!watched("/ip4/10.0.0.1/tcp/4001"));
+        assert!(!watched(&format!("{node}/p2p-circuit/p2p/{browser}")), "relayed through a WebRTC-direct node");
+    }
 
     #[test]
     fn a_refusal_seen_late_is_told_from_other_ping_errors() {
