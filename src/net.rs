@@ -172,17 +172,14 @@ impl NetHandle {
     /// Builds the swarm and starts its task on the page's event loop.
     pub fn spawn() -> Result<Self, Error> {
         let store = MemoryBlockstore::new(CACHE_BYTES);
-        let (swarm, public_key) = build_swarm(store.clone())?;
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let public_key = key.public().encode_protobuf();
+        let swarm = build_swarm(key, store.clone())?;
         let local_peer_id = *swarm.local_peer_id();
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let connections = Rc::new(RefCell::new(HashMap::new()));
         let listen_addrs = Rc::new(RefCell::new(Vec::new()));
-        let incoming = swarm
-            .behaviour()
-            .streams
-            .new_control()
-            .accept(identify::PROTOCOL)
-            .map_err(|e| Error::DialFailed { target: "(setup)".into(), reason: e.to_string() })?;
+        let incoming = swarm.behaviour().streams.new_control().accept(identify::PROTOCOL).map_err(setup_failed)?;
         let addrs = listen_addrs.clone();
         wasm_bindgen_futures::spawn_local(identify::serve(incoming, move || identify::Info {
             public_key: public_key.clone(),
@@ -308,20 +305,21 @@ fn transports(
         .boxed())
 }
 
-/// Builds the swarm; returns it with this peer's public key, protobuf-encoded for identify.
-fn build_swarm(store: MemoryBlockstore) -> Result<(Swarm<BrowserBehaviour>, Vec<u8>), Error> {
-    let transport_err =
-        |e: &dyn std::fmt::Display| Error::DialFailed { target: "(setup)".into(), reason: e.to_string() };
-    let key = libp2p::identity::Keypair::generate_ed25519();
-    let public_key = key.public().encode_protobuf();
+/// The peer could not be set up (a libp2p builder or registration refused).
+fn setup_failed(e: impl std::fmt::Display) -> Error {
+    Error::DialFailed { target: "(setup)".into(), reason: e.to_string() }
+}
+
+/// Builds the swarm of the peer whose identity is `key`.
+fn build_swarm(key: libp2p::identity::Keypair, store: MemoryBlockstore) -> Result<Swarm<BrowserBehaviour>, Error> {
     let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
     let streams = libp2p_stream::Behaviour::new();
     let signaling = streams.new_control();
-    let transport = transports(&key, relay_transport, signaling).map_err(|e| transport_err(&e))?;
+    let transport = transports(&key, relay_transport, signaling).map_err(setup_failed)?;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_wasm_bindgen()
         .with_other_transport(|_| transport)
-        .map_err(|e| transport_err(&e))?
+        .map_err(setup_failed)?
         .with_behaviour(|_| BrowserBehaviour {
             // sha2-256 is hashed by WebCrypto: several times faster than sha2 in wasm.
             bitswap: bitswap::Behaviour::new(store.clone(), bitswap::Config::default().with_external_sha2_256(true)),
@@ -331,7 +329,7 @@ fn build_swarm(store: MemoryBlockstore) -> Result<(Swarm<BrowserBehaviour>, Vec<
             relay: relay_client,
             streams,
         })
-        .map_err(|e| transport_err(&e))?
+        .map_err(setup_failed)?
         // The peer's own streams (Bitswap, ping, relay, signalling) carry their first message
         // with the protocol's name instead of a round trip later. The peers it opens them to
         // (creator nodes, browsers, Helia) speak these protocols; a refusal shows on the first
@@ -341,7 +339,13 @@ fn build_swarm(store: MemoryBlockstore) -> Result<(Swarm<BrowserBehaviour>, Vec<
                 .with_substream_upgrade_protocol_override(Version::V1Lazy)
         })
         .build();
-    Ok((swarm, public_key))
+    Ok(swarm)
+}
+
+/// Sets what identify answers list as this peer's addresses from the swarm's listen addresses
+/// (called whenever a listener gains, loses or closes addresses).
+fn publish_listen_addrs(swarm: &Swarm<BrowserBehaviour>, listen_addrs: &RefCell<Vec<Multiaddr>>) {
+    *listen_addrs.borrow_mut() = swarm.listeners().take(identify::MAX_LISTEN_ADDRS).cloned().collect();
 }
 
 /// Whether a ping failed because the remote does not speak ping. Streams open without waiting
@@ -499,11 +503,7 @@ async fn run(
                 }
                 SwarmEvent::NewListenAddr { listener_id, address } => {
                     tracing::info!(%address, "listening");
-                    let mut addrs = listen_addrs.borrow_mut();
-                    if !addrs.contains(&address) && addrs.len() < identify::MAX_LISTEN_ADDRS {
-                        addrs.push(address.clone());
-                    }
-                    drop(addrs);
+                    publish_listen_addrs(&swarm, &listen_addrs);
                     if let Some((relay, reply)) = reservations.remove(&listener_id) {
                         let local = *swarm.local_peer_id();
                         let addr = relay.with(Protocol::P2pCircuit).with(Protocol::WebRTC).with(Protocol::P2p(local));
@@ -515,11 +515,9 @@ async fn run(
                         }
                     }
                 }
-                SwarmEvent::ExpiredListenAddr { address, .. } => {
-                    listen_addrs.borrow_mut().retain(|a| *a != address);
-                }
-                SwarmEvent::ListenerClosed { listener_id, reason, addresses } => {
-                    listen_addrs.borrow_mut().retain(|a| !addresses.contains(a));
+                SwarmEvent::ExpiredListenAddr { .. } => publish_listen_addrs(&swarm, &listen_addrs),
+                SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                    publish_listen_addrs(&swarm, &listen_addrs);
                     let why = reason.err().map_or_else(|| "closed".to_owned(), |e| e.to_string());
                     if let Some((relay, reply)) = reservations.remove(&listener_id) {
                         let _ = reply.send(Err(format!("no reservation on {relay}: {why}")));
