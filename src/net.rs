@@ -13,6 +13,7 @@ use antiphon_core::bitswap::{self, Blockstore, MemoryBlockstore, RequestId, Sour
 use antiphon_core::identify;
 use antiphon_core::liveness::{self, Liveness};
 use antiphon_core::provide::{self, ProvideRequest, ProvideResponse};
+use antiphon_core::transport::connection_addr;
 use antiphon_core::{Block, Cid};
 use futures::channel::{mpsc, oneshot};
 use futures::stream::FuturesUnordered;
@@ -458,7 +459,7 @@ async fn run(
             event = swarm.select_next_some() => match event {
                 SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                     tracing::info!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
-                    if liveness::needs_watching(endpoint.get_remote_address()) {
+                    if liveness::needs_watching(connection_addr(&endpoint)) {
                         liveness.watch(connection_id, web_time::Instant::now());
                     }
                     *connections.borrow_mut().entry(peer_id).or_default() += 1;

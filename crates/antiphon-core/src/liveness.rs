@@ -26,8 +26,9 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// A watched connection without a successful ping for this long is dead: three pings missed.
 pub const DEAD_AFTER: Duration = Duration::from_secs(15);
 
-/// Whether a connection to or from `addr` must be watched: a WebRTC connection, WebRTC-direct
-/// to a node or `/webrtc` between browsers, whose end nothing else reports. WebSocket and TCP
+/// Whether a connection must be watched, given its address (`transport::connection_addr`): a
+/// WebRTC connection, WebRTC-direct to a node or `/webrtc` between browsers, whose end nothing
+/// else reports. WebSocket and TCP
 /// connections report their own close, and a relayed connection ends with its relay's, so a
 /// peer that does not answer ping is not dropped over them.
 pub fn needs_watching(addr: &Multiaddr) -> bool {
@@ -124,6 +125,7 @@ mod tests {
         assert!(watched(node), "WebRTC-direct to a node");
         assert!(watched(&format!("{node}/p2p-circuit/webrtc/p2p/{browser}")), "a browser dialled over /webrtc");
         assert!(watched(&format!("/webrtc/p2p/{browser}")), "a browser that dialled this one");
+        assert!(watched("/webrtc"), "the /webrtc listener's own address");
         assert!(!watched("/ip4/10.0.0.1/tcp/4002/ws/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"));
         assert!(!watched("/ip4/10.0.0.1/tcp/4001"));
         assert!(!watched(&format!("{node}/p2p-circuit/p2p/{browser}")), "relayed through a WebRTC-direct node");

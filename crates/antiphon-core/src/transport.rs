@@ -1,7 +1,17 @@
 //! Names of the transports a multiaddr uses, as logs, metrics and the JS API report them.
 
 use libp2p::Multiaddr;
+use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
+
+/// The address that names a connection's transport: a listener's own address, or the address
+/// a dialer dialled (a listener's view of the remote's address need not say).
+pub fn connection_addr(endpoint: &ConnectedPoint) -> &Multiaddr {
+    match endpoint {
+        ConnectedPoint::Listener { local_addr, .. } => local_addr,
+        ConnectedPoint::Dialer { address, .. } => address,
+    }
+}
 
 /// `"webrtc-direct"`, `"websocket"`, `"tcp"`, or `"other"`.
 pub fn transport_name(addr: &Multiaddr) -> &'static str {

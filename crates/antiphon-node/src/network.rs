@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use antiphon_core::Cid;
 use antiphon_core::bitswap::{self, Blockstore};
 use antiphon_core::limits::YAMUX_MAX_STREAMS;
-use antiphon_core::transport::transport_name;
+use antiphon_core::transport::{connection_addr, transport_name};
 use anyhow::Context;
 use futures::StreamExt;
-use libp2p::core::ConnectedPoint;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
@@ -304,13 +303,9 @@ pub async fn run(
                 }
                 SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
                 SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, .. } => {
-                    // A listener's own address names the transport reliably; a dialer's target does.
-                    let transport = match &endpoint {
-                        ConnectedPoint::Listener { local_addr, .. } => transport_name(local_addr),
-                        ConnectedPoint::Dialer { address, .. } => transport_name(address),
-                    };
+                    let transport = transport_name(connection_addr(&endpoint));
                     transports.insert(connection_id, transport);
-                    if transport == "webrtc-direct" {
+                    if liveness::needs_watching(connection_addr(&endpoint)) {
                         liveness.watch(connection_id, Instant::now());
                     }
                     peer_transport.insert(peer_id, transport);
