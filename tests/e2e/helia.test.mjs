@@ -74,9 +74,20 @@ after(async () => {
   await helia?.stop();
 });
 
+/** Helia's listen address whose text contains `part` (e.g. "/ws/"); fails if it has none. */
+function heliaAddr(part) {
+  const addr = helia.libp2p.getMultiaddrs().map(String).find((a) => a.includes(part));
+  assert.ok(addr, `Helia listens on ${part}: ${helia.libp2p.getMultiaddrs()}`);
+  return addr;
+}
+
+/** Helia's connection to the wasm peer `peerId`, if it has one. */
+function heliaConnectionTo(peerId) {
+  return helia.libp2p.getConnections().find((c) => c.remotePeer.toString() === peerId);
+}
+
 test("the wasm peer connects to Helia over WebRTC-direct", async () => {
-  const addr = helia.libp2p.getMultiaddrs().map(String).find((a) => a.includes("/webrtc-direct/"));
-  assert.ok(addr, `Helia listens on WebRTC-direct: ${helia.libp2p.getMultiaddrs()}`);
+  const addr = heliaAddr("/webrtc-direct/");
   const transport = await page.evaluate(async (addr) => (await window.antiphon.Peer.connect(addr)).transport, addr);
   assert.equal(transport, "webrtc-direct");
 });
@@ -84,8 +95,7 @@ test("the wasm peer connects to Helia over WebRTC-direct", async () => {
 for (const transport of ["websocket"]) {
   test(`the wasm peer fetches a file from Helia over ${transport}`, async () => {
     const pattern = transport === "websocket" ? "/ws/" : "/webrtc-direct/";
-    const addr = helia.libp2p.getMultiaddrs().map(String).find((a) => a.includes(pattern));
-    assert.ok(addr, `Helia listens on ${transport}: ${helia.libp2p.getMultiaddrs()}`);
+    const addr = heliaAddr(pattern);
     const result = await page.evaluate(
       async ({ addr, cid }) => {
         const started = performance.now();
@@ -121,7 +131,7 @@ test("Helia learns from the wasm peer's identify answer that it serves Bitswap, 
   const cipher = createCipheriv("aes-128-ctr", Buffer.alloc(16, 9), Buffer.alloc(16, 0));
   const bytes = Buffer.concat([cipher.update(Buffer.alloc(100_000)), cipher.final()]);
   const cid = await unixfs(helia).addBytes(bytes, { cidVersion: 1, rawLeaves: true });
-  const addr = helia.libp2p.getMultiaddrs().map(String).find((a) => a.includes("/ws/"));
+  const addr = heliaAddr("/ws/");
   const local = await page.evaluate(
     async ({ addr, cid }) => {
       window.servingPeer = await window.antiphon.Peer.connect(addr);
@@ -130,7 +140,7 @@ test("Helia learns from the wasm peer's identify answer that it serves Bitswap, 
     },
     { addr, cid: cid.toString() },
   );
-  const connection = helia.libp2p.getConnections().find((c) => c.remotePeer.toString() === local);
+  const connection = heliaConnectionTo(local);
   assert.ok(connection, `Helia is connected to the wasm peer ${local}`);
 
   let known;
@@ -159,12 +169,12 @@ test("Helia learns from the wasm peer's identify answer that it serves Bitswap, 
 // WebRTC connection is closed (antiphon_core::liveness::DEAD_AFTER).
 test("a WebSocket connection to a peer that does not speak ping stays open", async () => {
   assert.ok(!helia.libp2p.getProtocols().includes("/ipfs/ping/1.0.0"), "this Helia answers ping");
-  const addr = helia.libp2p.getMultiaddrs().map(String).find((a) => a.includes("/ws/"));
+  const addr = heliaAddr("/ws/");
   const local = await page.evaluate(async (addr) => {
     window.pinglessPeer = await window.antiphon.Peer.connect(addr);
     return window.pinglessPeer.localPeerId;
   }, addr);
-  const connected = () => helia.libp2p.getConnections().some((c) => c.remotePeer.toString() === local);
+  const connected = () => heliaConnectionTo(local) !== undefined;
   assert.ok(connected(), "Helia sees the connection");
   // The first ping goes out when the connection opens (a refused one closed it after about 1 s
   // when this was written).
