@@ -326,3 +326,97 @@ async fn a_want_stream_the_remote_dropped_is_reopened_for_the_next_want() {
         let _ = tokio::time::timeout(Duration::from_millis(300), client.select_next_some()).await;
     }
 }
+
+/// A peer wants large blocks and then never reads the server's stream. Its reply must not hold
+/// the server's byte budget for ever: the write gives up after `write_timeout`, the stream is
+/// dropped, and an honest peer asking afterwards is served although the whole budget was the
+/// stuck peer's.
+#[tokio::test]
+async fn a_peer_that_never_reads_loses_its_stream_and_the_budget_it_held() {
+    let store = MemoryBlockstore::new(16 << 20);
+    let blocks: Vec<Block> = (0..6u8).map(|i| Block::from_data(RAW, vec![i; 1 << 20]).unwrap()).collect();
+    blocks.iter().for_each(|b| store.put(b).unwrap());
+    let honest_block = Block::from_data(RAW, b"for the honest peer".to_vec()).unwrap();
+    store.put(&honest_block).unwrap();
+    let config = bitswap::Config::default()
+        .with_write_timeout(Duration::from_secs(2))
+        .with_max_outstanding_bytes(8 << 20, 3 << 20);
+    let mut server = memory_swarm(|_| bitswap::Behaviour::new(store, config));
+    let server_id = *server.local_peer_id();
+    let (mut control, _) = raw_peer(&mut server, 807).await;
+    let mut incoming = control.accept(PROTOCOL).unwrap();
+    let mut stream = tokio::select! {
+        s = control.open_stream(server_id, PROTOCOL) => s.unwrap(),
+        _ = server.select_next_some() => panic!("unexpected server event"),
+    };
+    let mut want = Message::default();
+    want.wantlist = blocks
+        .iter()
+        .map(|b| WantEntry {
+            cid: *b.cid(),
+            priority: 1,
+            cancel: false,
+            want_type: WantType::Block,
+            send_dont_have: true,
+        })
+        .collect();
+    write_framed(&mut stream, &want.encode_framed().unwrap()).await.unwrap();
+    // Take the server's reply stream and never read it.
+    let (_, mut stuck) = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            tokio::select! {
+                Some(s) = incoming.next() => return s,
+                _ = server.select_next_some() => {}
+            }
+        }
+    })
+    .await
+    .expect("the server opened its reply stream");
+    // Let replies pile up against the unread stream, past the write deadline.
+    let _ = tokio::time::timeout(Duration::from_secs(4), async {
+        loop {
+            server.select_next_some().await;
+        }
+    })
+    .await;
+
+    // An honest peer asks for a block and gets it.
+    let mut honest = client(bitswap::Config::default().with_request_timeout(Duration::from_secs(8)));
+    let addr: Multiaddr = "/memory/808".parse().unwrap();
+    server.listen_on(addr.clone()).unwrap();
+    honest.dial(addr).unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut asked = false;
+        loop {
+            tokio::select! {
+                e = honest.select_next_some() => match e {
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } if !asked && peer_id == server_id => {
+                        honest.behaviour_mut().get(*honest_block.cid(), bitswap::Source::Peers(vec![server_id]));
+                        asked = true;
+                    }
+                    SwarmEvent::Behaviour(Event::Block { block, .. }) => return Ok(block),
+                    SwarmEvent::Behaviour(Event::Failed { error, .. }) => return Err(error.to_string()),
+                    _ => {}
+                },
+                _ = server.select_next_some() => {}
+            }
+        }
+    })
+    .await
+    .expect("the honest request ended");
+    assert_eq!(got.unwrap(), honest_block);
+
+    // The stuck stream was given up on: reading it now ends (what was buffered, then the
+    // reset), where a server without a write deadline would keep it open for ever.
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            tokio::select! {
+                r = stuck.read_to_end(&mut rest) => return r.map(|_| ()),
+                _ = server.select_next_some() => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the server still holds the stuck stream open ({} bytes read)", rest.len());
+}

@@ -34,6 +34,12 @@ pub struct Config {
     /// Bytes of blocks sent to one peer and not yet written to its stream past which no new
     /// reply is built for it (a reply under way may overshoot by one block).
     pub max_outstanding_bytes_per_peer: usize,
+    /// How long writing one message to a peer may take; past it the message fails (its bytes
+    /// leave the budgets above) and the stream is dropped.
+    pub write_timeout: Duration,
+    /// The same across every peer: once this many bytes of replies are on their way, no new
+    /// reply is built for anyone until some are written (or their writes time out).
+    pub max_outstanding_bytes: usize,
     /// Hand sha2-256 blocks to the caller to hash ([`Event::HashNeeded`], answered with
     /// [`Behaviour::deliver_hashed`]) instead of hashing them here. The browser uses this to
     /// hash with WebCrypto, which is several times faster than sha2 compiled to wasm.
@@ -46,6 +52,8 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             max_requests: 1024,
             max_outstanding_bytes_per_peer: 8 * 1024 * 1024,
+            max_outstanding_bytes: 128 * 1024 * 1024,
+            write_timeout: super::handler::WRITE_TIMEOUT,
             external_sha2_256: false,
         }
     }
@@ -61,6 +69,19 @@ impl Config {
     /// Sets [`Config::external_sha2_256`].
     pub fn with_external_sha2_256(mut self, external: bool) -> Self {
         self.external_sha2_256 = external;
+        self
+    }
+
+    /// Sets [`Config::max_outstanding_bytes_per_peer`] and [`Config::max_outstanding_bytes`].
+    pub fn with_max_outstanding_bytes(mut self, per_peer: usize, total: usize) -> Self {
+        self.max_outstanding_bytes_per_peer = per_peer;
+        self.max_outstanding_bytes = total;
+        self
+    }
+
+    /// Sets [`Config::write_timeout`].
+    pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
         self
     }
 
@@ -267,11 +288,18 @@ const _: () =
     assert!(REPLY_TARGET_BYTES + MAX_BLOCK_BYTES + MAX_WANTLIST_ENTRIES * (MAX_CID_BYTES + 16) < MAX_MESSAGE_BYTES);
 
 /// What one remote peer wants from us, in arrival order, and what we owe it.
+///
+/// A cancel costs O(1): it only forgets the CID in `wanted`; the entry left behind in `wants`
+/// is skipped when it comes up (its generation no longer matches), and `wants` is compacted
+/// once such leftovers make up half of it, so a flood of want/cancel pairs cannot grow it or
+/// make any one entry cost more than a constant amount of work on average.
 #[derive(Default)]
 struct Ledger {
-    wants: VecDeque<WantEntry>,
-    /// The CIDs in `wants`, so that repeated and cancelled entries cost O(1) to check.
-    wanted: HashSet<Cid>,
+    /// Entries in arrival order, each with the generation it was wanted under.
+    wants: VecDeque<(WantEntry, u64)>,
+    /// The CIDs wanted now, with their live entry's generation.
+    wanted: HashMap<Cid, u64>,
+    next_generation: u64,
     outstanding: usize,
 }
 
@@ -281,22 +309,39 @@ impl Ledger {
         self.wanted.clear();
     }
 
+    /// Entries wanted now.
+    fn len(&self) -> usize {
+        self.wanted.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.wanted.is_empty()
+    }
+
     /// Applies one wantlist entry, keeping at most [`MAX_WANTLIST_ENTRIES`].
     fn apply(&mut self, entry: &WantEntry) {
         if entry.cancel {
-            if self.wanted.remove(&entry.cid) {
-                self.wants.retain(|w| w.cid != entry.cid);
+            self.wanted.remove(&entry.cid);
+        } else if !self.wanted.contains_key(&entry.cid) && self.wanted.len() < MAX_WANTLIST_ENTRIES {
+            let generation = self.next_generation;
+            self.next_generation += 1;
+            self.wanted.insert(entry.cid, generation);
+            self.wants.push_back((entry.clone(), generation));
+            if self.wants.len() > 2 * MAX_WANTLIST_ENTRIES {
+                let wanted = &self.wanted;
+                self.wants.retain(|(e, g)| wanted.get(&e.cid) == Some(g));
             }
-        } else if !self.wanted.contains(&entry.cid) && self.wants.len() < MAX_WANTLIST_ENTRIES {
-            self.wanted.insert(entry.cid);
-            self.wants.push_back(entry.clone());
         }
     }
 
     fn pop(&mut self) -> Option<WantEntry> {
-        let entry = self.wants.pop_front()?;
-        self.wanted.remove(&entry.cid);
-        Some(entry)
+        while let Some((entry, generation)) = self.wants.pop_front() {
+            if self.wanted.get(&entry.cid) == Some(&generation) {
+                self.wanted.remove(&entry.cid);
+                return Some(entry);
+            }
+        }
+        None
     }
 }
 
@@ -320,6 +365,8 @@ pub struct Behaviour<S: Blockstore> {
     recent: VecDeque<(PeerId, Cid)>,
     /// [`Event::HashNeeded`] emitted and not yet answered with [`Behaviour::deliver_hashed`].
     pending_hashes: usize,
+    /// Bytes of replies handed to connections and not yet written, every peer's together.
+    outstanding: usize,
 }
 
 impl<S: Blockstore> Behaviour<S> {
@@ -341,6 +388,7 @@ impl<S: Blockstore> Behaviour<S> {
             stats: Stats::default(),
             recent: VecDeque::new(),
             pending_hashes: 0,
+            outstanding: 0,
         }
     }
 
@@ -361,12 +409,17 @@ impl<S: Blockstore> Behaviour<S> {
 
     /// Entries of every peer's wantlist held here, in all.
     pub fn peer_wants(&self) -> usize {
-        self.ledgers.values().map(|l| l.wants.len()).sum()
+        self.ledgers.values().map(Ledger::len).sum()
     }
 
     /// Entries of `peer`'s wantlist held here (at most [`MAX_WANTLIST_ENTRIES`]).
     pub fn wantlist_len(&self, peer: &PeerId) -> usize {
-        self.ledgers.get(peer).map_or(0, |l| l.wants.len())
+        self.ledgers.get(peer).map_or(0, Ledger::len)
+    }
+
+    /// Bytes of blocks handed to connections and not yet written, for every peer.
+    pub fn outstanding_bytes(&self) -> usize {
+        self.outstanding
     }
 
     /// Asks `source` for the block `cid` with a want-block. The answer comes as an
@@ -642,10 +695,17 @@ impl<S: Blockstore> Behaviour<S> {
         }
     }
 
-    fn on_send_failed(&mut self, peer: PeerId, msg: Message) {
-        if let Some(ledger) = self.ledgers.get_mut(&peer) {
-            ledger.outstanding = ledger.outstanding.saturating_sub(msg.block_bytes());
+    /// `bytes` of replies to `peer` are no longer on their way (written, or failed).
+    fn settled(&mut self, peer: &PeerId, bytes: usize) {
+        if let Some(ledger) = self.ledgers.get_mut(peer) {
+            let bytes = bytes.min(ledger.outstanding);
+            ledger.outstanding -= bytes;
+            self.outstanding = self.outstanding.saturating_sub(bytes);
         }
+    }
+
+    fn on_send_failed(&mut self, peer: PeerId, msg: Message) {
+        self.settled(&peer, msg.block_bytes());
         for entry in msg.wantlist.iter().filter(|e| !e.cancel) {
             let ids: Vec<RequestId> = self.by_cid.get(&entry.cid).into_iter().flatten().copied().collect();
             for id in ids {
@@ -658,6 +718,9 @@ impl<S: Blockstore> Behaviour<S> {
     /// room under its outstanding-bytes budget.
     fn serve_one(&mut self) -> bool {
         let max_out = self.config.max_outstanding_bytes_per_peer;
+        if self.outstanding >= self.config.max_outstanding_bytes {
+            return false;
+        }
         for _ in 0..self.serve_order.len() {
             let Some(peer) = self.serve_order.pop_front() else { return false };
             let Some(ledger) = self.ledgers.get_mut(&peer) else { continue };
@@ -706,12 +769,13 @@ impl<S: Blockstore> Behaviour<S> {
             }
             let bytes = reply.block_bytes();
             ledger.outstanding += bytes;
+            self.outstanding += bytes;
             self.stats.blocks_sent += reply.blocks.len() as u64;
             self.stats.bytes_sent += bytes as u64;
             if !reply.blocks.is_empty() {
                 self.events.push_back(Event::Served { peer, blocks: reply.blocks.len(), bytes: bytes as u64 });
             }
-            if !ledger.wants.is_empty() {
+            if !ledger.is_empty() {
                 self.serve_order.push_back(peer);
             }
             if !reply.is_empty() {
@@ -757,7 +821,7 @@ impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(false))
+        Ok(Handler::new(false, self.config.write_timeout))
     }
 
     fn handle_established_outbound_connection(
@@ -769,7 +833,7 @@ impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         // The side that dialled is the side about to ask: its stream opens at once.
-        Ok(Handler::new(true))
+        Ok(Handler::new(true, self.config.write_timeout))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
@@ -782,7 +846,9 @@ impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
                 conns.remove(&e.connection_id);
                 if conns.is_empty() {
                     self.connections.remove(&e.peer_id);
-                    self.ledgers.remove(&e.peer_id);
+                    if let Some(ledger) = self.ledgers.remove(&e.peer_id) {
+                        self.outstanding = self.outstanding.saturating_sub(ledger.outstanding);
+                    }
                     self.serve_order.retain(|p| *p != e.peer_id);
                     self.suspicions.retain(|s| s.peer != e.peer_id);
                     let ids: Vec<RequestId> =
@@ -799,11 +865,7 @@ impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
     fn on_connection_handler_event(&mut self, peer: PeerId, _: ConnectionId, event: THandlerOutEvent<Self>) {
         match event {
             ToBehaviour::Received(msg) => self.on_message(peer, msg),
-            ToBehaviour::Sent { block_bytes } => {
-                if let Some(ledger) = self.ledgers.get_mut(&peer) {
-                    ledger.outstanding = ledger.outstanding.saturating_sub(block_bytes);
-                }
-            }
+            ToBehaviour::Sent { block_bytes } => self.settled(&peer, block_bytes),
             ToBehaviour::SendFailed(msg) => self.on_send_failed(peer, msg),
             ToBehaviour::InboundError(e) => {
                 self.events.push_back(Event::ProtocolViolation { peer, error: e });
@@ -865,21 +927,49 @@ mod tests {
         for i in 0..5000 {
             ledger.apply(&entry(i, false));
         }
-        assert_eq!(ledger.wants.len(), MAX_WANTLIST_ENTRIES);
-        assert_eq!(ledger.wanted.len(), MAX_WANTLIST_ENTRIES);
+        assert_eq!(ledger.len(), MAX_WANTLIST_ENTRIES);
         // A repeated want does not duplicate.
         ledger.apply(&entry(0, false));
-        assert_eq!(ledger.wants.len(), MAX_WANTLIST_ENTRIES);
+        assert_eq!(ledger.len(), MAX_WANTLIST_ENTRIES);
         ledger.apply(&entry(3, true));
-        assert_eq!(ledger.wants.len(), MAX_WANTLIST_ENTRIES - 1);
-        assert!(!ledger.wanted.contains(&entry(3, false).cid));
+        assert_eq!(ledger.len(), MAX_WANTLIST_ENTRIES - 1);
+        assert!(!ledger.wanted.contains_key(&entry(3, false).cid));
         // A full-wantlist replacement is capped as well.
         ledger.clear();
         for i in 10_000..16_000 {
             ledger.apply(&entry(i, false));
         }
-        assert_eq!(ledger.wants.len(), MAX_WANTLIST_ENTRIES);
+        assert_eq!(ledger.len(), MAX_WANTLIST_ENTRIES);
         assert_eq!(ledger.pop().unwrap().cid, entry(10_000, false).cid);
-        assert_eq!(ledger.wanted.len(), MAX_WANTLIST_ENTRIES - 1);
+        assert_eq!(ledger.len(), MAX_WANTLIST_ENTRIES - 1);
+    }
+
+    /// A 4 MiB message's worth of want/cancel pairs against a full wantlist: the queue behind
+    /// the wantlist stays bounded, and what is left is served once each, in arrival order.
+    #[test]
+    fn a_flood_of_want_cancel_pairs_leaves_the_ledger_bounded_and_in_order() {
+        let mut ledger = Ledger::default();
+        for i in 0..MAX_WANTLIST_ENTRIES as u32 - 1 {
+            ledger.apply(&entry(i, false));
+        }
+        // About 80 bytes per pair on the wire: some 50 000 pairs in 4 MiB.
+        for round in 0..50_000u32 {
+            let cid = 1_000_000 + round % 7;
+            ledger.apply(&entry(cid, false));
+            ledger.apply(&entry(cid, true));
+            assert!(ledger.wants.len() <= 2 * MAX_WANTLIST_ENTRIES + 1, "{} queued", ledger.wants.len());
+        }
+        // Cancel one in the middle and want it again: it moves to the back, served once.
+        ledger.apply(&entry(5, true));
+        ledger.apply(&entry(5, false));
+        let mut served = Vec::new();
+        while let Some(e) = ledger.pop() {
+            served.push(e.cid);
+        }
+        let mut expected: Vec<Cid> =
+            (0..MAX_WANTLIST_ENTRIES as u32 - 1).filter(|i| *i != 5).map(|i| entry(i, false).cid).collect();
+        expected.push(entry(5, false).cid);
+        assert_eq!(served, expected);
+        assert!(ledger.is_empty());
     }
 }

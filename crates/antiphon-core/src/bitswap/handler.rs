@@ -42,6 +42,9 @@ const MAX_QUEUED_MESSAGES: usize = 64;
 const MAX_INBOUND_STREAMS: usize = 8;
 /// How long opening the outbound stream (and agreeing on the protocol) may take.
 const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long writing one message may take unless the behaviour says otherwise: a remote that
+/// stops reading must not hold its reply (and the server's byte budget) for ever.
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Commands from the behaviour to a connection.
 #[derive(Debug)]
@@ -97,18 +100,22 @@ pub struct Handler {
     eager: bool,
     /// Whether the last open timed out or broke (the next failure is final).
     open_failed: bool,
+    /// How long one message's write may take.
+    write_timeout: Duration,
     events: VecDeque<ToBehaviour>,
 }
 
 impl Handler {
-    /// A handler; `eager` opens the outbound stream at once (see the module documentation).
-    pub(crate) fn new(eager: bool) -> Self {
+    /// A handler; `eager` opens the outbound stream at once (see the module documentation);
+    /// a message not written within `write_timeout` fails and its stream is dropped.
+    pub(crate) fn new(eager: bool, write_timeout: Duration) -> Self {
         Self {
             inbound: SelectAll::new(),
             queue: VecDeque::new(),
             outbound: Outbound::None,
             eager,
             open_failed: false,
+            write_timeout,
             events: VecDeque::new(),
         }
     }
@@ -155,7 +162,7 @@ fn read_messages(stream: Stream) -> BoxStream<'static, Result<Message, InboundEr
     .boxed()
 }
 
-async fn send(mut stream: Stream, msg: Message) -> (Result<Stream, FrameError>, Message) {
+async fn send(mut stream: Stream, msg: Message, timeout: Duration) -> (Result<Stream, FrameError>, Message) {
     let frame = match msg.encode_framed() {
         Ok(frame) => frame,
         Err(e) => {
@@ -163,8 +170,21 @@ async fn send(mut stream: Stream, msg: Message) -> (Result<Stream, FrameError>, 
             return (Ok(stream), msg);
         }
     };
-    let result = write_framed(&mut stream, &frame).await.map(|()| stream);
-    (result, msg)
+    let result = {
+        let write = write_framed(&mut stream, &frame);
+        let deadline = futures_timer::Delay::new(timeout);
+        futures::pin_mut!(write);
+        match futures::future::select(write, deadline).await {
+            futures::future::Either::Left((result, _)) => result,
+            futures::future::Either::Right(((), _)) => Err(FrameError::Io(std::io::ErrorKind::TimedOut.into())),
+        }
+    };
+    (result.map(|()| stream), msg)
+}
+
+/// Whether a failed write ran out of time (the remote stopped reading): never retried.
+fn timed_out(e: &FrameError) -> bool {
+    matches!(e, FrameError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
 }
 
 impl ConnectionHandler for Handler {
@@ -239,7 +259,7 @@ impl ConnectionHandler for Handler {
                         self.events.push_back(ToBehaviour::Sent { block_bytes: msg.block_bytes() });
                         continue;
                     }
-                    Poll::Ready((Err(e), msg)) if may_retry => {
+                    Poll::Ready((Err(e), msg)) if may_retry && !timed_out(&e) => {
                         // At most one over the bound: the message was taken from the queue.
                         tracing::debug!(error = ?e, "bitswap stream closed while idle; retrying on a new one");
                         self.queue.push_front(msg);
@@ -254,7 +274,7 @@ impl ConnectionHandler for Handler {
                 },
                 Outbound::Idle(stream, waited) => match self.queue.pop_front() {
                     Some(msg) => {
-                        self.outbound = Outbound::Busy(send(stream, msg).boxed(), waited);
+                        self.outbound = Outbound::Busy(send(stream, msg, self.write_timeout).boxed(), waited);
                         continue;
                     }
                     None => self.outbound = Outbound::Idle(stream, waited),
@@ -307,7 +327,7 @@ mod tests {
 
     #[test]
     fn small_messages_merge_instead_of_filling_the_queue() {
-        let mut handler = Handler::new(false);
+        let mut handler = Handler::new(false, WRITE_TIMEOUT);
         for i in 0..5000 {
             handler.on_behaviour_event(FromBehaviour::Send(want(i)));
         }
@@ -319,7 +339,7 @@ mod tests {
 
     #[test]
     fn a_dialler_asks_for_its_outbound_stream_once_before_anything_is_queued() {
-        let mut handler = Handler::new(true);
+        let mut handler = Handler::new(true, WRITE_TIMEOUT);
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let first = handler.poll(&mut cx);
@@ -335,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_listener_opens_its_stream_only_to_send() {
-        let mut handler = Handler::new(false);
+        let mut handler = Handler::new(false, WRITE_TIMEOUT);
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(handler.poll(&mut cx).is_pending());
@@ -363,7 +383,7 @@ mod tests {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         // A dialler's eager stream, with a want queued while it opens.
-        let mut handler = Handler::new(true);
+        let mut handler = Handler::new(true, WRITE_TIMEOUT);
         assert!(asks_for_a_stream(&mut handler, &mut cx));
         handler.on_behaviour_event(FromBehaviour::Send(want(1)));
         open_failed(&mut handler, StreamUpgradeError::Timeout);
@@ -375,13 +395,13 @@ mod tests {
         assert!(handler.queue.is_empty());
 
         // An eager open lost with nothing queued is asked for again all the same.
-        let mut handler = Handler::new(true);
+        let mut handler = Handler::new(true, WRITE_TIMEOUT);
         assert!(asks_for_a_stream(&mut handler, &mut cx));
         open_failed(&mut handler, StreamUpgradeError::Io(std::io::ErrorKind::ConnectionReset.into()));
         assert!(asks_for_a_stream(&mut handler, &mut cx));
 
         // A remote that does not speak Bitswap is not asked twice.
-        let mut handler = Handler::new(false);
+        let mut handler = Handler::new(false, WRITE_TIMEOUT);
         handler.on_behaviour_event(FromBehaviour::Send(want(1)));
         assert!(asks_for_a_stream(&mut handler, &mut cx));
         open_failed(&mut handler, StreamUpgradeError::NegotiationFailed);
@@ -393,7 +413,7 @@ mod tests {
     fn a_listener_opens_its_stream_once_the_remote_has_opened_one() {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
-        let mut handler = Handler::new(false);
+        let mut handler = Handler::new(false, WRITE_TIMEOUT);
         // Nothing to send and no sign that the remote takes streams yet: nothing is opened.
         assert!(handler.poll(&mut cx).is_pending());
         handler.remote_opened_a_stream();
@@ -405,7 +425,7 @@ mod tests {
 
     #[test]
     fn large_messages_are_refused_once_the_queue_is_full() {
-        let mut handler = Handler::new(false);
+        let mut handler = Handler::new(false, WRITE_TIMEOUT);
         let big = crate::Block::from_data(RAW, vec![1u8; 2 * 1024 * 1024]).unwrap();
         for _ in 0..MAX_QUEUED_MESSAGES + 3 {
             let mut msg = Message::default();

@@ -33,6 +33,9 @@ pub enum FrameError {
     },
 }
 
+/// What a frame's buffer starts at; it grows with what actually arrives.
+const FIRST_READ_BYTES: usize = 16 * 1024;
+
 /// Reads one frame. Returns `Ok(None)` on a clean end of stream between frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(io: &mut R) -> Result<Option<Bytes>, FrameError> {
     let mut len: u64 = 0;
@@ -48,8 +51,13 @@ pub async fn read_frame<R: AsyncRead + Unpin>(io: &mut R) -> Result<Option<Bytes
             if len > MAX_MESSAGE_BYTES as u64 {
                 return Err(FrameError::TooLarge { declared: len });
             }
-            let mut buf = vec![0u8; len as usize];
-            io.read_exact(&mut buf).await?;
+            // The buffer grows as bytes arrive: a peer that declares 4 MiB and sends nothing
+            // costs a small allocation, not the declared one.
+            let mut buf = Vec::with_capacity((len as usize).min(FIRST_READ_BYTES));
+            (&mut *io).take(len).read_to_end(&mut buf).await?;
+            if buf.len() as u64 != len {
+                return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
             return Ok(Some(Bytes::from(buf)));
         }
         // Stop early once the value can no longer fit under the limit.
@@ -103,6 +111,18 @@ mod tests {
             assert_eq!(read_frame(&mut input).await.unwrap().unwrap(), &b"abc"[..]);
             assert_eq!(read_frame(&mut input).await.unwrap().unwrap(), &b""[..]);
             assert!(read_frame(&mut input).await.unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn a_declared_length_is_not_allocated_before_it_arrives() {
+        futures::executor::block_on(async {
+            // 4 MiB declared (within the limit), 10 bytes sent, then the stream ends.
+            let mut buf = unsigned_varint::encode::u64_buffer();
+            let mut input = unsigned_varint::encode::u64(4 * 1024 * 1024, &mut buf).to_vec();
+            input.extend_from_slice(&[7; 10]);
+            let err = read_frame(&mut Cursor::new(input)).await.unwrap_err();
+            assert!(matches!(err, FrameError::Io(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof), "{err}");
         });
     }
 
