@@ -112,7 +112,8 @@ async fn fetch_up_to(
         Ok(_) => Ok(Gathered { data, blocks, root_from: root_from.into_inner(), block_list }),
         Err(FetchError::Get { source, .. } | FetchError::Sink(source)) => Err(source),
         Err(FetchError::Export(source)) => Err(Error::Segment { cid: root, source }),
-        Err(e @ FetchError::Stalled(_)) => {
+        Err(e @ (FetchError::Stalled(_) | FetchError::Size { .. })) => {
+            // `Size` only comes from `fetch_file_of_size`, which is not used here.
             tracing::error!(%e, "fetch stalled");
             Err(Error::Stopped)
         }

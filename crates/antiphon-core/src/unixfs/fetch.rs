@@ -36,6 +36,16 @@ pub enum FetchError<E, S = E> {
     /// The sink refused the bytes.
     #[error("the output refused the file's bytes")]
     Sink(#[source] S),
+    /// The root declares a size other than the one expected; nothing under it was fetched.
+    #[error("{root} declares {actual} bytes; {expected} were expected")]
+    Size {
+        /// The file.
+        root: Cid,
+        /// The size the caller expected (a manifest's).
+        expected: u64,
+        /// The size the root declares.
+        actual: u64,
+    },
 }
 
 /// Fetches the bytes of `root` within `range`, with up to `window` blocks requested at once,
@@ -45,6 +55,38 @@ pub async fn fetch_file<G, Fut, E, S>(
     root: Cid,
     range: impl RangeBounds<u64>,
     window: usize,
+    get: G,
+    sink: impl FnMut(&Block, Bytes) -> Result<(), S>,
+) -> Result<u64, FetchError<E, S>>
+where
+    G: FnMut(Cid) -> Fut,
+    Fut: Future<Output = Result<Block, E>>,
+{
+    fetch(FileReader::new(root, range), None, window, get, sink).await
+}
+
+/// Fetches the whole of `root`, which must be a file of exactly `size` bytes: the root's
+/// declared size is checked as soon as the root arrives, before any block under it is asked
+/// for, and no byte past `size` is ever asked for. For files whose size someone else declared
+/// (a track manifest's segments), so that a lying root costs one block.
+pub async fn fetch_file_of_size<G, Fut, E, S>(
+    root: Cid,
+    size: u64,
+    window: usize,
+    get: G,
+    sink: impl FnMut(&Block, Bytes) -> Result<(), S>,
+) -> Result<u64, FetchError<E, S>>
+where
+    G: FnMut(Cid) -> Fut,
+    Fut: Future<Output = Result<Block, E>>,
+{
+    fetch(FileReader::new(root, ..size), Some(size), window, get, sink).await
+}
+
+async fn fetch<G, Fut, E, S>(
+    mut reader: FileReader,
+    expected: Option<u64>,
+    window: usize,
     mut get: G,
     mut sink: impl FnMut(&Block, Bytes) -> Result<(), S>,
 ) -> Result<u64, FetchError<E, S>>
@@ -53,7 +95,6 @@ where
     Fut: Future<Output = Result<Block, E>>,
 {
     let window = window.max(1);
-    let mut reader = FileReader::new(root, range);
     let mut ready: HashMap<Cid, Block> = HashMap::new();
     let mut inflight = FuturesUnordered::new();
     let mut requested: Vec<Cid> = Vec::new();
@@ -61,6 +102,11 @@ where
     while let Some(&next) = reader.next_cid() {
         if let Some(block) = ready.get(&next).cloned() {
             let bytes = reader.push_block(&block)?;
+            if let (Some(expected), Some(actual)) = (expected, reader.file_size())
+                && actual != expected
+            {
+                return Err(FetchError::Size { root: *block.cid(), expected, actual });
+            }
             // Repeated content links the same block several times in a row: keep it while it
             // is needed again next. (Looking further ahead would cost a scan of the reader's
             // whole stack per block; a repeat further away is simply fetched again.)
@@ -158,6 +204,37 @@ mod tests {
         assert_eq!(out, data);
         // The root, the repeated full chunk once, the short last chunk.
         assert_eq!(gets.borrow().len(), 3, "{:?}", gets.borrow());
+    }
+
+    #[test]
+    fn a_root_declaring_another_size_costs_one_block() {
+        let data = vec![3u8; 4 * CHUNK_BYTES];
+        let (file, blocks) = import_bytes(&data);
+        let store = MemoryBlockstore::new(usize::MAX);
+        blocks.iter().for_each(|b| store.put(b).unwrap());
+        let gets = std::cell::RefCell::new(Vec::new());
+        let get = |cid: Cid| {
+            gets.borrow_mut().push(cid);
+            let data = store.get(&cid).unwrap().unwrap();
+            async move { Block::new(cid, data).map_err(|_| "corrupt") }
+        };
+        // A manifest that says the file is one chunk long: refused after its root alone.
+        let err = futures::executor::block_on(fetch_file_of_size(file.root, CHUNK_BYTES as u64, 1, get, |_, _| {
+            Ok::<(), &str>(())
+        }))
+        .unwrap_err();
+        assert!(matches!(err, FetchError::Size { actual, .. } if actual == data.len() as u64), "{err}");
+        assert_eq!(gets.borrow().as_slice(), &[file.root]);
+        // The right size fetches it all.
+        let get = |cid: Cid| {
+            let data = store.get(&cid).unwrap().unwrap();
+            async move { Block::new(cid, data).map_err(|_| "corrupt") }
+        };
+        let n = futures::executor::block_on(fetch_file_of_size(file.root, data.len() as u64, 4, get, |_, _| {
+            Ok::<(), &str>(())
+        }))
+        .unwrap();
+        assert_eq!(n, data.len() as u64);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod importer;
 
 pub use data::{DataType, UnixFsData};
 pub use exporter::{ExportError, FileReader};
-pub use fetch::{FetchError, fetch_file};
+pub use fetch::{FetchError, fetch_file, fetch_file_of_size};
 pub use importer::{FileImporter, ImportedFile};
 
 /// Size of each leaf chunk the importer cuts, in bytes (Kubo's default `size-262144`).
