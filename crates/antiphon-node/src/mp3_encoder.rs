@@ -37,6 +37,9 @@ pub fn output_rate(input: u32) -> u32 {
 pub struct Mp3Encoder {
     encoder: Encoder,
     channels: u32,
+    /// Output samples per input sample, rounded up: LAME resamples (8 kHz in, 48 kHz out) and
+    /// needs room for what comes out, not what went in.
+    upsampling: usize,
     out: Vec<u8>,
 }
 
@@ -59,13 +62,19 @@ impl Mp3Encoder {
         builder.set_brate(bitrate).map_err(lame)?;
         builder.set_quality(Quality::Good).map_err(lame)?;
         builder.set_to_write_vbr_tag(false).map_err(lame)?;
-        Ok(Self { encoder: builder.build().map_err(lame)?, channels: channels.clamp(1, 2), out: Vec::new() })
+        let upsampling = output_rate(sample_rate).div_ceil(sample_rate.max(1)).max(1) as usize;
+        Ok(Self {
+            encoder: builder.build().map_err(lame)?,
+            channels: channels.clamp(1, 2),
+            upsampling,
+            out: Vec::new(),
+        })
     }
 
     /// Encodes interleaved samples (one per channel per instant).
     pub fn push(&mut self, interleaved: &[i16]) -> Result<(), EncodeError> {
         let instants = interleaved.len() / self.channels as usize;
-        self.out.reserve(mp3lame_encoder::max_required_buffer_size(instants));
+        self.out.reserve(mp3lame_encoder::max_required_buffer_size(instants.saturating_mul(self.upsampling)));
         if self.channels == 1 {
             self.encoder.encode_to_vec(MonoPcm(interleaved), &mut self.out).map_err(lame)?;
         } else {
