@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use antiphon_core::Cid;
 use antiphon_core::block::RAW;
 use antiphon_core::car::{CarWriter, write_section};
-use antiphon_core::unixfs::exporter::read_file;
+use antiphon_core::unixfs::exporter::{ExportError, read_file};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -337,9 +337,24 @@ fn sniff(data: &[u8]) -> &'static str {
     }
 }
 
+/// What reading a file (or a range of it) for a response found.
+struct FileRead {
+    /// The file's size.
+    total: u64,
+    /// The range asked for: `Some(None)` when it cannot be satisfied.
+    range: Option<Option<(u64, u64)>>,
+    /// Its first bytes, to tell its type.
+    head: Vec<u8>,
+    /// The bytes to send.
+    bytes: bytes::Bytes,
+}
+
+/// Bytes read from a file's start to tell its content type.
+const SNIFF_BYTES: u64 = 64;
+
 async fn file(
     state: AppState,
-    head: bool,
+    head_only: bool,
     content_path: String,
     path_blocks: Vec<Cid>,
     terminus: Cid,
@@ -347,20 +362,35 @@ async fn file(
 ) -> Response {
     let etag = format!("\"{terminus}\"");
     let store = state.store.clone();
-    // Segments and covers are bounded (32 MiB, 8 MiB); a larger file is refused rather than
-    // buffered.
-    let read = tokio::task::spawn_blocking(move || {
+    let range_header = request.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // Only the blocks a range needs are read (a one-byte range of a 32 MiB segment reads one
+    // leaf); a whole file is bounded (segments 32 MiB, covers 8 MiB) and a larger one is
+    // refused rather than buffered.
+    let read = tokio::task::spawn_blocking(move || -> Result<FileRead, ExportError> {
+        let total = traversal::file_size(&store, terminus).map_err(|e| match e {
+            TraversalError::Missing(cid) => ExportError::Missing(cid),
+            other => ExportError::Write(std::io::Error::other(other.to_string())),
+        })?;
+        let range = range_header.map(|v| parse_range(&v, total));
+        let wanted = match range {
+            Some(None) => return Ok(FileRead { total, range, head: Vec::new(), bytes: bytes::Bytes::new() }),
+            Some(Some((from, to))) => from..to.saturating_add(1),
+            None => 0..total,
+        };
+        let mut head = Vec::new();
+        read_file(&store, terminus, 0..SNIFF_BYTES, &mut head)?;
         let mut out = Vec::new();
         let mut limited = LimitedWriter { out: &mut out, left: FILE_BODY_LIMIT };
-        read_file(&store, terminus, .., &mut limited).map(|_| out)
+        read_file(&store, terminus, wanted, &mut limited)?;
+        Ok(FileRead { total, range, head, bytes: bytes::Bytes::from(out) })
     })
     .await;
-    let bytes = match read {
-        Ok(Ok(bytes)) => bytes::Bytes::from(bytes),
-        Ok(Err(antiphon_core::unixfs::exporter::ExportError::Missing(cid))) => {
+    let FileRead { total, range, head, bytes } = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(ExportError::Missing(cid))) => {
             return plain(StatusCode::NOT_FOUND, format!("block {cid} is not stored here"));
         }
-        Ok(Err(antiphon_core::unixfs::exporter::ExportError::Write(_))) => {
+        Ok(Err(ExportError::Write(_))) => {
             return plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("files over {FILE_BODY_LIMIT} bytes are served as ?format=car only"),
@@ -375,9 +405,7 @@ async fn file(
         Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "reading the file failed"),
     };
     let content_type =
-        if terminus.codec() == RAW || !bytes.is_empty() { sniff(&bytes) } else { "application/octet-stream" };
-    let total = bytes.len() as u64;
-    let range = request.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|v| parse_range(v, total));
+        if terminus.codec() == RAW || !head.is_empty() { sniff(&head) } else { "application/octet-stream" };
     let mut response = if not_modified(request, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -390,13 +418,13 @@ async fn file(
                 return r;
             }
             Some(Some((from, to))) => {
-                let mut r = sized(&state, head, StatusCode::PARTIAL_CONTENT, bytes.slice(from as usize..=to as usize));
+                let mut r = sized(&state, head_only, StatusCode::PARTIAL_CONTENT, bytes);
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes {from}-{to}/{total}")) {
                     r.headers_mut().insert(header::CONTENT_RANGE, v);
                 }
                 r
             }
-            None => sized(&state, head, StatusCode::OK, bytes),
+            None => sized(&state, head_only, StatusCode::OK, bytes),
         }
     };
     let h = response.headers_mut();

@@ -1,7 +1,7 @@
 //! Which blocks a trustless-gateway request names: the blocks along a content path, then the
 //! blocks of the `dag-scope` at its end, in depth-first order without duplicates.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::RangeInclusive;
 
 use antiphon_core::Cid;
@@ -96,8 +96,10 @@ pub enum TraversalError {
     /// A block's links could not be read.
     #[error(transparent)]
     Dag(DagError),
-    /// The DAG under the request holds more blocks than one answer may list.
-    #[error("more than {MAX_DFS_BLOCKS} blocks under {0}")]
+    /// The DAG under the request holds more blocks or bytes than one answer may carry.
+    #[error(
+        "the answer for {0} would exceed what one response carries ({MAX_DFS_BLOCKS} blocks, {MAX_CAR_BYTES} bytes, duplicates no more than the distinct blocks); ask with dups=n or a narrower dag-scope"
+    )]
     TooLarge(Cid),
     /// The store failed.
     #[error("store read failed")]
@@ -296,27 +298,48 @@ pub fn scope_blocks(
 }
 
 /// Every block under `root`, depth first in link order; with `dups`, a block linked twice is
-/// listed twice. Bounded by [`MAX_DFS_BLOCKS`].
+/// listed twice. Each distinct block is read and verified once, however often it is linked.
+/// Bounded by [`MAX_DFS_BLOCKS`] and by bytes: [`MAX_CAR_BYTES`] in all, and duplicates may
+/// add no more than the distinct blocks weigh (a DAG that links one block a thousand times
+/// does not become a thousand copies from one request).
 fn dfs(store: &dyn Blockstore, root: Cid, dups: bool) -> Result<Vec<Cid>, TraversalError> {
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    // Each distinct block's links and size, from its one verified read.
+    let mut known: HashMap<Cid, (Vec<Cid>, u64)> = HashMap::new();
+    let (mut distinct_bytes, mut duplicate_bytes) = (0u64, 0u64);
     let mut stack = vec![root];
     while let Some(cid) = stack.pop() {
-        if !dups && !seen.insert(cid) {
-            continue;
-        }
-        if out.len() >= MAX_DFS_BLOCKS {
+        let links = match known.get(&cid) {
+            Some(_) if !dups => continue,
+            Some((links, size)) => {
+                duplicate_bytes += size;
+                links.clone()
+            }
+            None => {
+                let data = get(store, &cid)?;
+                let links = dag::links_of(&cid, &data)?;
+                distinct_bytes += data.len() as u64;
+                known.insert(cid, (links.clone(), data.len() as u64));
+                links
+            }
+        };
+        if out.len() >= MAX_DFS_BLOCKS
+            || distinct_bytes + duplicate_bytes > MAX_CAR_BYTES
+            || duplicate_bytes > distinct_bytes
+        {
             return Err(TraversalError::TooLarge(root));
         }
-        let data = get(store, &cid)?;
         out.push(cid);
-        stack.extend(dag::links_of(&cid, &data)?.into_iter().rev());
+        stack.extend(links.into_iter().rev());
     }
     Ok(out)
 }
 
 /// Most blocks one CAR response lists (a whole 32 MiB segment is ~130).
 pub const MAX_DFS_BLOCKS: usize = 1 << 20;
+
+/// Most bytes of blocks one CAR response carries: the largest track a replica takes.
+pub const MAX_CAR_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
 /// Appends every sub-shard of a HAMT (not the entries' own blocks), depth first.
 fn hamt_shards(
@@ -341,11 +364,10 @@ fn hamt_shards(
     Ok(())
 }
 
-/// The blocks needed to read `range` of the file `root`: the ones the exporter asks for.
-fn file_range_blocks(store: &dyn Blockstore, root: Cid, range: EntityBytes) -> Result<Vec<Cid>, TraversalError> {
-    // The size comes from the root; negative offsets need it.
+/// The size of the UnixFS file `root` as its root block declares it (one block read).
+pub fn file_size(store: &dyn Blockstore, root: Cid) -> Result<u64, TraversalError> {
     let data = get(store, &root)?;
-    let size = match root.codec() {
+    Ok(match root.codec() {
         DAG_PB => {
             let (_, fs) = unixfs(root, &data)?;
             let fs = fs.ok_or_else(|| malformed::<&str>(root)("dag-pb without UnixFS data"))?;
@@ -353,7 +375,13 @@ fn file_range_blocks(store: &dyn Blockstore, root: Cid, range: EntityBytes) -> R
                 .unwrap_or_else(|| fs.data.as_ref().map_or(0, |d| d.len() as u64) + fs.blocksizes.iter().sum::<u64>())
         }
         _ => data.len() as u64,
-    };
+    })
+}
+
+/// The blocks needed to read `range` of the file `root`: the ones the exporter asks for.
+fn file_range_blocks(store: &dyn Blockstore, root: Cid, range: EntityBytes) -> Result<Vec<Cid>, TraversalError> {
+    // The size comes from the root; negative offsets need it.
+    let size = file_size(store, root)?;
     let Some(bytes) = range.resolve(size) else { return Ok(vec![root]) };
     let mut reader = FileReader::new(root, bytes);
     let mut out = Vec::new();
