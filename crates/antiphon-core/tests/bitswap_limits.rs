@@ -349,17 +349,19 @@ async fn a_peer_that_never_reads_loses_its_stream_and_the_budget_it_held() {
         s = control.open_stream(server_id, PROTOCOL) => s.unwrap(),
         _ = server.select_next_some() => panic!("unexpected server event"),
     };
-    let mut want = Message::default();
-    want.wantlist = blocks
-        .iter()
-        .map(|b| WantEntry {
-            cid: *b.cid(),
-            priority: 1,
-            cancel: false,
-            want_type: WantType::Block,
-            send_dont_have: true,
-        })
-        .collect();
+    let want = Message {
+        wantlist: blocks
+            .iter()
+            .map(|b| WantEntry {
+                cid: *b.cid(),
+                priority: 1,
+                cancel: false,
+                want_type: WantType::Block,
+                send_dont_have: true,
+            })
+            .collect(),
+        ..Message::default()
+    };
     write_framed(&mut stream, &want.encode_framed().unwrap()).await.unwrap();
     // Take the server's reply stream and never read it.
     let (_, mut stuck) = tokio::time::timeout(Duration::from_secs(10), async {
