@@ -81,15 +81,22 @@ test("hls.js plays a track from the node's playlist.m3u8 past 8 s", async () => 
 });
 
 test("a track uploaded to A reaches B and C; with A stopped the browser plays it from B", async () => {
-  const b = await startNode(join(work, "b"), 18180);
-  const c = await startNode(join(work, "c"), 18190);
+  // B and C keep A's tracks only because A is their origin; A takes uploads off loopback only
+  // with a token.
+  const aId = nodeCli(["--data", join(work, "a"), "peer-id"]);
+  const b = await startNode(join(work, "b"), 18180, ["--origin", aId]);
+  const c = await startNode(join(work, "c"), 18190, ["--origin", aId]);
   const replicaOf = (n) => n.peer.multiaddrs.find((a) => a.includes("/ws/"));
-  const a = await startNode(join(work, "a"), 18200, ["--replica", replicaOf(b), "--replica", replicaOf(c)]);
+  const token = "e2e-upload-token";
+  const a = await startNode(join(work, "a"), 18200, ["--replica", replicaOf(b), "--replica", replicaOf(c), "--upload-token", token]);
   const profile = tempDir("chromium");
   let browser;
   try {
     const uploadStarted = Date.now();
-    const res = await fetch(`${a.url}/tracks?filename=default.mp3&title=Replicated`, { method: "POST", body: readFileSync(mp3) });
+    const refused = await fetch(`${a.url}/tracks?filename=default.mp3`, { method: "POST", body: readFileSync(mp3) });
+    assert.equal(refused.status, 401, "no upload without the token");
+    const res = await fetch(`${a.url}/tracks?filename=default.mp3&title=Replicated`, {
+      method: "POST", body: readFileSync(mp3), headers: { Authorization: `Bearer ${token}` } });
     assert.equal(res.status, 201, await res.clone().text());
     const { cid } = await res.json();
     const uploadedMs = Date.now() - uploadStarted;

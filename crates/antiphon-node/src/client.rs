@@ -9,6 +9,7 @@ use antiphon_core::{Block, Cid};
 use anyhow::Context;
 use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt, StreamExt};
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm};
@@ -41,12 +42,17 @@ pub enum GetError {
 
 impl Client {
     /// Starts a client and dials `addr`, returning once connected, with the remote's peer ID.
+    /// When `addr` ends in `/p2p/<id>`, only that peer is accepted at the other end (the
+    /// Noise handshake proves it).
     pub async fn connect(addr: Multiaddr, timeout: Duration) -> anyhow::Result<(Self, PeerId)> {
         let key = libp2p::identity::Keypair::generate_ed25519();
         let cert = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?;
         // The client serves nothing; a zero-byte store keeps nothing it fetches.
         let mut swarm = build_swarm(key, cert, MemoryBlockstore::new(0), &SwarmOptions::default()).await?;
-        let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+        let opts = match addr.iter().last() {
+            Some(Protocol::P2p(peer)) => DialOpts::peer_id(peer).addresses(vec![addr.clone()]).build(),
+            _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+        };
         let id = opts.connection_id();
         swarm.dial(opts).with_context(|| format!("cannot dial {addr}"))?;
         let peer = tokio::time::timeout(timeout, wait_connected(&mut swarm, id))

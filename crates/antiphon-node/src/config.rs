@@ -11,7 +11,7 @@ use libp2p::Multiaddr;
 use serde::Deserialize;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where to listen.
@@ -48,6 +48,9 @@ pub struct Limits {
     pub max_connections_per_peer: u32,
     /// Incoming connections still handshaking.
     pub max_pending_incoming: u32,
+    /// Connections (established or handshaking) from one IP address: peer IDs cost nothing
+    /// to make, addresses do.
+    pub max_connections_per_ip: u32,
 }
 
 /// Circuit relay v2 server limits: small, since browsers only use it to exchange signalling.
@@ -64,10 +67,14 @@ pub struct Relay {
     pub max_circuit_bytes: u64,
     /// Seconds a circuit may last.
     pub max_circuit_secs: u64,
+    /// Reservations held at once by peers connected from one IP address.
+    pub max_reservations_per_ip: usize,
+    /// Circuits one peer may open at once.
+    pub max_circuits_per_peer: usize,
 }
 
 /// Replication settings.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Replication {
     /// Creator nodes that keep a copy of every track ingested here, as multiaddrs ending in
@@ -75,6 +82,15 @@ pub struct Replication {
     pub replicas: Vec<Multiaddr>,
     /// Seconds between attempts to reach a replica that has not confirmed a track.
     pub retry_secs: u64,
+    /// Creator nodes (peer IDs) whose tracks this node keeps when they ask it to: a request
+    /// from any other peer is refused. Empty: this node is nobody's replica.
+    pub origins: Vec<libp2p::PeerId>,
+    /// Largest track (segments and cover, as its manifest declares) pulled for an origin.
+    pub max_track_bytes: u64,
+    /// The store may not grow past this many bytes through replication.
+    pub quota_bytes: u64,
+    /// Seconds one pull may take, from the request to the stored track.
+    pub pull_timeout_secs: u64,
 }
 
 /// Ingest defaults for uploads.
@@ -90,6 +106,13 @@ pub struct Ingest {
     pub first_segment_seconds: u32,
     /// Largest upload accepted, bytes.
     pub max_upload_bytes: u64,
+    /// Longest audio accepted, in seconds of decoded sound (counted while decoding, so a small
+    /// file that decodes to days of audio is refused within seconds).
+    pub max_duration_secs: u64,
+    /// Uploads ingested at once; more are answered 503 with `Retry-After`.
+    pub max_concurrent: usize,
+    /// Seconds an upload may take, from its first byte to the stored track.
+    pub timeout_secs: u64,
 }
 
 /// HTTP settings.
@@ -119,7 +142,12 @@ impl Default for Listen {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_connections: 1024, max_connections_per_peer: 4, max_pending_incoming: 128 }
+        Self {
+            max_connections: 1024,
+            max_connections_per_peer: 4,
+            max_pending_incoming: 128,
+            max_connections_per_ip: 32,
+        }
     }
 }
 
@@ -131,6 +159,21 @@ impl Default for Relay {
             max_circuits: 16,
             max_circuit_bytes: 64 * 1024,
             max_circuit_secs: 120,
+            max_reservations_per_ip: 8,
+            max_circuits_per_peer: 4,
+        }
+    }
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Self {
+            replicas: Vec::new(),
+            retry_secs: 10,
+            origins: Vec::new(),
+            max_track_bytes: 2 * 1024 * 1024 * 1024,
+            quota_bytes: 256 * 1024 * 1024 * 1024,
+            pull_timeout_secs: 600,
         }
     }
 }
@@ -142,19 +185,9 @@ impl Default for Ingest {
             segment_seconds: antiphon_core::segment::TARGET_SEGMENT_SECS,
             first_segment_seconds: antiphon_core::segment::FIRST_SEGMENT_SECS,
             max_upload_bytes: 512 * 1024 * 1024,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            listen: Listen::default(),
-            limits: Limits::default(),
-            relay: Relay::default(),
-            replication: Replication { replicas: Vec::new(), retry_secs: 10 },
-            ingest: Ingest::default(),
-            http: Http::default(),
+            max_duration_secs: 6 * 3600,
+            max_concurrent: 2,
+            timeout_secs: 900,
         }
     }
 }
@@ -192,10 +225,20 @@ pub enum ConfigError {
 impl Config {
     /// Reads `path` over the defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config = Self::read(path)?;
+        config.validate().map_err(|message| ConfigError::Invalid { path: path.into(), message })?;
+        Ok(config)
+    }
+
+    /// Checks a configuration assembled from defaults, a file and flags.
+    pub fn check(&self) -> Result<(), String> {
+        self.validate()
+    }
+
+    fn read(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         let config: Self =
             toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
-        config.validate().map_err(|message| ConfigError::Invalid { path: path.into(), message })?;
         Ok(config)
     }
 
@@ -221,6 +264,18 @@ impl Config {
         if self.replication.retry_secs == 0 {
             return Err("replication.retry_secs must be at least 1".into());
         }
+        if self.replication.pull_timeout_secs == 0 {
+            return Err("replication.pull_timeout_secs must be at least 1".into());
+        }
+        if self.ingest.max_concurrent == 0 {
+            return Err("ingest.max_concurrent must be at least 1".into());
+        }
+        if self.ingest.max_duration_secs == 0 || self.ingest.timeout_secs == 0 {
+            return Err("ingest.max_duration_secs and ingest.timeout_secs must be at least 1".into());
+        }
+        if self.limits.max_connections_per_ip == 0 {
+            return Err("limits.max_connections_per_ip must be at least 1".into());
+        }
         Ok(())
     }
 }
@@ -235,8 +290,10 @@ mod tests {
         let config = Config::load(&path).unwrap();
         let mut expected = Config::default();
         expected.replication.replicas = config.replication.replicas.clone();
+        expected.replication.origins = config.replication.origins.clone();
         assert_eq!(config, expected, "node.example.toml documents the defaults");
         assert_eq!(config.replication.replicas.len(), 2);
+        assert_eq!(config.replication.origins.len(), 1);
     }
 
     #[test]

@@ -4,12 +4,13 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use antiphon_core::block::DAG_CBOR;
-use antiphon_core::unixfs::{FetchError, fetch_file};
+use antiphon_core::unixfs::{FetchError, fetch_file, fetch_file_of_size};
 use antiphon_core::{Block, Cid, TrackManifest};
+use bytes::Bytes;
 use libp2p::{Multiaddr, PeerId};
 
 use crate::client::{Client, GetError};
-use crate::store::{Batch, StoreError};
+use crate::store::StoreError;
 
 /// Blocks requested at once.
 const WINDOW: usize = 16;
@@ -57,6 +58,16 @@ pub enum FetchCommandError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The track's manifest declares more bytes than the fetch may bring in.
+    #[error("{cid} declares {declared} bytes; at most {limit} may be fetched")]
+    TooLarge {
+        /// The track.
+        cid: Cid,
+        /// What its manifest declares (segments and cover).
+        declared: u64,
+        /// The bound.
+        limit: u64,
+    },
     /// A segment's size differs from the manifest's.
     #[error("segment {index} ({cid}) holds {actual} bytes; the manifest says {declared}")]
     SegmentSize {
@@ -80,35 +91,70 @@ pub enum SinkError {
     /// Keeping the blocks failed.
     #[error(transparent)]
     Store(StoreError),
+    /// Spooling the blocks to disk failed.
+    #[error("cannot spool the blocks")]
+    Spool(#[source] antiphon_core::car::CarError),
+    /// A file (not a track) grew past the bytes the fetch may bring in.
+    #[error("the file is larger than the {limit} bytes that may be fetched")]
+    TooLarge {
+        /// The bound.
+        limit: u64,
+    },
 }
 
-/// Connects to `addr`.
+/// Connects to `addr`; when it ends in `/p2p/<id>`, the peer that answers must be that one.
 pub async fn connect(addr: Multiaddr) -> anyhow::Result<(Client, PeerId)> {
     Client::connect(addr, Duration::from_secs(20)).await
 }
 
+/// Where a fetch puts what it gets, besides the file bytes written out.
+pub struct Sinks<K, P> {
+    /// Every verified block, in the order fetched (the store, a spool file, or nothing).
+    pub keep: K,
+    /// Bytes fetched so far and blocks, now and then.
+    pub progress: P,
+    /// Most file bytes the fetch may bring in: a track whose manifest declares more is refused
+    /// before any segment is asked for; a file is cut off when it grows past it.
+    pub max_bytes: u64,
+}
+
 /// Fetches `cid` from `peer`: a track manifest and all its segments (written in order, which
-/// gives the original audio stream), or a UnixFS file. Every block is verified; blocks are
-/// added to `batch` when one is given.
-pub async fn fetch(
+/// gives the original audio stream), or a UnixFS file. Every block is verified. A track's
+/// files are checked against the sizes its manifest declares as soon as each root arrives, and
+/// nothing past those sizes is asked for.
+pub async fn fetch<W, K, P>(
     client: &Client,
     peer: PeerId,
     cid: Cid,
-    out: &mut dyn Write,
-    mut batch: Option<&mut Batch>,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<Fetched, FetchCommandError> {
+    out: &mut W,
+    sinks: Sinks<K, P>,
+) -> Result<Fetched, FetchCommandError>
+where
+    W: Write + ?Sized,
+    K: FnMut(&Block) -> Result<(), SinkError>,
+    P: FnMut(u64, u64),
+{
+    let Sinks { mut keep, mut progress, max_bytes } = sinks;
     let started = Instant::now();
     let (mut bytes, mut blocks) = (0u64, 0u64);
     let manifest = if cid.codec() == DAG_CBOR {
         let root = client.get(cid, peer).await.map_err(|source| FetchCommandError::Root { cid, source })?;
         blocks += 1;
-        if let Some(batch) = batch.as_deref_mut() {
-            batch.put(&root)?;
-        }
         // A dag-cbor root that is not a track is not a file either: say so now rather than
         // fetch it again only for the UnixFS reader to refuse it.
-        Some(TrackManifest::from_block(&root).map_err(|source| FetchCommandError::NotATrack { cid, source })?)
+        let manifest =
+            TrackManifest::from_block(&root).map_err(|source| FetchCommandError::NotATrack { cid, source })?;
+        let declared = manifest
+            .segments
+            .iter()
+            .map(|s| s.bytes)
+            .chain(manifest.cover.as_ref().map(|c| c.bytes))
+            .fold(0u64, u64::saturating_add);
+        if declared > max_bytes {
+            return Err(FetchCommandError::TooLarge { cid, declared, limit: max_bytes });
+        }
+        keep(&root).map_err(|e| FetchCommandError::Fetch(FetchError::Sink(e)))?;
+        Some(manifest)
     } else {
         None
     };
@@ -128,19 +174,23 @@ pub async fn fetch(
             let client = client.clone();
             async move { client.get(c, peer).await }
         };
-        fetch_file(file, .., WINDOW, get, |block: &Block, data| {
+        let sink = |block: &Block, data: Bytes| {
             blocks += 1;
-            if let Some(batch) = batch.as_deref_mut() {
-                batch.put(block).map_err(SinkError::Store)?;
+            written += data.len() as u64;
+            if bytes.saturating_add(written) > max_bytes {
+                return Err(SinkError::TooLarge { limit: max_bytes });
             }
+            keep(block)?;
             if write {
                 out.write_all(&data).map_err(SinkError::Write)?;
             }
-            written += data.len() as u64;
             progress(bytes + written, blocks);
             Ok(())
-        })
-        .await?;
+        };
+        match declared {
+            Some(size) => fetch_file_of_size(file, size, WINDOW, get, sink).await?,
+            None => fetch_file(file, .., WINDOW, get, sink).await?,
+        };
         if let Some(declared) = declared
             && declared != written
         {

@@ -5,6 +5,7 @@
 //! - [`client`] and [`fetch`]: a Bitswap client and `antiphon-node fetch`;
 //! - [`content`]: a file's CID, CAR import and export, reading files back;
 //! - [`store`]: blocks and tracks in one redb database;
+//! - [`catalog`]: the tracks held, their manifests and confirmations, in memory;
 //! - [`network`]: the libp2p swarm (TCP, WebSocket, WebRTC-direct; Bitswap, identify, ping,
 //!   connection limits, relay server, replication);
 //! - [`replication`]: asking replicas to pull tracks, and pulling them as a replica;
@@ -12,6 +13,7 @@
 //!   routing) and the demo page;
 //! - [`config`]: `serve --config node.toml`;
 //! - [`metrics`]: what `GET /metrics` reports;
+//! - [`ip_limits`]: connections per IP address;
 //! - [`identity`]: the persistent libp2p key and WebRTC certificate;
 //! - [`demo_track`]: the synthesised default track.
 
@@ -20,6 +22,7 @@
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
 pub mod browsers;
+pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod content;
@@ -28,6 +31,7 @@ pub mod fetch;
 pub mod http;
 pub mod identity;
 pub mod ingest;
+pub mod ip_limits;
 pub mod metrics;
 pub mod mp3_encoder;
 pub mod network;

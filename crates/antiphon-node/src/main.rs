@@ -3,12 +3,18 @@
 //! Ingests audio into verified ~6 s segments, stores them in redb, and serves them to browsers
 //! and any IPFS peer over Bitswap (WebRTC-direct, WebSocket, TCP) with an HTTP API beside.
 
+// As in the library: errors carry the store's and CIDs' details, built only on failure.
+#![allow(clippy::result_large_err)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use antiphon_core::Cid;
-use antiphon_node::{content, demo_track, http, identity, ingest, network, progress, store};
+use antiphon_node::{catalog, content, demo_track, http, identity, ingest, network, progress, replication, store};
+
+/// Where uploads are spooled before ingest, inside the data directory; emptied at start.
+const UPLOAD_DIR: &str = "spool/uploads";
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
@@ -57,7 +63,13 @@ enum Command {
         /// twice the one before, up to --segment-seconds. 0: no ramp.
         #[arg(long, value_name = "SECONDS", default_value_t = antiphon_core::segment::FIRST_SEGMENT_SECS, value_parser = clap::value_parser!(u32).range(0..=30))]
         first_segment_seconds: u32,
+        /// Longest audio accepted, in seconds of decoded sound (counted while decoding).
+        #[arg(long, value_name = "SECONDS", default_value_t = ingest::DEFAULT_MAX_DURATION_SECS)]
+        max_duration_seconds: u64,
     },
+    /// Print this node's peer ID (creating its identity key in the data directory if there is
+    /// none yet): what other nodes list among their `replication.origins`.
+    PeerId,
     /// List the stored tracks: CID, duration, segments, title and artist.
     Tracks,
     /// Print the CID `ipfs add --cid-version=1` gives FILE (256 KiB chunks, raw leaves,
@@ -139,6 +151,15 @@ enum Command {
         /// the config file's list [default: none].
         #[arg(long = "replica", value_name = "MULTIADDR")]
         replicas: Vec<Multiaddr>,
+        /// Creator node (peer ID) whose tracks this node keeps when asked; repeat for several.
+        /// Adds to the config file's list. Replication requests from any other peer are refused
+        /// [default: none].
+        #[arg(long = "origin", value_name = "PEER_ID")]
+        origins: Vec<libp2p::PeerId>,
+        /// Bearer token uploads (POST /tracks) must carry. Without one, uploads are taken only
+        /// when the HTTP API listens on loopback [default: none].
+        #[arg(long, value_name = "TOKEN", env = "ANTIPHON_UPLOAD_TOKEN", hide_env_values = true)]
+        upload_token: Option<String>,
     },
     /// Write the embedded default track: synthesised music encoded to MP3 with LAME.
     DemoTrack {
@@ -201,7 +222,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Ingest { file, title, artist, album, kbps, segment_seconds, first_segment_seconds } => ingest(
+        Command::Ingest {
+            file,
+            title,
+            artist,
+            album,
+            kbps,
+            segment_seconds,
+            first_segment_seconds,
+            max_duration_seconds,
+        } => ingest(
             &cli.data,
             &file,
             ingest::IngestOptions {
@@ -211,8 +241,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 kbps,
                 segment_secs: segment_seconds,
                 first_segment_secs: first_segment_seconds,
+                max_duration_secs: max_duration_seconds,
+                deadline: None,
             },
         ),
+        Command::PeerId => {
+            std::fs::create_dir_all(&cli.data).with_context(|| format!("cannot create {}", cli.data.display()))?;
+            println!("{}", identity::load_or_create_keypair(&cli.data)?.public().to_peer_id());
+            Ok(())
+        }
         Command::Tracks => {
             let store = store::Store::open_existing(&cli.data)?;
             for (cid, _added) in store.tracks()? {
@@ -294,7 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             content::cat(&store, cid, offset..end, &mut std::io::stdout().lock())?;
             Ok(())
         }
-        Command::Serve { config, listen, http, www, replicas } => {
+        Command::Serve { config, listen, http, www, replicas, origins, upload_token } => {
             let mut settings = match &config {
                 Some(path) => antiphon_node::config::Config::load(path)?,
                 None => antiphon_node::config::Config::default(),
@@ -309,6 +346,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 settings.http.www = www;
             }
             settings.replication.replicas.extend(replicas);
+            settings.replication.origins.extend(origins);
+            if upload_token.is_some() {
+                settings.http.upload_token = upload_token;
+            }
+            settings.check().map_err(|message| anyhow::anyhow!("invalid settings: {message}"))?;
             tokio::runtime::Runtime::new()?.block_on(serve(&cli.data, settings))
         }
         Command::DemoTrack { output, seconds, kbps } => {
@@ -364,6 +406,15 @@ async fn serve(data: &Path, settings: antiphon_node::config::Config) -> anyhow::
     let cert = identity::load_or_create_certificate(data)?;
     let store = store::Store::open(data)?;
     let peer_id = key.public().to_peer_id();
+    // Spool files left by a run that stopped mid-upload or mid-pull are never resumed.
+    for dir in [data.join(UPLOAD_DIR), data.join(replication::SPOOL_DIR)] {
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(e).with_context(|| format!("cannot empty {}", dir.display()));
+        }
+    }
+    let catalog = std::sync::Arc::new(catalog::Catalog::load(&store)?);
     let options = network::SwarmOptions {
         limits: settings.limits.clone(),
         relay: settings.relay.enabled.then(|| settings.relay.clone()),
@@ -379,7 +430,12 @@ async fn serve(data: &Path, settings: antiphon_node::config::Config) -> anyhow::
         .await
         .with_context(|| format!("cannot bind the HTTP API to {http_addr}"))?;
     let bound = listener.local_addr()?;
-    let browsers = std::sync::Arc::new(antiphon_node::browsers::BrowserProviders::default());
+    let browsers =
+        std::sync::Arc::new(antiphon_node::browsers::BrowserProviders::new(settings.relay.max_reservations_per_ip));
+    let uploads = http::UploadAccess::new(settings.http.upload_token.as_deref(), bound);
+    if matches!(uploads, http::UploadAccess::Off) {
+        tracing::warn!(http = %bound, "uploads are OFF: the HTTP API listens on a non-loopback address and no upload token is set (http.upload_token or --upload-token)");
+    }
     let state = http::AppState {
         peer_id,
         addrs: addrs_rx,
@@ -389,9 +445,11 @@ async fn serve(data: &Path, settings: antiphon_node::config::Config) -> anyhow::
         new_tracks: new_tracks_tx,
         replicas: std::sync::Arc::new(settings.replication.replicas.clone()),
         ingest: settings.ingest.clone(),
-        upload_token: settings.http.upload_token.as_deref().map(Into::into),
-        upload_dir: data.join("uploads"),
+        uploads,
+        ingest_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(settings.ingest.max_concurrent)),
+        upload_dir: data.join(UPLOAD_DIR),
         browsers: browsers.clone(),
+        catalog: catalog.clone(),
     };
     let app = http::router(state, settings.http.www.clone());
 
@@ -405,6 +463,8 @@ async fn serve(data: &Path, settings: antiphon_node::config::Config) -> anyhow::
     });
     let context = network::RunContext {
         store,
+        catalog,
+        pull_policy: replication::PullPolicy::new(&settings.replication, data),
         metrics,
         replicas: settings.replication.replicas.clone(),
         retry: std::time::Duration::from_secs(settings.replication.retry_secs),
@@ -437,6 +497,10 @@ async fn fetch(data: &Path, cid: Cid, addr: Multiaddr, output: Option<PathBuf>, 
         None
     };
     let mut batch = store.as_ref().map(store::Store::batch).transpose()?;
+    let keep = |block: &antiphon_core::Block| match batch.as_mut() {
+        Some(batch) => batch.put(block).map_err(antiphon_node::fetch::SinkError::Store),
+        None => Ok(()),
+    };
     let mut out: Box<dyn std::io::Write> = match &output {
         Some(path) => {
             Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?)
@@ -444,13 +508,14 @@ async fn fetch(data: &Path, cid: Cid, addr: Multiaddr, output: Option<PathBuf>, 
         None => Box::new(std::io::stdout().lock()),
     };
     let mut last = std::time::Instant::now();
-    let mut progress = |bytes: u64, blocks: u64| {
+    let progress = |bytes: u64, blocks: u64| {
         if last.elapsed() >= std::time::Duration::from_secs(1) {
             last = std::time::Instant::now();
             eprintln!("  {bytes} bytes, {blocks} blocks");
         }
     };
-    let result = antiphon_node::fetch::fetch(&client, peer, cid, &mut out, batch.as_mut(), &mut progress).await;
+    let sinks = antiphon_node::fetch::Sinks { keep, progress, max_bytes: u64::MAX };
+    let result = antiphon_node::fetch::fetch(&client, peer, cid, &mut out, sinks).await;
     drop(out);
     let fetched = match result {
         Ok(f) => f,

@@ -26,9 +26,10 @@ use libp2p_webrtc::tokio::Certificate;
 use tokio::sync::{mpsc, watch};
 
 use crate::browsers::{self, BrowserProviders, ProvideRequest, ProvideResponse};
+use crate::catalog::Catalog;
 use crate::config;
 use crate::metrics::Metrics;
-use crate::replication::{self, ReplicateRequest, ReplicateResponse};
+use crate::replication::{self, PullPolicy, ReplicateRequest, ReplicateResponse};
 use crate::store::Store;
 use antiphon_core::liveness::{self, Liveness};
 
@@ -50,7 +51,10 @@ mod behaviour {
     /// for a one-off fetch).
     #[derive(NetworkBehaviour)]
     pub struct NodeBehaviour<S: Blockstore + Send> {
-        /// Connection limits: checked first, before any other behaviour sees a connection.
+        /// Connections per IP address: checked first, so that one address cannot take the
+        /// handshake slots the limits below share.
+        pub ip_limits: crate::ip_limits::Behaviour,
+        /// Connection limits: in total and per peer.
         pub limits: connection_limits::Behaviour,
         /// Bitswap, serving from the store.
         pub bitswap: bitswap::Behaviour<S>,
@@ -107,6 +111,7 @@ pub async fn build_swarm<S: Blockstore + Send>(
         .with_websocket(noise::Config::new, yamux_config)
         .await?
         .with_behaviour(|key| NodeBehaviour {
+            ip_limits: crate::ip_limits::Behaviour::new(options.limits.max_connections_per_ip as usize),
             limits: connection_limits::Behaviour::new(limits),
             bitswap: bitswap::Behaviour::new(store, bitswap::Config::default()),
             identify: identify::Behaviour::new(
@@ -125,6 +130,7 @@ pub async fn build_swarm<S: Blockstore + Send>(
                             max_circuits: r.max_circuits,
                             max_circuit_bytes: r.max_circuit_bytes,
                             max_circuit_duration: Duration::from_secs(r.max_circuit_secs),
+                            max_circuits_per_peer: r.max_circuits_per_peer,
                             ..Default::default()
                         },
                     )
@@ -153,8 +159,12 @@ pub async fn build_swarm<S: Blockstore + Send>(
 
 /// What the serving swarm task needs besides the swarm.
 pub struct RunContext {
-    /// The store (tracks to replicate, confirmations).
+    /// The store (confirmations are written to it, off this task).
     pub store: Store,
+    /// The tracks held (what to replicate, what browsers may claim).
+    pub catalog: Arc<Catalog>,
+    /// What this node accepts when asked to replicate.
+    pub pull_policy: PullPolicy,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Replica creator nodes (multiaddrs ending in `/p2p/<peer id>`).
@@ -180,7 +190,8 @@ struct Replicator {
 
 impl Replicator {
     /// Sends a request for every unconfirmed pair not already being asked, a few per replica.
-    fn kick(&mut self, swarm: &mut Swarm<NodeBehaviour<Store>>, store: &Store, addrs: &[Multiaddr]) {
+    /// Reads only the in-memory catalog: nothing here waits on the disk.
+    fn kick(&mut self, swarm: &mut Swarm<NodeBehaviour<Store>>, catalog: &Catalog, addrs: &[Multiaddr]) {
         if self.replicas.is_empty() {
             return;
         }
@@ -188,38 +199,18 @@ impl Replicator {
         if from.is_empty() {
             return;
         }
-        let tracks = match store.tracks() {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list tracks to replicate");
-                return;
-            }
-        };
         for (peer, addr) in &self.replicas {
             // Failed dials make libp2p forget an address; a replica that was down must be
             // dialled again at its configured address.
             swarm.add_peer_address(*peer, addr.clone());
-            let mut asked_now = self.asked.iter().filter(|(_, p)| p == peer).count();
-            for (track, _) in &tracks {
-                if asked_now >= MAX_REQUESTS_PER_REPLICA {
-                    break;
-                }
-                if self.asked.contains(&(*track, *peer)) {
-                    continue;
-                }
-                let confirmed = store
-                    .replicas_of(track)
-                    .map(|r| r.iter().any(|(p, _)| p.as_slice() == peer.to_bytes().as_slice()))
-                    .unwrap_or(false);
-                if confirmed {
-                    continue;
-                }
+            let asked_now = self.asked.iter().filter(|(_, p)| p == peer).count();
+            let room = MAX_REQUESTS_PER_REPLICA.saturating_sub(asked_now);
+            for track in catalog.unconfirmed(peer, room, |t| self.asked.contains(&(*t, *peer))) {
                 let request = ReplicateRequest { track: track.to_bytes(), from: from.clone() };
                 let id = swarm.behaviour_mut().replicate.send_request(peer, request);
                 tracing::debug!(%track, %peer, "asking a replica to pull a track");
-                self.in_flight.insert(id, (*track, *peer));
-                self.asked.insert((*track, *peer));
-                asked_now += 1;
+                self.in_flight.insert(id, (track, *peer));
+                self.asked.insert((track, *peer));
             }
         }
     }
@@ -253,6 +244,8 @@ pub async fn run(
     }
     let mut transports: HashMap<ConnectionId, &'static str> = HashMap::new();
     let mut peer_transport: HashMap<PeerId, &'static str> = HashMap::new();
+    // The address each connected peer came from, for per-IP bounds on reservations.
+    let mut peer_ip: HashMap<PeerId, std::net::IpAddr> = HashMap::new();
     // Replication pulls this node serves as a replica: their answers come back here.
     let (pulled_tx, mut pulled_rx) = mpsc::channel::<(ResponseChannel<ReplicateResponse>, ReplicateResponse)>(16);
     let mut pulls = 0usize;
@@ -265,7 +258,7 @@ pub async fn run(
             _ = ctx.shutdown.changed() => break,
             _ = retry.tick() => {
                 let addrs = ctx.addrs_tx.borrow().clone();
-                replicator.kick(&mut swarm, &ctx.store, &addrs);
+                replicator.kick(&mut swarm, &ctx.catalog, &addrs);
             }
             _ = gauges.tick() => {
                 let b = &swarm.behaviour().bitswap;
@@ -278,7 +271,7 @@ pub async fn run(
             Some(track) = ctx.new_tracks.recv() => {
                 tracing::debug!(%track, "new track; asking replicas");
                 let addrs = ctx.addrs_tx.borrow().clone();
-                replicator.kick(&mut swarm, &ctx.store, &addrs);
+                replicator.kick(&mut swarm, &ctx.catalog, &addrs);
             }
             Some((channel, response)) = pulled_rx.recv() => {
                 pulls = pulls.saturating_sub(1);
@@ -309,11 +302,14 @@ pub async fn run(
                         liveness.watch(connection_id, Instant::now());
                     }
                     peer_transport.insert(peer_id, transport);
+                    if let Some(ip) = crate::ip_limits::ip_of(endpoint.get_remote_address()) {
+                        peer_ip.entry(peer_id).or_insert(ip);
+                    }
                     ctx.metrics.connection_opened(transport);
                     tracing::info!(%peer_id, transport, addr = %endpoint.get_remote_address(), "connected");
                     if replicator.replicas.iter().any(|(p, _)| *p == peer_id) {
                         let addrs = ctx.addrs_tx.borrow().clone();
-                        replicator.kick(&mut swarm, &ctx.store, &addrs);
+                        replicator.kick(&mut swarm, &ctx.catalog, &addrs);
                     }
                 }
                 SwarmEvent::ConnectionClosed { peer_id, cause, connection_id, num_established, .. } => {
@@ -323,6 +319,7 @@ pub async fn run(
                     liveness.forget(connection_id);
                     if num_established == 0 {
                         peer_transport.remove(&peer_id);
+                        peer_ip.remove(&peer_id);
                         ctx.browsers.remove(&peer_id);
                     }
                     tracing::info!(%peer_id, cause = ?cause.map(|c| c.to_string()), "disconnected");
@@ -337,6 +334,12 @@ pub async fn run(
                 SwarmEvent::Behaviour(NodeBehaviourEvent::Replicate(event)) => match event {
                     request_response::Event::Message { peer, message, .. } => match message {
                         request_response::Message::Request { request, channel, .. } => {
+                            // Strangers are answered at once and take no pull slot.
+                            if !ctx.pull_policy.origins.contains(&peer) {
+                                tracing::info!(%peer, "refused a replication request: the peer is not one of this node's origins");
+                                let _ = swarm.behaviour_mut().replicate.send_response(channel, replication::not_stored());
+                                continue;
+                            }
                             if pulls >= MAX_CONCURRENT_PULLS {
                                 let busy = ReplicateResponse { stored: false, blocks: 0, bytes: 0,
                                     error: Some("busy; ask again later".into()) };
@@ -345,10 +348,10 @@ pub async fn run(
                             }
                             pulls += 1;
                             tracing::info!(%peer, "asked to replicate a track");
-                            let store = ctx.store.clone();
+                            let (store, catalog, policy) = (ctx.store.clone(), ctx.catalog.clone(), ctx.pull_policy.clone());
                             let tx = pulled_tx.clone();
                             tokio::spawn(async move {
-                                let response = replication::pull(store, request).await;
+                                let response = replication::pull(store, catalog, policy, peer, request).await;
                                 let _ = tx.send((channel, response)).await;
                             });
                         }
@@ -356,9 +359,7 @@ pub async fn run(
                             if let Some((track, replica)) = replicator.done(&request_id) {
                                 if response.stored {
                                     tracing::info!(%track, %replica, blocks = response.blocks, "replica confirmed a track");
-                                    if let Err(e) = ctx.store.confirm_replica(&track, &replica.to_bytes(), crate::unix_now()) {
-                                        tracing::warn!(error = %e, "cannot record a replica's confirmation");
-                                    }
+                                    confirm(&ctx.store, &ctx.catalog, track, replica);
                                 } else {
                                     tracing::warn!(%track, %replica, error = ?response.error, "replica could not pull a track; will retry");
                                 }
@@ -377,7 +378,8 @@ pub async fn run(
                 },
                 SwarmEvent::Behaviour(NodeBehaviourEvent::Provide(event)) => match event {
                     request_response::Event::Message { peer, message: request_response::Message::Request { request, channel, .. }, .. } => {
-                        let response = match ctx.browsers.announce(peer, local, &request, Instant::now()) {
+                        let holds = |cid: &Cid| ctx.catalog.holds(cid);
+                        let response = match ctx.browsers.announce(peer, &request, holds, Instant::now()) {
                             Ok(n) => {
                                 tracing::debug!(%peer, cids = n, "a browser announced what it serves");
                                 ProvideResponse { accepted: n as u32, error: None }
@@ -396,7 +398,18 @@ pub async fn run(
                     }
                     _ => {}
                 },
-                SwarmEvent::Behaviour(NodeBehaviourEvent::Relay(event)) => tracing::debug!(?event, "relay"),
+                SwarmEvent::Behaviour(NodeBehaviourEvent::Relay(event)) => match event {
+                    relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                        if !ctx.browsers.reserved(src_peer_id, peer_ip.get(&src_peer_id).copied()) {
+                            tracing::info!(peer = %src_peer_id, "too many relay reservations from one address; disconnecting");
+                            let _ = swarm.disconnect_peer_id(src_peer_id);
+                        }
+                    }
+                    relay::Event::ReservationClosed { src_peer_id } | relay::Event::ReservationTimedOut { src_peer_id } => {
+                        ctx.browsers.remove(&src_peer_id);
+                    }
+                    other => tracing::debug!(event = ?other, "relay"),
+                },
                 SwarmEvent::Behaviour(NodeBehaviourEvent::Ping(ping::Event { peer, connection, result })) => match result {
                     Ok(_) => liveness.alive(connection, Instant::now()),
                     Err(ping::Failure::Unsupported) => {
@@ -419,6 +432,19 @@ pub async fn run(
     }
     tracing::info!("network stopped");
     Ok(())
+}
+
+/// Records a replica's confirmation: in the catalog at once, in the store on a blocking
+/// thread (a write transaction may have to wait for another; the swarm task must not).
+fn confirm(store: &Store, catalog: &Catalog, track: Cid, replica: PeerId) {
+    let now = crate::unix_now();
+    catalog.confirm(&track, replica, now);
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = store.confirm_replica(&track, &replica.to_bytes(), now) {
+            tracing::warn!(error = %e, %track, %replica, "cannot record a replica's confirmation");
+        }
+    });
 }
 
 fn log_bitswap(event: bitswap::Event) {

@@ -60,6 +60,7 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    path: Arc<std::path::PathBuf>,
 }
 
 impl Store {
@@ -73,7 +74,7 @@ impl Store {
         txn.open_table(TRACKS)?;
         txn.open_table(REPLICAS)?;
         txn.commit()?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self { db: Arc::new(db), path: Arc::new(path) })
     }
 
     /// Opens the store in `data_dir`, refusing to create one (for commands that only read).
@@ -83,6 +84,11 @@ impl Store {
             return Err(StoreError::Missing { path: path.display().to_string() });
         }
         Self::open(data_dir)
+    }
+
+    /// Bytes the database file takes on disk now (0 if it cannot be read).
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(self.path.as_ref()).map(|m| m.len()).unwrap_or(0)
     }
 
     /// Starts a batch of writes that land together on [`Batch::commit`], or not at all.

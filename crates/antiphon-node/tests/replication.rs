@@ -53,13 +53,15 @@ fn replicas_confirmed(node: &Served, track: &str) -> usize {
 #[test]
 fn a_track_lives_on_three_nodes_and_a_returning_replica_catches_up() {
     let dir = tempfile::tempdir().unwrap();
-    let b = serve(&dir.path().join("b"), &[]);
+    // B and C keep A's tracks: A is their origin.
+    let a_id = common::peer_id(&dir.path().join("a"));
+    let b = serve(&dir.path().join("b"), &["--origin", &a_id]);
     let c_port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
     let c_listen = format!("/ip4/127.0.0.1/tcp/{c_port}");
-    let c = serve(&dir.path().join("c"), &["--listen", &c_listen]);
+    let c = serve(&dir.path().join("c"), &["--listen", &c_listen, "--origin", &a_id]);
     let config = dir.path().join("a.toml");
     std::fs::write(
         &config,
@@ -92,7 +94,7 @@ fn a_track_lives_on_three_nodes_and_a_returning_replica_catches_up() {
     let second = upload(&a, "chord.mp3", &fixture("chord.mp3"));
     wait_for_track(&b, &second, Duration::from_secs(30));
     assert_eq!(replicas_confirmed(&a, &second), 1);
-    let c = serve(&c_data, &["--listen", &c_listen]);
+    let c = serve(&c_data, &["--listen", &c_listen, "--origin", &a_id]);
     let caught_up = wait_for_track(&c, &second, Duration::from_secs(60));
     eprintln!("C caught up {caught_up:?} after its restart");
     assert_eq!(car_blocks(&c, &second), car_blocks(&a, &second));

@@ -17,14 +17,14 @@ use std::sync::Arc;
 
 use antiphon_core::Cid;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
-use tower_http::cors::CorsLayer;
+use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeDir;
 
 use crate::config;
@@ -50,12 +50,40 @@ pub struct AppState {
     pub replicas: Arc<Vec<Multiaddr>>,
     /// Upload settings.
     pub ingest: config::Ingest,
-    /// Bearer token `POST /tracks` requires, if any.
-    pub upload_token: Option<Arc<str>>,
+    /// Who may upload.
+    pub uploads: UploadAccess,
+    /// One permit per upload being ingested ([`config::Ingest::max_concurrent`]).
+    pub ingest_slots: Arc<tokio::sync::Semaphore>,
     /// Where uploads are spooled before ingest.
     pub upload_dir: PathBuf,
     /// Browsers serving through this node (listed by the routing endpoint).
     pub browsers: Arc<crate::browsers::BrowserProviders>,
+    /// The tracks held, decoded once.
+    pub catalog: Arc<crate::catalog::Catalog>,
+}
+
+/// Who may `POST /tracks`. Whatever the mode, a request a browser marks as coming from another
+/// site's page (`Origin`, `Sec-Fetch-Site`) is refused.
+#[derive(Clone)]
+pub enum UploadAccess {
+    /// Whoever sends `Authorization: Bearer <token>`.
+    Token(Arc<str>),
+    /// No token is set and the API listens on loopback: requests addressed to a loopback host
+    /// name (so a DNS-rebound name is refused) from no page or a page of that same origin.
+    Loopback,
+    /// No token is set and the API listens on another address: uploads are off.
+    Off,
+}
+
+impl UploadAccess {
+    /// The mode for a node whose API binds `addr` with `token` configured.
+    pub fn new(token: Option<&str>, addr: SocketAddr) -> Self {
+        match token {
+            Some(t) if !t.is_empty() => Self::Token(t.into()),
+            _ if addr.ip().is_loopback() => Self::Loopback,
+            _ => Self::Off,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -71,18 +99,14 @@ async fn peer(State(state): State<AppState>) -> Json<PeerInfo> {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let store = state.store.clone();
-    let replicas = state.replicas.len();
-    let gauges = tokio::task::spawn_blocking(move || -> Result<StoreGauges, crate::store::StoreError> {
-        let tracks = store.tracks()?;
-        let mut full = 0;
-        for (cid, _) in &tracks {
-            if replicas > 0 && store.replicas_of(cid)?.len() >= replicas {
-                full += 1;
-            }
-        }
-        Ok(StoreGauges { blocks: store.block_count()?, tracks: tracks.len() as u64, tracks_fully_replicated: full })
-    })
-    .await;
+    let blocks = tokio::task::spawn_blocking(move || store.block_count()).await;
+    let gauges = blocks.map(|b| {
+        b.map(|blocks| StoreGauges {
+            blocks,
+            tracks: state.catalog.len() as u64,
+            tracks_fully_replicated: state.catalog.fully_replicated(state.replicas.len()),
+        })
+    });
     match gauges {
         Ok(Ok(g)) => {
             let mut r = state.metrics.render(g).into_response();
@@ -114,5 +138,13 @@ pub fn router(state: AppState, www: Option<PathBuf>) -> Router {
         Some(dir) => api.fallback_service(ServeDir::new(dir).precompressed_br().precompressed_gzip()),
         None => api,
     };
-    app.layer(CorsLayer::permissive())
+    // Any page may read (the player fetches blocks, manifests and routing answers from other
+    // origins); no page may write: POST gets no CORS grant, and `tracks::upload` refuses
+    // requests browsers mark as cross-site.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::HEAD])
+        .allow_headers(Any)
+        .expose_headers(Any);
+    app.layer(cors)
 }

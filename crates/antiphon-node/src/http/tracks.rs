@@ -1,7 +1,7 @@
 //! Tracks: listing, one manifest with its replica status, its HLS playlist, and uploads.
 
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use antiphon_core::{Cid, TrackManifest};
 use axum::Json;
@@ -10,11 +10,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::AppState;
+use subtle::ConstantTimeEq;
+
+use super::{AppState, UploadAccess};
+use crate::catalog::Track;
 use crate::ingest::{IngestOptions, ingest_file};
 use crate::replication::peer_of;
 
@@ -41,34 +43,28 @@ struct TrackInfo {
     playlist: String,
 }
 
-/// `GET /tracks`: every stored track, oldest first.
+/// `GET /tracks`: every stored track, oldest first (from the catalog: no store read).
 pub async fn list(State(state): State<AppState>) -> Response {
-    let store = state.store.clone();
-    let listed = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<TrackInfo>> {
-        let mut out = Vec::new();
-        for (cid, added_unix) in store.tracks()? {
-            let Some(bytes) = store.block(&cid)? else { continue };
-            let m = TrackManifest::decode(&bytes)?;
-            out.push(TrackInfo {
+    let list: Vec<TrackInfo> = state
+        .catalog
+        .list()
+        .into_iter()
+        .map(|(cid, t)| {
+            let m = &t.manifest;
+            TrackInfo {
                 cid: cid.to_string(),
                 duration_secs: m.duration_secs(),
                 segments: m.segments.len(),
-                title: m.title,
-                artist: m.artist,
-                album: m.album,
-                codec: m.codec,
-                added_unix,
+                title: m.title.clone(),
+                artist: m.artist.clone(),
+                album: m.album.clone(),
+                codec: m.codec.clone(),
+                added_unix: t.added_unix,
                 playlist: format!("/tracks/{cid}/playlist.m3u8"),
-            });
-        }
-        Ok(out)
-    })
-    .await;
-    match listed {
-        Ok(Ok(list)) => Json(list).into_response(),
-        Ok(Err(e)) => internal(e),
-        Err(e) => internal(e),
-    }
+            }
+        })
+        .collect();
+    Json(list).into_response()
 }
 
 #[derive(Serialize)]
@@ -113,35 +109,27 @@ struct ManifestInfo {
     replicas: Vec<ReplicaInfo>,
 }
 
-/// Reads and decodes a stored manifest; `Err` is the response to send.
-fn load_manifest(state: &AppState, cid: &str) -> Result<(Cid, TrackManifest), Response> {
+/// A track from the catalog; `Err` is the response to send.
+fn load_track(state: &AppState, cid: &str) -> Result<(Cid, Track), Response> {
     let cid: Cid = cid.parse().map_err(|_| error(StatusCode::BAD_REQUEST, format!("{cid:?} is not a valid CID")))?;
-    let bytes = match state.store.block(&cid) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Err(error(StatusCode::NOT_FOUND, format!("no track {cid} here"))),
-        Err(e) => return Err(internal(e)),
-    };
-    let manifest = TrackManifest::decode(&bytes)
-        .map_err(|e| error(StatusCode::NOT_FOUND, format!("{cid} is not a track manifest: {e}")))?;
-    Ok((cid, manifest))
+    let track = state.catalog.get(&cid).ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no track {cid} here")))?;
+    Ok((cid, track))
 }
 
 /// `GET /tracks/{cid}`: the manifest as JSON, with each segment's start and the replicas.
 pub async fn one(State(state): State<AppState>, Path(cid): Path<String>) -> Response {
-    let (cid, m) = match load_manifest(&state, &cid) {
+    let (cid, track) = match load_track(&state, &cid) {
         Ok(x) => x,
         Err(response) => return response,
     };
-    let confirmed = match state.store.replicas_of(&cid) {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
+    let m = &track.manifest;
+    let confirmed = &track.replicas;
     let mut replicas: Vec<ReplicaInfo> = state
         .replicas
         .iter()
         .filter_map(|addr| {
             let peer = peer_of(addr)?;
-            let when = confirmed.iter().find(|(p, _)| p.as_slice() == peer.to_bytes().as_slice()).map(|(_, t)| *t);
+            let when = confirmed.get(&peer).copied();
             Some(ReplicaInfo {
                 peer: peer.to_string(),
                 addr: Some(addr.to_string()),
@@ -151,8 +139,7 @@ pub async fn one(State(state): State<AppState>, Path(cid): Path<String>) -> Resp
         })
         .collect();
     // Confirmations from replicas no longer configured are still facts worth showing.
-    for (peer, when) in &confirmed {
-        let Ok(peer) = PeerId::from_bytes(peer) else { continue };
+    for (peer, when) in confirmed {
         if !replicas.iter().any(|r| r.peer == peer.to_string()) {
             replicas.push(ReplicaInfo {
                 peer: peer.to_string(),
@@ -224,11 +211,11 @@ pub fn render_playlist(manifest: &TrackManifest) -> String {
 /// `GET /tracks/{cid}/playlist.m3u8`.
 pub async fn playlist(State(state): State<AppState>, Path(cid): Path<String>) -> Response {
     let cid = cid.strip_suffix(".m3u8").unwrap_or(&cid).to_string();
-    let (_, m) = match load_manifest(&state, &cid) {
+    let (_, track) = match load_track(&state, &cid) {
         Ok(x) => x,
         Err(response) => return response,
     };
-    let mut r = render_playlist(&m).into_response();
+    let mut r = render_playlist(&track.manifest).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.apple.mpegurl"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=29030400, immutable"));
@@ -264,6 +251,73 @@ enum UploadError {
     Store(crate::store::StoreError),
 }
 
+/// Whether a browser says the request comes from a page of another origin: its `Origin`
+/// names another host than the request's `Host`, or `Sec-Fetch-Site` is anything but
+/// `same-origin` or `none` (typed in, not from a page). Clients that are not browsers send
+/// neither.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    let get = |name: header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
+    if let Some(site) = get(header::HeaderName::from_static("sec-fetch-site"))
+        && site != "same-origin"
+        && site != "none"
+    {
+        return true;
+    }
+    match get(header::ORIGIN) {
+        None => false,
+        Some(origin) => {
+            let authority = origin.split_once("://").map(|(_, a)| a);
+            authority.is_none() || authority != get(header::HOST)
+        }
+    }
+}
+
+/// Whether a `Host` header names this machine by a loopback name or address: a DNS-rebound
+/// name pointing at 127.0.0.1 is not one.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Decides whether an upload may proceed; `Err` is the refusal to send.
+fn authorise_upload(access: &UploadAccess, headers: &HeaderMap) -> Result<(), Response> {
+    if from_another_site(headers) {
+        return Err(error(StatusCode::FORBIDDEN, "uploads from another site's pages are refused"));
+    }
+    match access {
+        UploadAccess::Token(token) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+                Ok(())
+            } else {
+                Err(error(StatusCode::UNAUTHORIZED, "uploads need Authorization: Bearer <token>"))
+            }
+        }
+        UploadAccess::Loopback => {
+            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if loopback_host(host) {
+                Ok(())
+            } else {
+                Err(error(
+                    StatusCode::FORBIDDEN,
+                    "without an upload token, uploads are taken only on a loopback address (Host: 127.0.0.1 or localhost)",
+                ))
+            }
+        }
+        UploadAccess::Off => Err(error(
+            StatusCode::FORBIDDEN,
+            "uploads are off: this node's HTTP API listens on a non-loopback address and no upload token is set (http.upload_token or --upload-token)",
+        )),
+    }
+}
+
 /// An extension for a content type, when no file name says it.
 fn extension_for(content_type: &str) -> &'static str {
     match content_type.split(';').next().unwrap_or("").trim() {
@@ -285,13 +339,16 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(token) = &state.upload_token {
-        let given =
-            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_ref()) {
-            return error(StatusCode::UNAUTHORIZED, "uploads need Authorization: Bearer <token>");
-        }
+    if let Err(refused) = authorise_upload(&state.uploads, &headers) {
+        return refused;
     }
+    // A permit for the whole upload, taken before the body is read: ingest is CPU-bound.
+    let Ok(_permit) = state.ingest_slots.clone().try_acquire_owned() else {
+        let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "too many uploads at once; try again shortly");
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    };
+    let deadline = Instant::now() + Duration::from_secs(state.ingest.timeout_secs);
     let started = Instant::now();
     let name = query.filename.clone().unwrap_or_else(|| {
         let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -303,7 +360,7 @@ pub async fn upload(
     }
     let spool = state.upload_dir.join(format!("{}.{extension}", rand::random::<u64>()));
     let limit = state.ingest.max_upload_bytes;
-    let written = async {
+    let written = tokio::time::timeout_at(deadline.into(), async {
         let mut file = tokio::fs::File::create(&spool).await?;
         let mut stream = body.into_data_stream();
         let mut total = 0u64;
@@ -317,8 +374,9 @@ pub async fn upload(
         }
         file.flush().await?;
         Ok::<u64, std::io::Error>(total)
-    }
-    .await;
+    })
+    .await
+    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
     match written {
         Ok(0) => {
             let _ = tokio::fs::remove_file(&spool).await;
@@ -330,6 +388,9 @@ pub async fn upload(
             if e.kind() == std::io::ErrorKind::FileTooLarge {
                 return error(StatusCode::PAYLOAD_TOO_LARGE, format!("uploads are limited to {limit} bytes"));
             }
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                return error(StatusCode::REQUEST_TIMEOUT, "the upload took too long to arrive");
+            }
             return error(StatusCode::BAD_REQUEST, format!("the upload failed: {e}"));
         }
     }
@@ -340,6 +401,8 @@ pub async fn upload(
         segment_secs: state.ingest.segment_seconds,
         first_segment_secs: state.ingest.first_segment_seconds,
         kbps: state.ingest.kbps,
+        max_duration_secs: state.ingest.max_duration_secs,
+        deadline: Some(deadline),
     };
     let store = state.store.clone();
     let path = spool.clone();
@@ -347,12 +410,22 @@ pub async fn upload(
         let track = ingest_file(&path, options, &mut |_| {});
         let _ = std::fs::remove_file(&path);
         let track = track.map_err(|e| UploadError::Refused(e.kind))?;
-        store.put_track(&track.manifest_block, &track.segments, crate::unix_now()).map_err(UploadError::Store)?;
-        Ok(track)
+        let now = crate::unix_now();
+        store.put_track(&track.manifest_block, &track.segments, now).map_err(UploadError::Store)?;
+        Ok((track, now))
     })
     .await;
     let track = match result {
-        Ok(Ok(track)) => track,
+        Ok(Ok((track, added))) => {
+            state.catalog.add(*track.manifest_block.cid(), track.manifest.clone(), added);
+            track
+        }
+        Ok(Err(UploadError::Refused(crate::ingest::IngestError::Deadline))) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("ingesting {name} took too long; nothing was stored"),
+            );
+        }
         Ok(Err(UploadError::Refused(kind))) => {
             let mut message = format!("cannot ingest {name}: {kind}");
             let mut source = std::error::Error::source(&kind);
@@ -394,6 +467,48 @@ pub async fn upload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.insert(header::HeaderName::from_static(name), HeaderValue::from_str(value).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn uploads_from_other_sites_or_rebound_names_are_refused() {
+        let loopback = UploadAccess::Loopback;
+        let ok = |h: &[(&'static str, &str)]| authorise_upload(&loopback, &headers(h)).is_ok();
+        assert!(ok(&[("host", "127.0.0.1:8080")]), "curl");
+        assert!(ok(&[("host", "localhost:8080"), ("origin", "http://localhost:8080")]), "the node's own page");
+        assert!(ok(&[("host", "[::1]:8080"), ("sec-fetch-site", "same-origin"), ("origin", "http://[::1]:8080")]));
+        assert!(!ok(&[("host", "127.0.0.1:8080"), ("origin", "https://evil.example")]), "a cross-site form");
+        assert!(!ok(&[("host", "127.0.0.1:8080"), ("origin", "null")]), "a sandboxed page");
+        assert!(!ok(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")]));
+        assert!(!ok(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "same-site")]));
+        assert!(!ok(&[("host", "evil.example:8080"), ("origin", "http://evil.example:8080")]), "DNS rebinding");
+        assert!(!ok(&[]), "no Host at all");
+
+        let token = UploadAccess::Token("s3cret".into());
+        let with = |h: &[(&'static str, &str)]| authorise_upload(&token, &headers(h)).is_ok();
+        assert!(with(&[("host", "node.example.org"), ("authorization", "Bearer s3cret")]));
+        assert!(!with(&[("host", "node.example.org"), ("authorization", "Bearer s3cre")]));
+        assert!(!with(&[("host", "node.example.org"), ("authorization", "Bearer s3cret2")]));
+        assert!(!with(&[("host", "node.example.org")]));
+        assert!(!with(&[
+            ("authorization", "Bearer s3cret"),
+            ("origin", "https://evil.example"),
+            ("host", "node.example.org")
+        ]));
+
+        assert!(authorise_upload(&UploadAccess::Off, &headers(&[("host", "10.0.0.1:8080")])).is_err());
+        let addr = |a: &str| a.parse::<std::net::SocketAddr>().unwrap();
+        assert!(matches!(UploadAccess::new(None, addr("0.0.0.0:8080")), UploadAccess::Off));
+        assert!(matches!(UploadAccess::new(Some(""), addr("10.0.0.1:8080")), UploadAccess::Off));
+        assert!(matches!(UploadAccess::new(None, addr("127.0.0.1:8080")), UploadAccess::Loopback));
+        assert!(matches!(UploadAccess::new(Some("t"), addr("0.0.0.0:8080")), UploadAccess::Token(_)));
+    }
 
     #[test]
     fn playlist_lists_every_segment_with_its_duration() {

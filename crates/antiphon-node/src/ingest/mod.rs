@@ -81,6 +81,15 @@ pub enum IngestError {
     /// More segments than a manifest may hold.
     #[error("it makes {0} segments, over the {MAX_SEGMENTS} a manifest may hold; use longer segments")]
     TooManySegments(usize),
+    /// More audio than [`IngestOptions::max_duration_secs`] (counted while decoding).
+    #[error("it decodes to more than {limit_secs} s of audio, the longest accepted")]
+    TooLong {
+        /// The limit.
+        limit_secs: u64,
+    },
+    /// [`IngestOptions::deadline`] passed.
+    #[error("ingesting it took longer than allowed")]
+    Deadline,
     /// The manifest could not be built.
     #[error("could not build the track manifest")]
     Manifest(#[source] Box<ManifestError>),
@@ -146,6 +155,37 @@ pub struct IngestOptions {
     pub first_segment_secs: u32,
     /// Bitrate of transcoded audio, kbit/s.
     pub kbps: u32,
+    /// Longest audio accepted, in seconds: decoding stops with [`IngestError::TooLong`] as soon
+    /// as more has come out, whatever the file declares.
+    pub max_duration_secs: u64,
+    /// When set, ingest stops with [`IngestError::Deadline`] once this instant has passed.
+    pub deadline: Option<std::time::Instant>,
+}
+
+/// The longest audio ingested unless told otherwise: six hours (albums, long mixes).
+pub const DEFAULT_MAX_DURATION_SECS: u64 = 6 * 3600;
+
+/// The bounds one ingest runs within, checked as audio comes out of the decoder.
+pub(crate) struct Limits {
+    max_duration_secs: u64,
+    deadline: Option<std::time::Instant>,
+}
+
+impl Limits {
+    fn of(options: &IngestOptions) -> Self {
+        Self { max_duration_secs: options.max_duration_secs, deadline: options.deadline }
+    }
+
+    /// Fails once `samples` at `rate` exceed the duration, or the deadline has passed.
+    pub(crate) fn check(&self, samples: u64, rate: u32) -> Result<(), IngestError> {
+        if samples > self.max_duration_secs.saturating_mul(u64::from(rate.max(1))) {
+            return Err(IngestError::TooLong { limit_secs: self.max_duration_secs });
+        }
+        if self.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Err(IngestError::Deadline);
+        }
+        Ok(())
+    }
 }
 
 impl Default for IngestOptions {
@@ -157,6 +197,8 @@ impl Default for IngestOptions {
             segment_secs: antiphon_core::segment::TARGET_SEGMENT_SECS,
             first_segment_secs: antiphon_core::segment::FIRST_SEGMENT_SECS,
             kbps: DEFAULT_KBPS,
+            max_duration_secs: DEFAULT_MAX_DURATION_SECS,
+            deadline: None,
         }
     }
 }
@@ -185,10 +227,7 @@ fn ingest_inner(
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
     }
-    let mss = MediaSourceStream::new(Box::new(std::io::Cursor::new(data.clone())), Default::default());
-    let mut probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions { enable_gapless: true, ..Default::default() }, &MetadataOptions::default())
-        .map_err(IngestError::NotAudio)?;
+    let mut probed = probe(&data, &hint)?;
     let mut tags = Tags::default();
     if let Some(revision) = probed.metadata.get().as_ref().and_then(|m| m.current()) {
         tags.absorb(revision);
@@ -205,15 +244,32 @@ fn ingest_inner(
         .ok_or(IngestError::NoAudioTrack)?;
 
     // Passthrough for elementary MP3 and ADTS streams; MP4/M4A AAC is transcoded like the rest.
+    let limits = Limits::of(&options);
     if codec == CODEC_TYPE_MP3 && frames::looks_like_mp3(&data) {
-        return build(&data, frames::split_mp3(&data)?, "audio/mpeg", false, tags, options, progress);
+        let frames = frames::split_mp3(&data)?;
+        limits.check(frames.frames.iter().map(|f| f.samples).sum(), frames.sample_rate)?;
+        return build(&data, frames, "audio/mpeg", false, tags, options, progress);
     }
     if codec == CODEC_TYPE_AAC && frames::looks_like_adts(&data) {
-        return build(&data, frames::split_adts(&data)?, "audio/aac", false, tags, options, progress);
+        let frames = frames::split_adts(&data)?;
+        limits.check(frames.frames.iter().map(|f| f.samples).sum(), frames.sample_rate)?;
+        return build(&data, frames, "audio/aac", false, tags, options, progress);
     }
-    let mp3 = transcode::to_mp3(probed.format.as_mut(), options.kbps, progress)?;
+    // A first pass decodes without encoding, to refuse what is too long before LAME starts.
+    let mut measuring = probe(&data, &hint)?;
+    transcode::measure(measuring.format.as_mut(), &limits)?;
+    drop(measuring);
+    let mp3 = transcode::to_mp3(probed.format.as_mut(), options.kbps, &limits, progress)?;
     let frames = frames::split_mp3(&mp3)?;
     build(&mp3, frames, "audio/mpeg", true, tags, options, progress)
+}
+
+/// Opens `data` as a container symphonia reads.
+fn probe(data: &Bytes, hint: &Hint) -> Result<symphonia::core::probe::ProbeResult, IngestError> {
+    let mss = MediaSourceStream::new(Box::new(std::io::Cursor::new(data.clone())), Default::default());
+    symphonia::default::get_probe()
+        .format(hint, mss, &FormatOptions { enable_gapless: true, ..Default::default() }, &MetadataOptions::default())
+        .map_err(IngestError::NotAudio)
 }
 
 fn build(

@@ -5,17 +5,53 @@ use symphonia::core::codecs::DecoderOptions;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::FormatReader;
 
-use super::{IngestError, Progress, Stage};
+use super::{IngestError, Limits, Progress, Stage};
 use crate::mp3_encoder::Mp3Encoder;
 
 /// Samples a declared length may exceed what was decoded by before the file counts as
 /// truncated (decoders may drop a priming frame).
 const TRUNCATION_SLACK_SAMPLES: u64 = 8192;
 
+/// Decodes the default track of `format` without encoding anything, only to count its audio:
+/// fails with [`IngestError::TooLong`] as soon as more than the limit has come out (or at once
+/// when the file itself declares more). Decoding is cheap next to LAME, so a small file that
+/// decodes to days of audio is refused in seconds, before any of it is encoded.
+pub(super) fn measure(format: &mut dyn FormatReader, limits: &Limits) -> Result<(), IngestError> {
+    let track = format.default_track().ok_or(IngestError::NoAudioTrack)?;
+    let track_id = track.id;
+    if let (Some(declared), Some(rate)) = (track.codec_params.n_frames, track.codec_params.sample_rate) {
+        limits.check(declared, rate)?;
+    }
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+        .map_err(|e| IngestError::UnsupportedCodec(e.to_string()))?;
+    let mut decoded: u64 = 0;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(packet) => packet,
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(SymphoniaError::ResetRequired) => return Ok(()),
+            Err(e) => return Err(IngestError::Corrupt(format!("after {decoded} samples: {e}"))),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let audio = decoder
+            .decode(&packet)
+            .map_err(|e| IngestError::Corrupt(format!("a packet at sample {} does not decode: {e}", packet.ts)))?;
+        decoded += audio.frames() as u64;
+        limits.check(decoded, audio.spec().rate)?;
+    }
+}
+
 /// Decodes the default track of `format` and returns it as an MP3 stream at `kbps`.
+/// Stops with [`IngestError::TooLong`] as soon as more than `limits.max_duration_secs` of audio
+/// has been decoded, and with [`IngestError::Deadline`] once `limits.deadline` has passed:
+/// what a file declares about its length is not trusted.
 pub(super) fn to_mp3(
     format: &mut dyn FormatReader,
     kbps: u32,
+    limits: &Limits,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<u8>, IngestError> {
     let track = format.default_track().ok_or(IngestError::NoAudioTrack)?;
@@ -65,6 +101,7 @@ pub(super) fn to_mp3(
             Some(b) if b.capacity() >= audio.capacity() * channels => b,
             _ => buffer.insert(SampleBuffer::new(audio.capacity() as u64, spec)),
         };
+        limits.check(decoded + audio.frames() as u64, spec.rate)?;
         buf.copy_interleaved_ref(audio);
         let samples = buf.samples();
         let out_channels = channels.min(2);

@@ -12,6 +12,13 @@ pub fn node() -> Command {
     Command::new(assert_cmd::cargo::cargo_bin("antiphon-node"))
 }
 
+/// The peer ID the node with data directory `data` has (made now if it has none yet).
+pub fn peer_id(data: &Path) -> String {
+    let out = node().arg("--data").arg(data).arg("peer-id").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// A running `antiphon-node serve` on ephemeral loopback ports; killed on drop.
 pub struct Served {
     /// The process.
