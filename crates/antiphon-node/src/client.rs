@@ -1,5 +1,6 @@
-//! A Bitswap client for one-off commands (`fetch`): a swarm on its own task, dialled to one
-//! peer, asked for verified blocks through a cloneable handle.
+//! A Bitswap client for one-off commands (`fetch`, replication pulls): a swarm on its own
+//! task, dialled to one peer, asked for verified blocks through a cloneable handle. It serves
+//! nothing and advertises only what it speaks: Bitswap (as a client), identify and ping.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,7 +15,25 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm};
 
-use crate::network::{NodeBehaviour, NodeBehaviourEvent, SwarmOptions, build_swarm};
+use libp2p::{identify, ping};
+
+use crate::swarm::IDENTIFY_PROTOCOL;
+
+mod behaviour {
+    // The derive generates `ClientBehaviourEvent`, whose variants cannot carry doc comments.
+    #![allow(missing_docs)]
+    use super::*;
+
+    /// What a fetching client runs: Bitswap over a store that keeps nothing, identify (Helia
+    /// answers wants only from peers whose identify lists Bitswap) and ping.
+    #[derive(libp2p::swarm::NetworkBehaviour)]
+    pub(super) struct ClientBehaviour {
+        pub(super) bitswap: bitswap::Behaviour<MemoryBlockstore>,
+        pub(super) identify: identify::Behaviour,
+        pub(super) ping: ping::Behaviour,
+    }
+}
+use behaviour::{ClientBehaviour, ClientBehaviourEvent};
 
 /// Commands the handle sends to the swarm task; bounded, so a flood waits instead of growing.
 const COMMAND_QUEUE: usize = 64;
@@ -48,7 +67,15 @@ impl Client {
         let key = libp2p::identity::Keypair::generate_ed25519();
         let cert = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?;
         // The client serves nothing; a zero-byte store keeps nothing it fetches.
-        let mut swarm = build_swarm(key, cert, MemoryBlockstore::new(0), &SwarmOptions::default()).await?;
+        let mut swarm = crate::swarm::build(key, cert, |key| ClientBehaviour {
+            bitswap: bitswap::Behaviour::new(MemoryBlockstore::new(0), bitswap::Config::default()),
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                    .with_agent_version(format!("antiphon-node-fetch/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::default(),
+        })
+        .await?;
         let opts = match addr.iter().last() {
             Some(Protocol::P2p(peer)) => DialOpts::peer_id(peer).addresses(vec![addr.clone()]).build(),
             _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
@@ -72,10 +99,7 @@ impl Client {
     }
 }
 
-async fn wait_connected(
-    swarm: &mut Swarm<NodeBehaviour<MemoryBlockstore>>,
-    id: ConnectionId,
-) -> anyhow::Result<PeerId> {
+async fn wait_connected(swarm: &mut Swarm<ClientBehaviour>, id: ConnectionId) -> anyhow::Result<PeerId> {
     loop {
         match swarm.select_next_some().await {
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, .. } if connection_id == id => {
@@ -89,7 +113,7 @@ async fn wait_connected(
     }
 }
 
-async fn run(mut swarm: Swarm<NodeBehaviour<MemoryBlockstore>>, mut commands: mpsc::Receiver<Command>) {
+async fn run(mut swarm: Swarm<ClientBehaviour>, mut commands: mpsc::Receiver<Command>) {
     let mut pending: HashMap<RequestId, oneshot::Sender<Result<Block, RequestError>>> = HashMap::new();
     loop {
         tokio::select! {
@@ -101,7 +125,7 @@ async fn run(mut swarm: Swarm<NodeBehaviour<MemoryBlockstore>>, mut commands: mp
                 }
             },
             event = swarm.select_next_some() => {
-                if let SwarmEvent::Behaviour(NodeBehaviourEvent::Bitswap(event)) = event {
+                if let SwarmEvent::Behaviour(ClientBehaviourEvent::Bitswap(event)) = event {
                     match event {
                         bitswap::Event::Block { request, block, .. } => {
                             if let Some(reply) = pending.remove(&request) {

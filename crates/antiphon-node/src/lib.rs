@@ -6,8 +6,9 @@
 //! - [`content`]: a file's CID, CAR import and export, reading files back;
 //! - [`store`]: blocks and tracks in one redb database;
 //! - [`catalog`]: the tracks held, their manifests and confirmations, in memory;
-//! - [`network`]: the libp2p swarm (TCP, WebSocket, WebRTC-direct; Bitswap, identify, ping,
-//!   connection limits, relay server, replication);
+//! - [`swarm`]: the libp2p swarm the node serves with (and the transports any client uses);
+//! - [`network`]: the loop that runs it (listeners, relay reservations, browsers'
+//!   announcements, replication);
 //! - [`replication`]: asking replicas to pull tracks, and pulling them as a replica;
 //! - [`http`]: the HTTP API (trustless gateway, tracks, HLS, uploads, metrics, delegated
 //!   routing) and the demo page;
@@ -38,6 +39,7 @@ pub mod network;
 pub mod progress;
 pub mod replication;
 pub mod store;
+pub mod swarm;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> u64 {

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use antiphon_core::Cid;
-use antiphon_node::{catalog, content, demo_track, http, identity, ingest, network, progress, replication, store};
+use antiphon_node::{
+    catalog, content, demo_track, http, identity, ingest, network, progress, replication, store, swarm,
+};
 
 /// Where uploads are spooled before ingest, inside the data directory; emptied at start.
 const UPLOAD_DIR: &str = "spool/uploads";
@@ -174,6 +176,8 @@ enum Command {
         kbps: u32,
     },
     /// Fault injection for tests: flip one bit of a stored block so it no longer matches its CID.
+    /// Only in builds with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     #[command(hide = true)]
     CorruptBlock {
         /// The block's CID.
@@ -359,6 +363,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("wrote {} ({} bytes, {seconds} s)", output.display(), mp3.len());
             Ok(())
         }
+        #[cfg(feature = "fault-injection")]
         Command::CorruptBlock { cid, offset } => {
             let store = store::Store::open(&cli.data)?;
             anyhow::ensure!(store.corrupt_block(&cid, offset)?, "{cid} is not in the store");
@@ -415,11 +420,11 @@ async fn serve(data: &Path, settings: antiphon_node::config::Config) -> anyhow::
         }
     }
     let catalog = std::sync::Arc::new(catalog::Catalog::load(&store)?);
-    let options = network::SwarmOptions {
+    let options = swarm::SwarmOptions {
         limits: settings.limits.clone(),
         relay: settings.relay.enabled.then(|| settings.relay.clone()),
     };
-    let swarm = network::build_swarm(key, cert, store.clone(), &options).await?;
+    let swarm = swarm::build_swarm(key, cert, store.clone(), &options).await?;
 
     let (addrs_tx, addrs_rx) = watch::channel(Vec::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
