@@ -26,7 +26,9 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::dial_opts::PeerCondition;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, Transport, noise, ping, relay, webrtc_websys, websocket_websys, yamux};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, Transport, connection_limits, noise, ping, relay, webrtc_websys, websocket_websys, yamux,
+};
 
 use crate::error::Error;
 use crate::websocket::PromptFlush;
@@ -147,6 +149,9 @@ mod behaviour {
     /// The browser peer's behaviours.
     #[derive(NetworkBehaviour)]
     pub struct BrowserBehaviour {
+        /// Connection limits, checked before any other behaviour sees a connection: a page's
+        /// peer is reachable by anyone through its relayed address.
+        pub limits: connection_limits::Behaviour,
         /// Bitswap over an in-memory, bounded cache of verified blocks.
         pub bitswap: bitswap::Behaviour<MemoryBlockstore>,
         /// Ping.
@@ -311,6 +316,25 @@ fn setup_failed(e: impl std::fmt::Display) -> Error {
     Error::DialFailed { target: "(setup)".into(), reason: e.to_string() }
 }
 
+/// Connections a browser peer keeps: creator nodes and a few browsers it fetches from, and the
+/// browsers it serves. Inbound ones arrive through a relay (handshakes are cheap to start and
+/// costly to finish: few at once), and no peer needs more than a few (relayed, direct, one per
+/// transport).
+fn limits() -> connection_limits::ConnectionLimits {
+    connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(MAX_CONNECTIONS))
+        .with_max_established_incoming(Some(MAX_INBOUND_CONNECTIONS))
+        .with_max_pending_incoming(Some(MAX_PENDING_INBOUND))
+        .with_max_established_per_peer(Some(4))
+}
+
+/// Connections in all.
+const MAX_CONNECTIONS: u32 = 64;
+/// Connections other peers opened (browsers this one serves).
+const MAX_INBOUND_CONNECTIONS: u32 = 32;
+/// Inbound connections still handshaking.
+const MAX_PENDING_INBOUND: u32 = 8;
+
 /// Builds the swarm of the peer whose identity is `key`.
 fn build_swarm(key: libp2p::identity::Keypair, store: MemoryBlockstore) -> Result<Swarm<BrowserBehaviour>, Error> {
     let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
@@ -322,6 +346,7 @@ fn build_swarm(key: libp2p::identity::Keypair, store: MemoryBlockstore) -> Resul
         .with_other_transport(|_| transport)
         .map_err(setup_failed)?
         .with_behaviour(|_| BrowserBehaviour {
+            limits: connection_limits::Behaviour::new(limits()),
             // sha2-256 is hashed by WebCrypto: several times faster than sha2 in wasm.
             bitswap: bitswap::Behaviour::new(store.clone(), bitswap::Config::default().with_external_sha2_256(true)),
             ping: ping::Behaviour::new(

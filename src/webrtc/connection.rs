@@ -25,7 +25,9 @@ use super::channel::DataChannelIo;
 /// Inbound data channels waiting to be taken as streams.
 const INBOUND_QUEUE: usize = 16;
 /// Streams one connection may have open at once; data channels past it are closed at once.
-const MAX_STREAMS: usize = 256;
+/// A peer needs a handful (Bitswap both ways, ping, identify); 32 bounds what one remote can
+/// make this page buffer to 32 channels' read buffers.
+const MAX_STREAMS: usize = 32;
 
 /// A libp2p stream over a data channel.
 pub(crate) type Substream = Stream<DataChannelIo>;
