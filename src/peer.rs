@@ -178,7 +178,14 @@ impl Network {
                 }
             };
             tracing::info!(%url, %cid, records = found.providers.len(), "providers");
-            for record in found.providers {
+            // In random order: the node's order is not the listener's to trust, and listeners
+            // spread over the browsers that serve.
+            let mut providers = found.providers;
+            for i in (1..providers.len()).rev() {
+                let j = ((js_sys::Math::random() * (i + 1) as f64) as usize).min(i);
+                providers.swap(i, j);
+            }
+            for record in providers {
                 if record.id == me || self.browsers.borrow().iter().any(|b| b.peer.to_string() == record.id) {
                     continue;
                 }

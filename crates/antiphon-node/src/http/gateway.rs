@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::Deserialize;
 
 use super::AppState;
@@ -218,9 +219,11 @@ async fn serve(
     match format {
         Format::Raw => {
             let etag = format!("\"{terminus}.raw\"");
-            let bytes = match traversal::get(&state.store, &terminus) {
-                Ok(b) => b,
-                Err(e) => return not_found_or_error(e),
+            let store = state.store.clone();
+            let bytes = match tokio::task::spawn_blocking(move || traversal::get(&store, &terminus)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return not_found_or_error(e),
+                Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "reading the block failed"),
             };
             let mut response = if not_modified(&headers, &etag) {
                 StatusCode::NOT_MODIFIED.into_response()
@@ -295,17 +298,28 @@ async fn car(state: AppState, head: bool, req: CarRequest, request: &HeaderMap) 
             Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("CAR header: {e}")),
         };
         let chunks = cids.chunks(CAR_CHUNK_BLOCKS).map(<[Cid]>::to_vec).collect::<Vec<_>>();
-        let body =
-            futures::stream::iter(std::iter::once(Ok(header_bytes)).chain(chunks.into_iter().map(move |chunk| {
-                let mut out = Vec::new();
-                for cid in chunk {
-                    // Listing the blocks verified each one a moment ago: no second hash here.
-                    let data = traversal::read(&store, &cid).map_err(std::io::Error::other)?;
-                    write_section(&mut out, &cid, &data)?;
-                }
-                metrics.served("http", "gateway", out.len() as u64);
-                Ok::<_, std::io::Error>(out)
-            })));
+        // Each chunk is read from the store on a blocking thread, one chunk at a time, as the
+        // client takes the body.
+        let sections = futures::stream::iter(chunks).then(move |chunk| {
+            let store = store.clone();
+            let metrics = metrics.clone();
+            async move {
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut out = Vec::new();
+                    for cid in chunk {
+                        // Listing the blocks verified each one a moment ago: no second hash here.
+                        let data = traversal::read(&store, &cid).map_err(std::io::Error::other)?;
+                        write_section(&mut out, &cid, &data)?;
+                    }
+                    Ok::<_, std::io::Error>(out)
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                metrics.served("http", "gateway", read.len() as u64);
+                Ok::<_, std::io::Error>(read)
+            }
+        });
+        let body = futures::stream::once(async move { Ok::<_, std::io::Error>(header_bytes) }).chain(sections);
         Body::from_stream(body).into_response()
     };
     let h = response.headers_mut();
