@@ -13,6 +13,38 @@ use crate::block::Block;
 #[error("blockstore failed")]
 pub struct BlockstoreError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
+/// What a Bitswap server found for one wantlist entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The block's bytes: for a want-block, or a want-have of a block small enough to inline.
+    Block(Bytes),
+    /// Only that the block is there: a want-have of a larger block.
+    Have,
+    /// Not stored.
+    Missing,
+}
+
+/// A lookup on its way: ready at once for a memory store, on a blocking thread for a disk one.
+pub type LookupFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Lookup, BlockstoreError>> + Send>>;
+
+/// Answers one wantlist entry from `store` now: the block for a want-block; for a want-have
+/// (`inline_up_to` set), the block when it is at most that many bytes, else only its presence.
+pub fn lookup_now<S: Blockstore + ?Sized>(
+    store: &S,
+    cid: &Cid,
+    inline_up_to: Option<usize>,
+) -> Result<Lookup, BlockstoreError> {
+    let found = match inline_up_to {
+        None => store.get(cid)?.map(Lookup::Block),
+        Some(max) => match store.size(cid)? {
+            Some(n) if n <= max => store.get(cid)?.map(Lookup::Block),
+            Some(_) => Some(Lookup::Have),
+            None => None,
+        },
+    };
+    Ok(found.unwrap_or(Lookup::Missing))
+}
+
 /// A store of blocks keyed by CID.
 ///
 /// Implementations return bytes as stored: a server sends them without re-hashing, and the
@@ -31,6 +63,12 @@ pub trait Blockstore: 'static {
     }
     /// Stores a verified block.
     fn put(&self, block: &Block) -> Result<(), BlockstoreError>;
+    /// What the Bitswap server sends for one wantlist entry (see [`lookup_now`]), as a future
+    /// the server polls without waiting: stores that read a disk override this to read on a
+    /// thread of their own, so that no read ever blocks the task that runs the network.
+    fn lookup(&self, cid: &Cid, inline_up_to: Option<usize>) -> LookupFuture {
+        Box::pin(futures::future::ready(lookup_now(self, cid, inline_up_to)))
+    }
 }
 
 /// A bounded in-memory blockstore that forgets its oldest blocks first.

@@ -422,3 +422,85 @@ async fn a_peer_that_never_reads_loses_its_stream_and_the_budget_it_held() {
     .await;
     assert!(ended.is_ok(), "the server still holds the stuck stream open ({} bytes read)", rest.len());
 }
+
+/// A store whose reads of one CID take seconds (a slow disk, a contended database), read off
+/// the swarm's task as a disk store must: its `lookup` runs the read on a thread of its own.
+#[derive(Clone)]
+struct SlowStore {
+    inner: MemoryBlockstore,
+    slow: antiphon_core::Cid,
+}
+
+impl Blockstore for SlowStore {
+    fn get(&self, cid: &antiphon_core::Cid) -> Result<Option<bytes::Bytes>, bitswap::BlockstoreError> {
+        if *cid == self.slow {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        self.inner.get(cid)
+    }
+
+    fn put(&self, block: &Block) -> Result<(), bitswap::BlockstoreError> {
+        self.inner.put(block)
+    }
+
+    fn lookup(&self, cid: &antiphon_core::Cid, inline_up_to: Option<usize>) -> bitswap::LookupFuture {
+        let (store, cid) = (self.clone(), *cid);
+        let (tx, rx) = futures::channel::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(bitswap::lookup_now(&store, &cid, inline_up_to));
+        });
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Ok(bitswap::Lookup::Missing)) })
+    }
+}
+
+/// One peer's want waits on a read that takes seconds; another peer asking afterwards for a
+/// block that reads at once gets it first: no read holds up the task that serves everyone.
+#[tokio::test]
+async fn a_slow_read_for_one_peer_does_not_delay_another() {
+    let inner = MemoryBlockstore::new(1 << 20);
+    let slow = Block::from_data(RAW, b"on a slow disk".to_vec()).unwrap();
+    let fast = Block::from_data(RAW, b"in the page cache".to_vec()).unwrap();
+    inner.put(&slow).unwrap();
+    inner.put(&fast).unwrap();
+    let store = SlowStore { inner, slow: *slow.cid() };
+    let mut server = memory_swarm(|_| bitswap::Behaviour::new(store, bitswap::Config::default()));
+    let server_id = *server.local_peer_id();
+    let addr: Multiaddr = "/memory/809".parse().unwrap();
+    server.listen_on(addr.clone()).unwrap();
+    let mut a = client(bitswap::Config::default());
+    let mut b = client(bitswap::Config::default());
+    a.dial(addr.clone()).unwrap();
+    b.dial(addr).unwrap();
+    let mut order = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        let (mut a_asked, mut b_asked) = (false, false);
+        while order.len() < 2 {
+            tokio::select! {
+                e = a.select_next_some() => match e {
+                    SwarmEvent::ConnectionEstablished { .. } if !a_asked => {
+                        a.behaviour_mut().get(*slow.cid(), bitswap::Source::Peers(vec![server_id]));
+                        a_asked = true;
+                    }
+                    SwarmEvent::Behaviour(Event::Block { .. }) => order.push("a"),
+                    SwarmEvent::Behaviour(Event::Failed { error, .. }) => panic!("a: {error}"),
+                    _ => {}
+                },
+                e = b.select_next_some() => match e {
+                    // B asks once A's want has reached the server.
+                    SwarmEvent::ConnectionEstablished { .. } => {}
+                    SwarmEvent::Behaviour(Event::Block { .. }) => order.push("b"),
+                    SwarmEvent::Behaviour(Event::Failed { error, .. }) => panic!("b: {error}"),
+                    _ => {}
+                },
+                _ = server.select_next_some() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)), if a_asked && !b_asked => {
+                    b.behaviour_mut().get(*fast.cid(), bitswap::Source::Peers(vec![server_id]));
+                    b_asked = true;
+                }
+            }
+        }
+    })
+    .await
+    .expect("both blocks arrived");
+    assert_eq!(order, ["b", "a"], "the fast block came first");
+}

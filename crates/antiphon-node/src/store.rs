@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use antiphon_core::bitswap::{Blockstore, BlockstoreError};
+use antiphon_core::bitswap::{Blockstore, BlockstoreError, LookupFuture, lookup_now};
 use antiphon_core::{Block, Cid};
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -240,6 +240,16 @@ impl Blockstore for Store {
             Ok(())
         };
         write().map_err(|e| BlockstoreError(Box::new(e)))
+    }
+
+    /// Bitswap's lookups run on tokio's blocking threads: the swarm task never waits on redb.
+    fn lookup(&self, cid: &Cid, inline_up_to: Option<usize>) -> LookupFuture {
+        let (store, cid) = (self.clone(), *cid);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || lookup_now(&store, &cid, inline_up_to))
+                .await
+                .map_err(|e| BlockstoreError(Box::new(e)))?
+        })
     }
 }
 

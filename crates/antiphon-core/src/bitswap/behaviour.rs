@@ -5,8 +5,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::block::Cid;
-use bytes::Bytes;
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use futures_timer::Delay;
 use libp2p::PeerId;
 use libp2p::core::transport::PortUse;
@@ -21,7 +21,7 @@ use super::handler::{FromBehaviour, Handler, InboundError, ToBehaviour};
 use super::message::{CidPrefix, Message, Presence, ReceivedBlock, WantEntry, WantType};
 use crate::block::{Block, VerifyError};
 use crate::limits::{MAX_BLOCK_BYTES, MAX_CID_BYTES, MAX_MESSAGE_BYTES, MAX_WANTLIST_ENTRIES};
-use crate::store::Blockstore;
+use crate::store::{Blockstore, BlockstoreError, Lookup, LookupFuture};
 
 /// Settings of the Bitswap behaviour.
 #[derive(Debug, Clone)]
@@ -262,13 +262,18 @@ struct Suspicion {
 
 const MAX_SUSPICIONS: usize = 64;
 
-/// What the store holds for one wantlist entry.
-enum Found {
-    /// The block, for a want-block or a small block inlined for a want-have.
-    Block(Bytes),
-    /// Only that it is there: a want-have for a block over [`INLINE_HAVE_BYTES`].
-    Have,
-}
+/// Wantlist entries one batch of lookups takes at most from one peer: read at once (on the
+/// store's own threads for a disk store), then sent as one or a few replies.
+const LOOKUPS_PER_BATCH: usize = 4;
+
+/// Batches being read at once, every peer's together (at most one per peer).
+const MAX_BATCHES: usize = 8;
+
+/// Replies waiting for their connection past which no new lookup starts.
+const MAX_OUTBOX_WHILE_SERVING: usize = 8;
+
+/// A batch of lookups for one peer: each entry with what the store found for it.
+type Batch = futures::future::BoxFuture<'static, (PeerId, Vec<(WantEntry, Result<Lookup, BlockstoreError>)>)>;
 
 /// Blocks handed out for external hashing at once (at most 2 MiB each).
 const MAX_PENDING_HASHES: usize = 16;
@@ -356,6 +361,9 @@ pub struct Behaviour<S: Blockstore> {
     suspicions: VecDeque<Suspicion>,
     ledgers: HashMap<PeerId, Ledger>,
     serve_order: VecDeque<PeerId>,
+    /// Batches of lookups being read, and the peers they are for.
+    reading: FuturesUnordered<Batch>,
+    reading_for: HashSet<PeerId>,
     outbox: VecDeque<(PeerId, Message)>,
     events: VecDeque<Event>,
     timer: Option<Delay>,
@@ -382,6 +390,8 @@ impl<S: Blockstore> Behaviour<S> {
             suspicions: VecDeque::new(),
             ledgers: HashMap::new(),
             serve_order: VecDeque::new(),
+            reading: FuturesUnordered::new(),
+            reading_for: HashSet::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             timer: None,
@@ -517,7 +527,7 @@ impl<S: Blockstore> Behaviour<S> {
         for entry in &msg.wantlist {
             ledger.apply(entry);
         }
-        if !ledger.wants.is_empty() && !self.serve_order.contains(&peer) {
+        if !ledger.is_empty() && !self.serve_order.contains(&peer) {
             self.serve_order.push_back(peer);
         }
     }
@@ -714,76 +724,111 @@ impl<S: Blockstore> Behaviour<S> {
         }
     }
 
-    /// Builds at most one reply for the next peer in round-robin order with wants pending and
-    /// room under its outstanding-bytes budget.
-    fn serve_one(&mut self) -> bool {
+    /// Starts lookups for the next peers in round-robin order that have wants pending, no
+    /// batch being read, and room under their outstanding-bytes budget (and the total's).
+    fn start_reads(&mut self) {
         let max_out = self.config.max_outstanding_bytes_per_peer;
-        if self.outstanding >= self.config.max_outstanding_bytes {
-            return false;
-        }
         for _ in 0..self.serve_order.len() {
-            let Some(peer) = self.serve_order.pop_front() else { return false };
+            if self.reading.len() >= MAX_BATCHES || self.outstanding >= self.config.max_outstanding_bytes {
+                return;
+            }
+            let Some(peer) = self.serve_order.pop_front() else { return };
             let Some(ledger) = self.ledgers.get_mut(&peer) else { continue };
-            if ledger.outstanding >= max_out {
+            if self.reading_for.contains(&peer) || ledger.outstanding >= max_out {
                 self.serve_order.push_back(peer);
                 continue;
             }
-            // Every block read goes into this reply: the size check comes before the read, and
-            // the block that crosses the target still fits (see REPLY_TARGET_BYTES).
-            let mut reply = Message::default();
-            let mut size = 0usize;
-            while size < REPLY_TARGET_BYTES && ledger.outstanding + size < max_out {
-                let Some(entry) = ledger.pop() else { break };
-                // A want-have is answered from the block's size; only a small block is read,
-                // to be inlined in place of the HAVE.
-                let found = match entry.want_type {
-                    WantType::Block => self.store.get(&entry.cid).map(|b| b.map(Found::Block)),
-                    WantType::Have => match self.store.size(&entry.cid) {
-                        Ok(Some(n)) if n <= INLINE_HAVE_BYTES => {
-                            self.store.get(&entry.cid).map(|b| b.map(Found::Block))
-                        }
-                        Ok(Some(_)) => Ok(Some(Found::Have)),
-                        Ok(None) => Ok(None),
-                        Err(e) => Err(e),
-                    },
-                };
-                let found = found.unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "blockstore read failed while serving");
-                    None
-                });
-                match found {
-                    Some(Found::Block(data)) => {
-                        size += data.len() + MAX_CID_BYTES;
-                        reply.blocks.push(ReceivedBlock { prefix: CidPrefix::of(&entry.cid), data });
-                    }
-                    Some(Found::Have) => {
-                        size += MAX_CID_BYTES;
-                        reply.presences.push(Presence { cid: entry.cid, have: true });
-                    }
-                    None if entry.send_dont_have => {
-                        size += MAX_CID_BYTES;
-                        reply.presences.push(Presence { cid: entry.cid, have: false });
-                    }
-                    None => {}
-                }
-            }
-            let bytes = reply.block_bytes();
-            ledger.outstanding += bytes;
-            self.outstanding += bytes;
-            self.stats.blocks_sent += reply.blocks.len() as u64;
-            self.stats.bytes_sent += bytes as u64;
-            if !reply.blocks.is_empty() {
-                self.events.push_back(Event::Served { peer, blocks: reply.blocks.len(), bytes: bytes as u64 });
-            }
+            let entries: Vec<WantEntry> = std::iter::from_fn(|| ledger.pop()).take(LOOKUPS_PER_BATCH).collect();
             if !ledger.is_empty() {
                 self.serve_order.push_back(peer);
             }
-            if !reply.is_empty() {
-                self.outbox.push_back((peer, reply));
-                return true;
+            if entries.is_empty() {
+                continue;
+            }
+            // A want-have is answered from the block's size; only a small block is read, to be
+            // inlined in place of the HAVE.
+            let lookups: Vec<LookupFuture> = entries
+                .iter()
+                .map(|e| {
+                    let inline = (e.want_type == WantType::Have).then_some(INLINE_HAVE_BYTES);
+                    self.store.lookup(&e.cid, inline)
+                })
+                .collect();
+            self.reading_for.insert(peer);
+            self.reading.push(Box::pin(async move {
+                let found = futures::future::join_all(lookups).await;
+                (peer, entries.into_iter().zip(found).collect())
+            }));
+        }
+    }
+
+    /// Turns what a batch found into replies: a reply stops taking blocks once it holds
+    /// [`REPLY_TARGET_BYTES`], and the rest go into the next.
+    fn on_read(&mut self, peer: PeerId, found: Vec<(WantEntry, Result<Lookup, BlockstoreError>)>) {
+        self.reading_for.remove(&peer);
+        if !self.ledgers.contains_key(&peer) {
+            // The peer went away while its blocks were read.
+            return;
+        }
+        let mut reply = Message::default();
+        let mut size = 0usize;
+        for (entry, result) in found {
+            if size >= REPLY_TARGET_BYTES {
+                self.send_reply(peer, std::mem::take(&mut reply));
+                size = 0;
+            }
+            let found = result.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "blockstore read failed while serving");
+                Lookup::Missing
+            });
+            match found {
+                Lookup::Block(data) => {
+                    size += data.len() + MAX_CID_BYTES;
+                    reply.blocks.push(ReceivedBlock { prefix: CidPrefix::of(&entry.cid), data });
+                }
+                Lookup::Have => {
+                    size += MAX_CID_BYTES;
+                    reply.presences.push(Presence { cid: entry.cid, have: true });
+                }
+                Lookup::Missing if entry.send_dont_have => {
+                    size += MAX_CID_BYTES;
+                    reply.presences.push(Presence { cid: entry.cid, have: false });
+                }
+                Lookup::Missing => {}
             }
         }
-        false
+        self.send_reply(peer, reply);
+    }
+
+    /// Queues a reply for `peer`, counting its blocks against the budgets.
+    fn send_reply(&mut self, peer: PeerId, reply: Message) {
+        if reply.is_empty() {
+            return;
+        }
+        let bytes = reply.block_bytes();
+        if let Some(ledger) = self.ledgers.get_mut(&peer) {
+            ledger.outstanding += bytes;
+        }
+        self.outstanding += bytes;
+        self.stats.blocks_sent += reply.blocks.len() as u64;
+        self.stats.bytes_sent += bytes as u64;
+        if !reply.blocks.is_empty() {
+            self.events.push_back(Event::Served { peer, blocks: reply.blocks.len(), bytes: bytes as u64 });
+        }
+        self.outbox.push_back((peer, reply));
+    }
+
+    /// Starts lookups while there is room and takes in the batches that are read.
+    fn serve(&mut self, cx: &mut Context<'_>) {
+        loop {
+            if self.outbox.len() < MAX_OUTBOX_WHILE_SERVING {
+                self.start_reads();
+            }
+            match self.reading.poll_next_unpin(cx) {
+                Poll::Ready(Some((peer, found))) => self.on_read(peer, found),
+                Poll::Ready(None) | Poll::Pending => return,
+            }
+        }
     }
 
     fn check_timeouts(&mut self) {
@@ -885,11 +930,9 @@ impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
             let _ = timer.poll_unpin(cx);
             self.timer = Some(timer);
         }
+        self.serve(cx);
         if let Some(event) = self.events.pop_front() {
             return Poll::Ready(ToSwarm::GenerateEvent(event));
-        }
-        if self.outbox.is_empty() {
-            self.serve_one();
         }
         if let Some((peer_id, msg)) = self.outbox.pop_front() {
             return Poll::Ready(ToSwarm::NotifyHandler {

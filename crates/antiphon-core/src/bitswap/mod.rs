@@ -18,7 +18,7 @@ mod handler;
 pub mod message;
 pub mod protocol;
 
-pub use crate::store::{Blockstore, BlockstoreError, MemoryBlockstore};
+pub use crate::store::{Blockstore, BlockstoreError, Lookup, LookupFuture, MemoryBlockstore, lookup_now};
 pub use behaviour::{Behaviour, Config, Event, INLINE_HAVE_BYTES, RequestError, RequestId, Source, Stats, WantMode};
 pub use handler::{FromBehaviour, Handler, InboundError, ToBehaviour};
 pub use libp2p::PeerId;
