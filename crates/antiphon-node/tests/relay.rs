@@ -58,3 +58,82 @@ async fn a_client_gets_a_reservation_and_a_disabled_relay_refuses_it() {
     let refused = tokio::time::timeout(Duration::from_secs(20), reserve(off.tcp().parse().unwrap())).await;
     assert!(matches!(refused, Ok(Err(_))), "a node with the relay off refuses reservations: {refused:?}");
 }
+
+/// Asks for a reservation on the relay at `relay_addr` from a new identity; `Ok` when the
+/// relay accepts it and keeps it. The swarm keeps running on a task, holding its reservation,
+/// for the rest of the test.
+async fn hold_reservation(relay_addr: Multiaddr) -> Result<(), String> {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .map_err(|e| e.to_string())?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| e.to_string())?
+        .with_behaviour(|key, relay| Client {
+            relay,
+            identify: identify::Behaviour::new(identify::Config::new("/ipfs/id/1.0.0".into(), key.public())),
+        })
+        .map_err(|e| e.to_string())?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm.listen_on(relay_addr.with(Protocol::P2pCircuit)).map_err(|e| e.to_string())?;
+    let result = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::Behaviour(ClientEvent::Relay(relay::client::Event::ReservationReqAccepted { .. })) => {
+                    // Accepted, and still held a moment later (a node over its per-address
+                    // cap disconnects right after accepting).
+                    let closed = tokio::time::timeout(Duration::from_millis(500), async {
+                        loop {
+                            if let SwarmEvent::ConnectionClosed { num_established: 0, .. } =
+                                swarm.select_next_some().await
+                            {
+                                return;
+                            }
+                        }
+                    })
+                    .await;
+                    return if closed.is_err() { Ok(()) } else { Err("disconnected after the reservation".into()) };
+                }
+                SwarmEvent::ListenerClosed { reason, .. } => return Err(format!("listener closed: {reason:?}")),
+                SwarmEvent::OutgoingConnectionError { error, .. } => return Err(error.to_string()),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err("no answer within 10 s".into()));
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                swarm.select_next_some().await;
+            }
+        })
+        .await;
+    });
+    result
+}
+
+/// One address (127.0.0.1) asks for twenty reservations on a relay that holds sixteen; a
+/// listener from another address (::1) still gets one.
+#[tokio::test]
+async fn one_address_cannot_take_every_relay_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, "[relay]\nmax_reservations = 16\n").unwrap();
+    let node = common::serve(
+        &dir.path().join("relay"),
+        &["--config", config.to_str().unwrap(), "--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip6/::1/tcp/0"],
+    );
+    let on = |prefix: &str| -> Multiaddr {
+        node.addrs.iter().find(|a| a.starts_with(prefix)).expect("the node listens there").parse().unwrap()
+    };
+    let mut taken = 0;
+    for _ in 0..20 {
+        if hold_reservation(on("/ip4/")).await.is_ok() {
+            taken += 1;
+        }
+    }
+    assert!(taken <= 8, "one address holds {taken} of the relay's 16 reservations");
+    hold_reservation(on("/ip6/")).await.expect("a listener from another address gets a reservation");
+}
