@@ -190,7 +190,7 @@ pub async fn pull(
 /// network is waited on.
 async fn pull_from(
     store: &Store,
-    catalog: &Catalog,
+    catalog: &Arc<Catalog>,
     policy: &PullPolicy,
     track: Cid,
     addrs: &[Multiaddr],
@@ -225,9 +225,16 @@ async fn pull_from(
         let store = store.clone();
         let path = spool.0.clone();
         let now = crate::unix_now();
-        tokio::task::spawn_blocking(move || crate::content::import_car(&store, &path, now)).await??;
+        // The catalog learns of the track on the same thread that stores it: a pull that
+        // times out while the transaction commits still leaves the two in agreement.
+        let catalog = catalog.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::content::import_car(&store, &path, now)?;
+            catalog.add(track, manifest, now);
+            Ok::<_, crate::content::ContentError>(())
+        })
+        .await??;
         drop(spool);
-        catalog.add(track, manifest, now);
         return Ok(fetched);
     }
     Err(last)

@@ -343,7 +343,7 @@ pub async fn upload(
         return refused;
     }
     // A permit for the whole upload, taken before the body is read: ingest is CPU-bound.
-    let Ok(_permit) = state.ingest_slots.clone().try_acquire_owned() else {
+    let Ok(permit) = state.ingest_slots.clone().try_acquire_owned() else {
         let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "too many uploads at once; try again shortly");
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return r;
@@ -404,22 +404,23 @@ pub async fn upload(
         max_duration_secs: state.ingest.max_duration_secs,
         deadline: Some(deadline),
     };
-    let store = state.store.clone();
+    let (store, catalog) = (state.store.clone(), state.catalog.clone());
     let path = spool.clone();
+    // The permit and the catalog go with the ingest: a client that hangs up neither frees the
+    // slot while its audio is still being decoded nor leaves a stored track out of the catalog.
     let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let track = ingest_file(&path, options, &mut |_| {});
         let _ = std::fs::remove_file(&path);
         let track = track.map_err(|e| UploadError::Refused(e.kind))?;
         let now = crate::unix_now();
         store.put_track(&track.manifest_block, &track.segments, now).map_err(UploadError::Store)?;
-        Ok((track, now))
+        catalog.add(*track.manifest_block.cid(), track.manifest.clone(), now);
+        Ok(track)
     })
     .await;
     let track = match result {
-        Ok(Ok((track, added))) => {
-            state.catalog.add(*track.manifest_block.cid(), track.manifest.clone(), added);
-            track
-        }
+        Ok(Ok(track)) => track,
         Ok(Err(UploadError::Refused(crate::ingest::IngestError::Deadline))) => {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
