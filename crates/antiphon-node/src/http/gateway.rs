@@ -391,11 +391,19 @@ async fn file(
             Some(Some((from, to))) => from..to.saturating_add(1),
             None => 0..total,
         };
+        // The type is told from the file's first bytes: those the answer reads anyway when it
+        // starts at 0, otherwise a read of the first leaf alone.
+        let starts_at_zero = wanted.start == 0;
         let mut head = Vec::new();
-        read_file(&store, terminus, 0..SNIFF_BYTES, &mut head)?;
+        if !starts_at_zero {
+            read_file(&store, terminus, 0..SNIFF_BYTES, &mut head)?;
+        }
         let mut out = Vec::new();
         let mut limited = LimitedWriter { out: &mut out, left: FILE_BODY_LIMIT };
         read_file(&store, terminus, wanted, &mut limited)?;
+        if starts_at_zero {
+            head = out[..out.len().min(SNIFF_BYTES as usize)].to_vec();
+        }
         Ok(FileRead { total, range, head, bytes: bytes::Bytes::from(out) })
     })
     .await;
