@@ -16,8 +16,9 @@ struct Client {
     identify: identify::Behaviour,
 }
 
-async fn reserve(relay_addr: Multiaddr) -> Result<(), String> {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+/// A relay client with a new identity, whose connections stay up for a minute when idle.
+fn client() -> Result<libp2p::Swarm<Client>, String> {
+    Ok(libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
         .map_err(|e| e.to_string())?
@@ -28,7 +29,12 @@ async fn reserve(relay_addr: Multiaddr) -> Result<(), String> {
             identify: identify::Behaviour::new(identify::Config::new("/ipfs/id/1.0.0".into(), key.public())),
         })
         .map_err(|e| e.to_string())?
-        .build();
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build())
+}
+
+async fn reserve(relay_addr: Multiaddr) -> Result<(), String> {
+    let mut swarm = client()?;
     swarm.listen_on(relay_addr.with(Protocol::P2pCircuit)).map_err(|e| e.to_string())?;
     loop {
         match swarm.select_next_some().await {
@@ -63,19 +69,7 @@ async fn a_client_gets_a_reservation_and_a_disabled_relay_refuses_it() {
 /// relay accepts it and keeps it. The swarm keeps running on a task, holding its reservation,
 /// for the rest of the test.
 async fn hold_reservation(relay_addr: Multiaddr) -> Result<(), String> {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .map_err(|e| e.to_string())?
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| e.to_string())?
-        .with_behaviour(|key, relay| Client {
-            relay,
-            identify: identify::Behaviour::new(identify::Config::new("/ipfs/id/1.0.0".into(), key.public())),
-        })
-        .map_err(|e| e.to_string())?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+    let mut swarm = client()?;
     swarm.listen_on(relay_addr.with(Protocol::P2pCircuit)).map_err(|e| e.to_string())?;
     let result = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
