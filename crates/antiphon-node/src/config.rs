@@ -71,6 +71,9 @@ pub struct Relay {
     pub max_reservations_per_ip: usize,
     /// Circuits one peer may open at once.
     pub max_circuits_per_peer: usize,
+    /// Circuits peers connected from one IP address may start within `max_circuit_secs` (so
+    /// also the most they hold at once).
+    pub max_circuits_per_ip: usize,
 }
 
 /// Replication settings.
@@ -161,6 +164,7 @@ impl Default for Relay {
             max_circuit_secs: 120,
             max_reservations_per_ip: 8,
             max_circuits_per_peer: 4,
+            max_circuits_per_ip: 4,
         }
     }
 }

@@ -5,11 +5,15 @@
 //! make, so one address could otherwise take every handshake slot and every connection. The
 //! count starts when a connection is accepted, before any handshake, and ends when the
 //! connection closes or fails.
+//!
+//! [`CircuitStartsPerIp`] does the same for relay circuits, which the relay counts in total and
+//! per peer ID only.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
@@ -126,9 +130,77 @@ impl NetworkBehaviour for Behaviour {
     }
 }
 
+/// Relay circuits per IP address: a source address may start at most `max` circuits within
+/// any window as long as a circuit may last, so it never holds more than `max` at once.
+///
+/// Plugged into the relay as a circuit rate limiter, it needs no word of circuits closing (the
+/// relay tells its limiters nothing of that): a circuit outlives its window never. The price is
+/// that an address whose circuits end early waits for the window before starting more.
+pub struct CircuitStartsPerIp {
+    max: usize,
+    window: Duration,
+    starts: HashMap<IpAddr, VecDeque<Instant>>,
+    calls: u32,
+}
+
+impl CircuitStartsPerIp {
+    /// At most `max` circuit starts per address within `window` (the longest a circuit lasts).
+    pub fn new(max: usize, window: Duration) -> Self {
+        Self { max, window, starts: HashMap::new(), calls: 0 }
+    }
+
+    /// Whether `ip` may start a circuit at `now`; if so, the start is counted.
+    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let window = self.window;
+        let live = |start: &Instant| now.saturating_duration_since(*start) < window;
+        // Forget addresses whose starts have all aged out, now and then (each holds at most
+        // `max` instants, and every call is one circuit request from a connected peer).
+        self.calls = self.calls.wrapping_add(1);
+        if self.calls.is_multiple_of(256) {
+            self.starts.retain(|_, s| s.back().is_some_and(live));
+        }
+        let starts = self.starts.entry(ip).or_default();
+        while starts.front().is_some_and(|s| !live(s)) {
+            starts.pop_front();
+        }
+        if starts.len() >= self.max {
+            return false;
+        }
+        starts.push_back(now);
+        true
+    }
+}
+
+impl libp2p::relay::RateLimiter for CircuitStartsPerIp {
+    fn try_next(&mut self, _peer: PeerId, addr: &Multiaddr, now: Instant) -> bool {
+        // A source with no IP in its address (a relayed or memory connection) is not counted.
+        ip_of(addr).is_none_or(|ip| self.allow(ip, now))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn circuit_starts_are_capped_per_address_within_the_window() {
+        let window = Duration::from_secs(120);
+        let mut limits = CircuitStartsPerIp::new(2, window);
+        let (attacker, honest) = ("10.0.0.9".parse().unwrap(), "10.0.0.7".parse().unwrap());
+        let t0 = Instant::now();
+        assert!(limits.allow(attacker, t0));
+        assert!(limits.allow(attacker, t0 + Duration::from_secs(1)));
+        assert!(!limits.allow(attacker, t0 + Duration::from_secs(2)), "a third circuit inside the window");
+        assert!(limits.allow(honest, t0 + Duration::from_secs(2)), "another address is not affected");
+        // The first start ages out: one more, not two.
+        assert!(limits.allow(attacker, t0 + window));
+        assert!(!limits.allow(attacker, t0 + window));
+        // Addresses with nothing in the window are forgotten.
+        for _ in 0..256 {
+            limits.allow(honest, t0 + 3 * window);
+        }
+        assert_eq!(limits.starts.len(), 1, "only the address still in its window is kept");
+    }
 
     #[test]
     fn one_address_is_capped_and_others_are_not_affected() {

@@ -97,17 +97,21 @@ pub async fn build_swarm<S: Blockstore + Send>(
         ),
         relay: relay_config
             .map(|r| {
-                relay::Behaviour::new(
-                    key.public().to_peer_id(),
-                    relay::Config {
-                        max_reservations: r.max_reservations,
-                        max_circuits: r.max_circuits,
-                        max_circuit_bytes: r.max_circuit_bytes,
-                        max_circuit_duration: Duration::from_secs(r.max_circuit_secs),
-                        max_circuits_per_peer: r.max_circuits_per_peer,
-                        ..Default::default()
-                    },
-                )
+                let max_circuit_duration = Duration::from_secs(r.max_circuit_secs);
+                let mut config = relay::Config {
+                    max_reservations: r.max_reservations,
+                    max_circuits: r.max_circuits,
+                    max_circuit_bytes: r.max_circuit_bytes,
+                    max_circuit_duration,
+                    max_circuits_per_peer: r.max_circuits_per_peer,
+                    ..Default::default()
+                };
+                // Last, so that it counts only requests the relay's own limiters let through.
+                config.circuit_src_rate_limiters.push(Box::new(crate::ip_limits::CircuitStartsPerIp::new(
+                    r.max_circuits_per_ip,
+                    max_circuit_duration,
+                )));
+                relay::Behaviour::new(key.public().to_peer_id(), config)
             })
             .into(),
         replicate: request_response::cbor::Behaviour::new(

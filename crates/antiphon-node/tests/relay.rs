@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, identify, noise, relay, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, identify, noise, relay, tcp, yamux};
 
 #[derive(NetworkBehaviour)]
 struct Client {
@@ -65,11 +65,12 @@ async fn a_client_gets_a_reservation_and_a_disabled_relay_refuses_it() {
     assert!(matches!(refused, Ok(Err(_))), "a node with the relay off refuses reservations: {refused:?}");
 }
 
-/// Asks for a reservation on the relay at `relay_addr` from a new identity; `Ok` when the
-/// relay accepts it and keeps it. The swarm keeps running on a task, holding its reservation,
-/// for the rest of the test.
-async fn hold_reservation(relay_addr: Multiaddr) -> Result<(), String> {
+/// Asks for a reservation on the relay at `relay_addr` from a new identity; its peer ID when
+/// the relay accepts it and keeps it. The swarm keeps running on a task, holding its
+/// reservation and accepting circuits, for the rest of the test.
+async fn hold_reservation(relay_addr: Multiaddr) -> Result<PeerId, String> {
     let mut swarm = client()?;
+    let id = *swarm.local_peer_id();
     swarm.listen_on(relay_addr.with(Protocol::P2pCircuit)).map_err(|e| e.to_string())?;
     let result = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -87,7 +88,7 @@ async fn hold_reservation(relay_addr: Multiaddr) -> Result<(), String> {
                         }
                     })
                     .await;
-                    return if closed.is_err() { Ok(()) } else { Err("disconnected after the reservation".into()) };
+                    return if closed.is_err() { Ok(id) } else { Err("disconnected after the reservation".into()) };
                 }
                 SwarmEvent::ListenerClosed { reason, .. } => return Err(format!("listener closed: {reason:?}")),
                 SwarmEvent::OutgoingConnectionError { error, .. } => return Err(error.to_string()),
@@ -130,4 +131,57 @@ async fn one_address_cannot_take_every_relay_slot() {
     }
     assert!(taken <= 8, "one address holds {taken} of the relay's 16 reservations");
     hold_reservation(on("/ip6/")).await.expect("a listener from another address gets a reservation");
+}
+
+/// Dials `target` through a circuit on the relay at `relay_addr` from a new identity; `Ok` once
+/// the relayed connection is up. The swarm keeps it open on a task for the rest of the test.
+async fn open_circuit(relay_addr: &Multiaddr, target: PeerId) -> Result<(), String> {
+    let mut swarm = client()?;
+    let addr = relay_addr.clone().with(Protocol::P2pCircuit).with(Protocol::P2p(target));
+    swarm.dial(addr).map_err(|e| e.to_string())?;
+    let result = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == target => return Ok(()),
+                SwarmEvent::OutgoingConnectionError { peer_id: Some(p), error, .. } if p == target => {
+                    return Err(error.to_string());
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err("no circuit within 10 s".into()));
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                swarm.select_next_some().await;
+            }
+        })
+        .await;
+    });
+    result
+}
+
+/// A listener holds a reservation (as a browser peer does, to be reached for WebRTC
+/// signalling); twenty identities from one address (127.0.0.1) open circuits to it through a
+/// relay that carries sixteen. They get at most the per-address share, and a peer from another
+/// address (::1) still reaches the listener.
+#[tokio::test]
+async fn one_address_cannot_flood_a_listener_with_circuits() {
+    let dir = tempfile::tempdir().unwrap();
+    let node =
+        common::serve(&dir.path().join("relay"), &["--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip6/::1/tcp/0"]);
+    let on = |prefix: &str| -> Multiaddr {
+        node.addrs.iter().find(|a| a.starts_with(prefix)).expect("the node listens there").parse().unwrap()
+    };
+    let listener = hold_reservation(on("/ip6/")).await.expect("the listener gets a reservation");
+    let mut opened = 0;
+    for _ in 0..20 {
+        if open_circuit(&on("/ip4/"), listener).await.is_ok() {
+            opened += 1;
+        }
+    }
+    assert!(opened <= 4, "one address opened {opened} of the relay's 16 circuits to one listener");
+    open_circuit(&on("/ip6/"), listener).await.expect("a peer from another address reaches the listener");
 }
