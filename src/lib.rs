@@ -22,6 +22,11 @@
 // something went wrong, where their size does not matter.
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
+// The crate's own unit tests run in the browser too (`wasm-pack test --headless --chrome`);
+// without this the runner skips them as node-only.
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
 #[cfg(feature = "webaudio")]
 pub mod decode;
 pub mod error;

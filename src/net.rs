@@ -611,3 +611,53 @@ async fn run(
     connections.borrow_mut().clear();
     tracing::info!("network task stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use libp2p::core::ConnectedPoint;
+    use libp2p::swarm::behaviour::ConnectionEstablished;
+    use libp2p::swarm::{ConnectionId, FromSwarm, NetworkBehaviour};
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    /// Peers flooding this browser with connections over its relayed address: at most a few
+    /// handshakes at once, and a cap on the connections they hold once established.
+    #[test]
+    fn a_flood_of_inbound_connections_is_capped() {
+        let mut limits = connection_limits::Behaviour::new(limits());
+        let local: Multiaddr = "/p2p-circuit".parse().unwrap();
+        let remote: Multiaddr = "/ip4/10.0.0.9/tcp/4002/ws".parse().unwrap();
+        let mut next = 0;
+        let mut id = || {
+            next += 1;
+            ConnectionId::new_unchecked(next)
+        };
+        let mut pending = Vec::new();
+        for _ in 0..MAX_PENDING_INBOUND {
+            let c = id();
+            assert!(limits.handle_pending_inbound_connection(c, &local, &remote).is_ok());
+            pending.push(c);
+        }
+        assert!(limits.handle_pending_inbound_connection(id(), &local, &remote).is_err(), "a ninth handshake");
+
+        let endpoint = ConnectedPoint::Listener { local_addr: local.clone(), send_back_addr: remote.clone() };
+        let mut refused = 0;
+        for i in 0..2 * MAX_INBOUND_CONNECTIONS {
+            let (c, peer) = (pending.pop().unwrap_or_else(&mut id), PeerId::random());
+            if limits.handle_established_inbound_connection(c, peer, &local, &remote).is_err() {
+                refused += 1;
+                continue;
+            }
+            limits.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id: peer,
+                connection_id: c,
+                endpoint: &endpoint,
+                failed_addresses: &[],
+                other_established: 0,
+            }));
+            assert!(i < MAX_INBOUND_CONNECTIONS, "connection {i} admitted");
+        }
+        assert_eq!(refused, MAX_INBOUND_CONNECTIONS, "the connections past the cap are refused");
+    }
+}
