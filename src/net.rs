@@ -26,12 +26,9 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::dial_opts::PeerCondition;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{
-    Multiaddr, PeerId, Swarm, Transport, connection_limits, noise, ping, relay, webrtc_websys, websocket_websys, yamux,
-};
+use libp2p::{Multiaddr, PeerId, Swarm, Transport, connection_limits, noise, ping, relay, yamux};
 
 use crate::error::Error;
-use crate::websocket::PromptFlush;
 
 /// What this peer calls itself in identify answers.
 const AGENT_VERSION: &str = concat!("antiphon-browser/", env!("CARGO_PKG_VERSION"));
@@ -275,6 +272,28 @@ impl NetHandle {
     }
 }
 
+/// Why a dial failed, said once: a transport's error is wrapped by each layer above it (the
+/// upgrade, the boxed transport, the swarm), each repeating the one below, so only the
+/// innermost is kept.
+fn dial_error_reason(error: &libp2p::swarm::DialError) -> String {
+    use libp2p::TransportError;
+    let libp2p::swarm::DialError::Transport(attempts) = error else { return error.to_string() };
+    let reasons: Vec<String> = attempts
+        .iter()
+        .map(|(_, e)| match e {
+            TransportError::MultiaddrNotSupported(addr) => format!("no transport for {addr}"),
+            TransportError::Other(e) => {
+                let mut innermost: &dyn std::error::Error = e;
+                while let Some(source) = innermost.source() {
+                    innermost = source;
+                }
+                innermost.to_string()
+            }
+        })
+        .collect();
+    reasons.join("; ")
+}
+
 /// Yamux with every stream's receive window capped at 1 MiB, so that js-libp2p peers (Helia)
 /// never send a frame rust-yamux refuses (see `antiphon_core::limits::YAMUX_MAX_STREAMS`).
 fn yamux_config() -> yamux::Config {
@@ -294,13 +313,11 @@ fn transports(
     signaling: libp2p_stream::Control,
 ) -> Result<BoxedTransport, noise::Error> {
     let relayed = relay.upgrade(Version::V1Lazy).authenticate(noise::Config::new(key)?).multiplex(yamux_config());
-    let websocket = websocket_websys::Transport::default()
-        .map(|connection, _| PromptFlush(connection))
+    let websocket = crate::websocket::Transport
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux_config());
-    let direct = webrtc_websys::Transport::new(webrtc_websys::Config::new(key))
-        .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)));
+    let direct = crate::webrtc::DirectTransport::new(key.clone());
     Ok(crate::webrtc::Transport::new(signaling)
         .or_transport(relayed.map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))))
         .map(|either, _| either.into_inner())
@@ -514,7 +531,7 @@ async fn run(
                 }
                 SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
                     if let Some(reply) = dials.remove(&connection_id) {
-                        let _ = reply.send(Err(error.to_string()));
+                        let _ = reply.send(Err(dial_error_reason(&error)));
                     }
                     match browser_dials.remove(&connection_id) {
                         Some(BrowserDial::Relayed { reply, .. }) => {

@@ -54,6 +54,10 @@ pub(crate) struct Connection {
     _on_channel: SendWrapper<Closure<dyn FnMut(RtcDataChannelEvent)>>,
     _on_state: SendWrapper<Closure<dyn FnMut()>>,
     _on_sctp: Option<SendWrapper<Closure<dyn FnMut()>>>,
+    /// WebRTC-direct's Noise channel (id 0), kept open while the connection lives: closing it
+    /// lets the browser give id 0 to the next stream's channel, which the node takes for the
+    /// handshake channel again.
+    _handshake: Option<DropListener<DataChannelIo>>,
 }
 
 impl Connection {
@@ -94,6 +98,7 @@ impl Connection {
             _on_channel: SendWrapper::new(on_channel),
             _on_state: SendWrapper::new(on_state),
             _on_sctp: None,
+            _handshake: None,
         }
     }
 
@@ -120,6 +125,12 @@ impl Connection {
         });
         let _ = js_sys::Reflect::set(&sctp, &"onstatechange".into(), on_sctp.as_ref());
         self._on_sctp = Some(SendWrapper::new(on_sctp));
+    }
+
+    /// Keeps the channel under `listener` (WebRTC-direct's handshake channel) open until the
+    /// connection closes.
+    pub(crate) fn keep_open(&mut self, listener: DropListener<DataChannelIo>) {
+        self._handshake = Some(listener);
     }
 
     fn ended(&self, cx: &mut Context<'_>) -> Option<String> {

@@ -12,6 +12,7 @@
 
 mod channel;
 mod connection;
+mod direct;
 mod signaling;
 
 use std::collections::VecDeque;
@@ -26,6 +27,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use send_wrapper::SendWrapper;
 
+pub(crate) use direct::DirectTransport;
 pub(crate) use signaling::SignalingError;
 
 /// The signaling protocol.
