@@ -32,6 +32,8 @@ pub enum ErrorCode {
     Stopped,
     /// An argument from JavaScript is out of range or unknown.
     InvalidArgument,
+    /// `play()` before any `load()`.
+    NotLoaded,
 }
 
 impl ErrorCode {
@@ -50,6 +52,7 @@ impl ErrorCode {
             Self::MediaFailed => "MEDIA_FAILED",
             Self::Stopped => "STOPPED",
             Self::InvalidArgument => "INVALID_ARGUMENT",
+            Self::NotLoaded => "NOT_LOADED",
         }
     }
 }
@@ -81,6 +84,14 @@ pub enum Error {
         target: String,
         /// What happened on each attempt.
         reason: String,
+    },
+    /// See [`ErrorCode::DialFailed`]: `Peer.start` reached no creator node and has no gateway.
+    /// JavaScript sees each node's failure in the error's `failures` (`{ target, code,
+    /// message }`) and `cause` (the first one).
+    #[error("could not connect to {}", describe_failures(failures))]
+    AllNodesFailed {
+        /// Each configured node's failure, in configured order.
+        failures: Vec<NodeFailure>,
     },
     /// See [`ErrorCode::HttpFailed`].
     #[error("HTTP request to {url} failed: {reason}")]
@@ -190,6 +201,29 @@ pub enum Error {
     /// See [`ErrorCode::Stopped`].
     #[error("the peer or player has been stopped")]
     Stopped,
+    /// See [`ErrorCode::NotLoaded`].
+    #[error("nothing to play: call load() first")]
+    NotLoaded,
+}
+
+/// Why one creator node could not be reached.
+#[derive(Debug, Clone)]
+pub struct NodeFailure {
+    /// The node as configured (URL or multiaddr).
+    pub target: String,
+    /// The stable code of its failure.
+    pub code: &'static str,
+    /// Why, without the node's name.
+    pub reason: String,
+}
+
+/// "X: why" for one node, "any creator node (X: why; Y: why)" for several.
+fn describe_failures(failures: &[NodeFailure]) -> String {
+    let each: Vec<String> = failures.iter().map(|f| format!("{}: {}", f.target, f.reason)).collect();
+    match each.as_slice() {
+        [one] => one.clone(),
+        _ => format!("any creator node ({})", each.join("; ")),
+    }
 }
 
 impl Error {
@@ -198,7 +232,7 @@ impl Error {
         match self {
             Self::InvalidCid { .. } => ErrorCode::InvalidCid,
             Self::InvalidAddress { .. } => ErrorCode::InvalidAddress,
-            Self::DialFailed { .. } => ErrorCode::DialFailed,
+            Self::DialFailed { .. } | Self::AllNodesFailed { .. } => ErrorCode::DialFailed,
             Self::Http { .. } => ErrorCode::HttpFailed,
             Self::Fetch { .. } | Self::NoSource { .. } => ErrorCode::FetchFailed,
             Self::Verification { .. } => ErrorCode::VerificationFailed,
@@ -209,6 +243,7 @@ impl Error {
             Self::Stopped => ErrorCode::Stopped,
             Self::Verify { .. } => ErrorCode::VerificationFailed,
             Self::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            Self::NotLoaded => ErrorCode::NotLoaded,
             #[cfg(feature = "webaudio")]
             Self::Decode { .. } => ErrorCode::InvalidSegment,
         }
@@ -264,6 +299,21 @@ impl From<Error> for wasm_bindgen::JsValue {
         }
         if let Some(first) = next {
             js.set_cause(&first);
+        }
+        if let Error::AllNodesFailed { failures } = &error {
+            let list: js_sys::Array = failures
+                .iter()
+                .map(|f| {
+                    let e = js_sys::Error::new(&f.reason);
+                    let _ = js_sys::Reflect::set(&e, &"target".into(), &f.target.as_str().into());
+                    let _ = js_sys::Reflect::set(&e, &"code".into(), &f.code.into());
+                    wasm_bindgen::JsValue::from(e)
+                })
+                .collect();
+            if let Ok(first) = wasm_bindgen::JsCast::dyn_into::<js_sys::Error>(list.get(0)) {
+                js.set_cause(&first);
+            }
+            let _ = js_sys::Reflect::set(&js, &"failures".into(), &list);
         }
         js.into()
     }

@@ -27,6 +27,8 @@
 #[cfg(all(test, target_arch = "wasm32"))]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
+#[cfg(target_arch = "wasm32")]
+mod args;
 #[cfg(feature = "webaudio")]
 pub mod decode;
 pub mod error;
@@ -39,6 +41,8 @@ mod fetch;
 mod first_answer;
 #[cfg(any(target_arch = "wasm32", test))]
 mod held;
+#[cfg(target_arch = "wasm32")]
+mod log;
 #[cfg(target_arch = "wasm32")]
 pub mod media;
 #[cfg(target_arch = "wasm32")]
@@ -54,6 +58,8 @@ mod source;
 #[cfg(any(target_arch = "wasm32", test))]
 pub mod stuck;
 #[cfg(target_arch = "wasm32")]
+mod types;
+#[cfg(target_arch = "wasm32")]
 mod util;
 #[cfg(target_arch = "wasm32")]
 pub mod verify;
@@ -61,7 +67,7 @@ pub mod verify;
 pub mod webaudio;
 #[cfg(target_arch = "wasm32")]
 mod webrtc;
-#[cfg(any(target_arch = "wasm32", test))]
+#[cfg(target_arch = "wasm32")]
 mod websocket;
 
 pub use error::{Error, ErrorCode};
@@ -76,8 +82,18 @@ pub use player::Player;
 pub fn start() {
     use tracing_subscriber::layer::SubscriberExt;
     console_error_panic_hook::set_once();
-    let config = tracing_wasm::WASMLayerConfigBuilder::new().set_max_level(tracing::Level::INFO).build();
-    let subscriber = tracing_subscriber::Registry::default().with(tracing_wasm::WASMLayer::new(config));
+    let subscriber = tracing_subscriber::Registry::default().with(log::ConsoleLayer);
     // A second initialisation (a page loading the module twice) is harmless.
     let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+/// Sets what the module writes to the console: `"silent"`, `"error"`, `"warn"` (the
+/// default), `"info"` or `"debug"` (debug builds only). Throws `INVALID_ARGUMENT` for
+/// anything else.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = setLogLevel)]
+pub fn set_log_level(
+    #[wasm_bindgen(unchecked_param_type = "LogLevel")] level: wasm_bindgen::JsValue,
+) -> Result<(), Error> {
+    log::set_level(&args::string(&level, "logLevel", 16)?)
 }

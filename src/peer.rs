@@ -13,8 +13,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlMediaElement;
 
+use crate::args;
 use crate::dial::{DialPlan, NodeLink, dial_node, resolve};
-use crate::error::Error;
+use crate::error::{Error, NodeFailure};
 use crate::net::NetHandle;
 use crate::player::{Player, PlayerOptions};
 use crate::util::object;
@@ -39,6 +40,9 @@ struct StartOptions {
     stagger_ms: Option<u32>,
     /// Serve verified blocks to other browsers (default true).
     serve: Option<bool>,
+    /// What the module writes to the console (see `setLogLevel`); it applies to the whole
+    /// module, not only to this peer.
+    log_level: Option<String>,
 }
 
 /// Where one configured creator node stands.
@@ -46,6 +50,8 @@ enum NodeState {
     Dialling,
     Connected(NodeLink),
     Failed(Error),
+    /// The peer was closed.
+    Closed,
 }
 
 /// What a peer shares with its players: the network task, the creator nodes connected so far
@@ -85,6 +91,21 @@ const DISCOVER_AT_MOST: usize = 3;
 const STARTING_POLL: Duration = Duration::from_millis(50);
 
 impl Network {
+    /// Stops the network task and forgets every connection, so that nothing reads as
+    /// connected afterwards.
+    pub(crate) async fn close(&self) {
+        self.net.close().await;
+        self.connected.borrow_mut().clear();
+        self.browsers.borrow_mut().clear();
+        self.addresses.borrow_mut().clear();
+        *self.serving_error.borrow_mut() = Some("the peer is closed".into());
+        for (_, state) in self.states.borrow_mut().iter_mut() {
+            if !matches!(state, NodeState::Failed(_)) {
+                *state = NodeState::Closed;
+            }
+        }
+    }
+
     /// Records that this peer holds `cid` (verified), so that it is announced.
     pub(crate) fn hold(&self, cid: antiphon_core::Cid) {
         self.held.borrow_mut().hold(cid);
@@ -249,7 +270,9 @@ impl Peer {
     /// them. It rejects with `DIAL_FAILED` only when every node failed and no gateway was
     /// given. Gateways (HTTP trustless gateways, base URLs) are fetched from with every block
     /// verified; one that sends bytes that do not verify is banned.
-    pub async fn start(options: JsValue) -> Result<Peer, Error> {
+    // Typed in `types.rs` (its options argument may be left out).
+    #[wasm_bindgen(skip_typescript)]
+    pub async fn start(options: Option<JsValue>) -> Result<Peer, Error> {
         let options: StartOptions = parse_options(options, START_KEYS)?;
         let nodes = options.creator_nodes.clone().unwrap_or_default();
         Self::start_with(nodes, options).await
@@ -257,7 +280,9 @@ impl Peer {
 
     /// Connects to one creator node: `Peer.start({ creatorNodes: [target], ...options })`,
     /// except that it rejects when that node cannot be reached, even with gateways.
-    pub async fn connect(target: String, options: JsValue) -> Result<Peer, Error> {
+    #[wasm_bindgen(skip_typescript)]
+    pub async fn connect(target: JsValue, options: Option<JsValue>) -> Result<Peer, Error> {
+        let target = args::string(&target, "target", args::MAX_ADDRESS_CHARS)?;
         let options: StartOptions = parse_options(options, START_KEYS)?;
         if options.creator_nodes.is_some() {
             return Err(Error::InvalidArgument {
@@ -282,6 +307,9 @@ impl Peer {
     }
 
     async fn start_with(nodes: Vec<String>, options: StartOptions) -> Result<Peer, Error> {
+        if let Some(level) = &options.log_level {
+            crate::log::set_level(level)?;
+        }
         let gateways = check_gateways(options.gateways.unwrap_or_default())?;
         if nodes.is_empty() && gateways.is_empty() {
             return Err(Error::InvalidArgument {
@@ -332,6 +360,8 @@ impl Peer {
             wasm_bindgen_futures::spawn_local(async move {
                 let outcome = dial_node(&network.net, &target, lookup, &plan).await;
                 network.states.borrow_mut()[i].1 = match outcome {
+                    // Closed while this dial was on its way.
+                    _ if network.net.is_stopped() => NodeState::Closed,
                     Ok(link) => {
                         if serve && network.connected.borrow().is_empty() {
                             wasm_bindgen_futures::spawn_local(reserve(network.clone(), link.clone()));
@@ -356,25 +386,29 @@ impl Peer {
             settled += 1;
         }
         if network.connected.borrow().is_empty() && network.gateways.is_empty() {
-            let reason = network
+            let failures: Vec<NodeFailure> = network
                 .states
                 .borrow()
                 .iter()
-                .map(|(t, s)| match s {
-                    NodeState::Failed(e) => format!("{t}: {e}"),
-                    _ => format!("{t}: not connected"),
+                .map(|(target, s)| {
+                    let (code, reason) = match s {
+                        // A node's own dial error names the node already: keep only why.
+                        NodeState::Failed(Error::DialFailed { reason, .. }) => ("DIAL_FAILED", reason.clone()),
+                        NodeState::Failed(e) => (e.code().as_str(), e.to_string()),
+                        _ => ("DIAL_FAILED", "not connected".into()),
+                    };
+                    NodeFailure { target: target.clone(), code, reason }
                 })
-                .collect::<Vec<_>>()
-                .join("; ");
-            network.net.close().await;
-            return Err(Error::DialFailed { target: nodes.join(", "), reason });
+                .collect();
+            network.close().await;
+            return Err(Error::AllNodesFailed { failures });
         }
         Ok(Peer { network })
     }
 
     /// The transport of the first creator node connection: `"webrtc-direct"` or
     /// `"websocket"`; `undefined` with none.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "\"webrtc-direct\" | \"websocket\" | undefined")]
     pub fn transport(&self) -> Option<String> {
         self.first().map(|n| transport_name(&n.addr).to_owned())
     }
@@ -406,7 +440,7 @@ impl Peer {
     /// Every dial made to the first connected creator node, in order: `{ transport, addr, ms,
     /// error? }`. Shows, for instance, a WebRTC-direct attempt that failed before WebSocket
     /// succeeded.
-    #[wasm_bindgen(getter, js_name = dialAttempts)]
+    #[wasm_bindgen(getter, js_name = dialAttempts, unchecked_return_type = "DialAttempt[]")]
     pub fn dial_attempts(&self) -> js_sys::Array {
         self.first()
             .map(|n| {
@@ -425,9 +459,10 @@ impl Peer {
             .unwrap_or_default()
     }
 
-    /// Each configured creator node: `{ target, state: "dialling" | "connected" | "failed",
-    /// peerId?, transport?, addr?, dialMs?, code?, error? }`.
-    #[wasm_bindgen(getter, js_name = creatorNodes)]
+    /// Each configured creator node: `{ target, state: "dialling" | "connected" | "failed" |
+    /// "closed", peerId?, transport?, addr?, dialMs?, code?, error? }`. After `close()` every
+    /// node that was not `failed` is `closed`.
+    #[wasm_bindgen(getter, js_name = creatorNodes, unchecked_return_type = "CreatorNode[]")]
     pub fn creator_nodes(&self) -> js_sys::Array {
         self.network
             .states
@@ -449,6 +484,7 @@ impl Peer {
                     ("code", e.code().as_str().into()),
                     ("error", e.to_string().into()),
                 ]),
+                NodeState::Closed => object(&[("target", target.into()), ("state", "closed".into())]),
             })
             .collect()
     }
@@ -469,7 +505,7 @@ impl Peer {
 
     /// Other browsers connected directly: `{ peerId, addr }` each. Players fetch from them as
     /// sources of kind `"peer"`.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "BrowserLink[]")]
     pub fn browsers(&self) -> js_sys::Array {
         self.network.prune_browsers();
         self.network
@@ -485,7 +521,12 @@ impl Peer {
     /// `INVALID_ADDRESS` for an address that is not a browser's, and `DIAL_FAILED` when the
     /// relay or WebRTC fails (within 15 s).
     #[wasm_bindgen(js_name = connectBrowser)]
-    pub async fn connect_browser(&self, addr: String) -> Result<String, Error> {
+    pub async fn connect_browser(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] addr: JsValue,
+    ) -> Result<String, Error> {
+        self.check_live()?;
+        let addr = args::string(&addr, "addr", args::MAX_ADDRESS_CHARS)?;
         self.network.connect_browser(addr).await.map(|p| p.to_string())
     }
 
@@ -497,14 +538,19 @@ impl Peer {
 
     /// Closes every connection and data channel of this peer and stops its network task.
     /// Players attached to it stop too; destroy them first to release their media sources.
+    /// Afterwards `transport`, `remotePeerId`, `remoteAddr` and `dialMs` are `undefined`,
+    /// `addresses` and `browsers` are empty, and methods reject with `STOPPED`.
     pub async fn close(&self) {
-        self.network.net.close().await;
+        self.network.close().await;
     }
 
     /// A player that plays tracks from this peer's sources into `element`. `options`:
     /// `{ windowSecs?: number }`, how far ahead of the playhead segments are fetched
     /// (default 30, at least one segment).
-    pub fn attach(&self, element: HtmlMediaElement, options: JsValue) -> Result<Player, Error> {
+    #[wasm_bindgen(skip_typescript)]
+    pub fn attach(&self, element: JsValue, options: Option<JsValue>) -> Result<Player, Error> {
+        self.check_live()?;
+        let element: HtmlMediaElement = args::instance(&element, "element", "an <audio> or <video> element")?;
         let options: PlayerOptions = parse_options(options, ATTACH_KEYS)?;
         Player::new(self.network.clone(), element, options)
     }
@@ -512,14 +558,20 @@ impl Peer {
     /// Fetches a UnixFS file (or a single raw block) by CID from the first connected creator
     /// node over Bitswap, verifying every block, and resolves with its bytes. `options`:
     /// `{ maxBytes?: number }` (default 64 MiB): a larger file is refused rather than buffered.
-    pub async fn cat(&self, cid: String, options: JsValue) -> Result<js_sys::Uint8Array, Error> {
-        let max = if options.is_undefined() || options.is_null() {
-            DEFAULT_CAT_MAX_BYTES
-        } else {
-            js_sys::Reflect::get(&options, &"maxBytes".into())
-                .ok()
-                .and_then(|v| v.as_f64())
-                .map_or(DEFAULT_CAT_MAX_BYTES, |v| v.max(0.0) as u64)
+    #[wasm_bindgen(skip_typescript)]
+    pub async fn cat(&self, cid: JsValue, options: Option<JsValue>) -> Result<js_sys::Uint8Array, Error> {
+        self.check_live()?;
+        let cid = args::string(&cid, "cid", args::MAX_CID_CHARS)?;
+        let options: CatOptions = parse_options(options, CAT_KEYS)?;
+        let max = match options.max_bytes {
+            None => DEFAULT_CAT_MAX_BYTES,
+            Some(n) if n.is_finite() && n >= 0.0 => n as u64,
+            Some(n) => {
+                return Err(Error::InvalidArgument {
+                    what: "maxBytes".into(),
+                    reason: format!("{n} is not a byte count"),
+                });
+            }
         };
         let cid: antiphon_core::Cid = cid.parse().map_err(|source| Error::InvalidCid { input: cid.clone(), source })?;
         let source = match self.first() {
@@ -537,6 +589,18 @@ impl Peer {
     fn first(&self) -> Option<NodeLink> {
         self.network.connected.borrow().first().cloned()
     }
+
+    /// `STOPPED` once the peer is closed.
+    fn check_live(&self) -> Result<(), Error> {
+        if self.network.net.is_stopped() { Err(Error::Stopped) } else { Ok(()) }
+    }
+}
+
+/// `peer.cat`'s options.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CatOptions {
+    max_bytes: Option<f64>,
 }
 
 /// Waits while a player of `network` is starting (see [`Network::starting`]), until `deadline`
@@ -661,19 +725,33 @@ async fn serve_through(weak: &std::rc::Weak<Network>, node: &NodeLink) -> String
 const DEFAULT_CAT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Keys of `Peer.start`'s and `Peer.connect`'s options.
-const START_KEYS: &[&str] = &["creatorNodes", "gateways", "transport", "dialTimeoutMs", "staggerMs", "serve"];
+const START_KEYS: &[&str] =
+    &["creatorNodes", "gateways", "transport", "dialTimeoutMs", "staggerMs", "serve", "logLevel"];
 /// Keys of `peer.attach`'s options.
 const ATTACH_KEYS: &[&str] = &["windowSecs"];
+/// Keys of `peer.cat`'s options.
+const CAT_KEYS: &[&str] = &["maxBytes"];
 
 /// Reads an options object; `undefined` and `null` give the defaults, keys not in `known` are
 /// refused (a misspelt option must not be silently ignored).
-fn parse_options<T: serde::de::DeserializeOwned + Default>(options: JsValue, known: &[&str]) -> Result<T, Error> {
-    if options.is_undefined() || options.is_null() {
+fn parse_options<T: serde::de::DeserializeOwned + Default>(
+    options: Option<JsValue>,
+    known: &[&str],
+) -> Result<T, Error> {
+    let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else {
         return Ok(T::default());
+    };
+    // Anything but a plain object is refused before serde sees (and copies) it.
+    if !options.is_object() || js_sys::Array::is_array(&options) || options.is_function() {
+        return Err(Error::InvalidArgument {
+            what: "options".into(),
+            reason: format!("expected an options object, got {}", args::kind_of(&options)),
+        });
     }
     if let Some(object) = options.dyn_ref::<js_sys::Object>() {
         for key in js_sys::Object::keys(object).iter().filter_map(|k| k.as_string()) {
             if !known.contains(&key.as_str()) {
+                let key: String = key.chars().take(64).collect();
                 return Err(Error::InvalidArgument {
                     what: "options".into(),
                     reason: format!("unknown option {key:?}; known: {}", known.join(", ")),

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlMediaElement;
 
+use crate::args;
 use crate::error::{Error, ErrorCode};
 use crate::fetch::{FetchedSegment, fetch_block_from_any, fetch_segment};
 use crate::media::OpeningSource;
@@ -117,6 +118,8 @@ struct Shared {
     listener: RefCell<Option<js_sys::Function>>,
     /// The element's `playing`, `waiting`, `seeking` and `ended` listeners, removed on destroy.
     element_listeners: RefCell<Vec<ElementListener>>,
+    /// `destroy()` was called: every method but the getters fails with `STOPPED`.
+    destroyed: std::cell::Cell<bool>,
     /// Wakes the pump at once (a seek), instead of at its next tick.
     wake: RefCell<Option<futures::channel::mpsc::Sender<()>>>,
 }
@@ -285,6 +288,7 @@ impl Player {
             state: RefCell::new(State::default()),
             listener: RefCell::new(None),
             element_listeners: RefCell::new(Vec::new()),
+            destroyed: std::cell::Cell::new(false),
             wake: RefCell::new(None),
         });
         // Time to first audio, stalls and seeks, as the element experiences them (the Web Audio
@@ -318,18 +322,28 @@ impl Player {
     /// hedged), `"sourceFailed"` (source, index, code), `"sourceBanned"` (source, kind),
     /// `"stall"` (atSecs), `"recovered"` (atSecs, stalledMs), `"nudge"` (fromSecs, toSecs),
     /// `"ended"`, `"playbackEnded"` and `"error"` (code, message, cid, index).
+    ///
+    /// `null` or `undefined` removes the listener.
     #[wasm_bindgen(js_name = onEvent)]
-    pub fn on_event(&self, listener: js_sys::Function) {
-        *self.shared.listener.borrow_mut() = Some(listener);
+    pub fn on_event(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "((event: PlayerEvent) => void) | null | undefined")] listener: JsValue,
+    ) -> Result<(), Error> {
+        self.check_live()?;
+        let listener = args::optional(&listener, |l| args::instance::<js_sys::Function>(l, "listener", "a function"))?;
+        *self.shared.listener.borrow_mut() = listener;
+        Ok(())
     }
 
     /// Loads a track by its manifest CID: fetches and verifies the manifest, opens the media
     /// source, and starts streaming segments. Resolves once playback can be started with
     /// `element.play()`; segment progress and errors arrive as events.
-    pub fn load(&self, track_cid: String) -> js_sys::Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn load(&self, #[wasm_bindgen(unchecked_param_type = "string")] track_cid: JsValue) -> js_sys::Promise {
+        let checked = self.check_live().and_then(|()| args::string(&track_cid, "trackCid", args::MAX_CID_CHARS));
         let shared = self.shared.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            load(shared, track_cid).await.map(|()| JsValue::UNDEFINED).map_err(JsValue::from)
+            load(shared, checked?).await.map(|()| JsValue::UNDEFINED).map_err(JsValue::from)
         })
     }
 
@@ -337,6 +351,7 @@ impl Player {
     /// `verified`, `appended`, `failed`), bytes (in all, by source kind, by sender), seconds
     /// buffered ahead, rebuffers and their time, time to first audio, banned sources, last
     /// error.
+    #[wasm_bindgen(unchecked_return_type = "Stats")]
     pub fn stats(&self) -> JsValue {
         let state = self.shared.state.borrow();
         let segments = js_sys::Array::new();
@@ -386,7 +401,15 @@ impl Player {
             ("rebuffers", f64::from(state.rebuffers).into()),
             ("rebufferMs", (state.rebuffer_time.as_secs_f64() * 1000.0).into()),
             ("timeToFirstAudioMs", state.time_to_first_audio.map(|d| d.as_secs_f64() * 1000.0).into()),
-            ("bytesBySourceKind", counts(state.bytes_by_kind.iter().map(|(k, v)| (*k, *v)))),
+            // Every kind, with 0 for a kind that sent nothing.
+            (
+                "bytesBySourceKind",
+                counts(
+                    ["node", "peer", "gateway"]
+                        .into_iter()
+                        .map(|k| (k, state.bytes_by_kind.get(k).copied().unwrap_or(0))),
+                ),
+            ),
             ("bytesBySource", counts(state.bytes_by_source.iter().map(|(k, v)| (k.as_str(), *v)))),
             ("errorCode", state.error.as_ref().map(|e| e.0.clone()).into()),
             ("error", state.error.as_ref().map(|e| e.1.clone()).into()),
@@ -395,6 +418,7 @@ impl Player {
 
     /// Every verified block of the current track so far: `{ cid, from, bytes, atMs }`, where
     /// `from` is the peer ID or gateway URL that sent it and `atMs` is since `load`.
+    #[wasm_bindgen(unchecked_return_type = "ProvenanceEntry[]")]
     pub fn provenance(&self) -> js_sys::Array {
         self.shared
             .state
@@ -420,7 +444,17 @@ impl Player {
 
     /// Starts playback. With Media Source Extensions this is `element.play()`; where the
     /// track plays through Web Audio (no MSE in this browser) it is the only way to start it.
+    ///
+    /// Rejects with `STOPPED` after `destroy()` and with `NOT_LOADED` before `load()` (an
+    /// element with nothing to play would leave the promise pending).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn play(&self) -> js_sys::Promise {
+        if let Err(e) = self.check_live() {
+            return js_sys::Promise::reject(&e.into());
+        }
+        if self.shared.state.borrow().track.is_none() {
+            return js_sys::Promise::reject(&Error::NotLoaded.into());
+        }
         match self.output() {
             Some(out) => out.play(),
             None => self.shared.element.play().unwrap_or_else(|e| js_sys::Promise::reject(&e)),
@@ -428,21 +462,27 @@ impl Player {
     }
 
     /// Pauses playback (`element.pause()`, or the Web Audio output's).
-    pub fn pause(&self) {
+    pub fn pause(&self) -> Result<(), Error> {
+        self.check_live()?;
         match self.output() {
             Some(out) => out.pause(),
             None => {
                 let _ = self.shared.element.pause();
             }
         }
+        Ok(())
     }
 
     /// Moves the playhead to `secs` (`element.currentTime = secs`, or the Web Audio output's).
-    pub fn seek(&self, secs: f64) {
+    /// `secs` must be a finite number, at least 0.
+    pub fn seek(&self, #[wasm_bindgen(unchecked_param_type = "number")] secs: JsValue) -> Result<(), Error> {
+        self.check_live()?;
+        let secs = args::number(&secs, "secs", 0.0..=f64::MAX)?;
         match self.output() {
             Some(out) => out.seek(secs),
             None => self.shared.element.set_current_time(secs),
         }
+        Ok(())
     }
 
     /// The playhead in seconds.
@@ -459,7 +499,11 @@ impl Player {
 
     /// Stops streaming, detaches the media source and releases its object URL (or stops the
     /// Web Audio output and closes its `AudioContext`).
+    /// Calling it again does nothing; every other method then fails with `STOPPED`.
     pub fn destroy(&self) {
+        if self.shared.destroyed.replace(true) {
+            return;
+        }
         if let Some(out) = self.output() {
             out.pause();
         }
@@ -475,6 +519,16 @@ impl Player {
         self.shared.wake_pump();
         self.shared.element.remove_attribute("src").ok();
         self.shared.element.load();
+    }
+}
+
+impl Player {
+    /// `STOPPED` once the player is destroyed or its peer closed.
+    fn check_live(&self) -> Result<(), Error> {
+        if self.shared.destroyed.get() || self.shared.network.net.is_stopped() {
+            return Err(Error::Stopped);
+        }
+        Ok(())
     }
 }
 

@@ -11,25 +11,39 @@ use antiphon_core::limits::{MAX_BLOCK_BYTES, MIN_DIGEST_BYTES};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::args;
 use crate::error::Error;
 
 /// Checks that `bytes` are the content of `cid`; throws a `VERIFICATION_FAILED` error if not.
 #[wasm_bindgen]
-pub fn verify(cid: &str, bytes: &[u8]) -> Result<(), Error> {
-    let cid = parse(cid)?;
-    verify_sync(&cid, bytes).map_err(|source| Error::Verify { cid, source })
+pub fn verify(
+    #[wasm_bindgen(unchecked_param_type = "string")] cid: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: JsValue,
+) -> Result<(), Error> {
+    let cid = parse(&args::string(&cid, "cid", args::MAX_CID_CHARS)?)?;
+    let bytes = block_bytes(&cid, &bytes)?;
+    verify_sync(&cid, &bytes.to_vec()).map_err(|source| Error::Verify { cid, source })
+}
+
+/// `bytes` as a `Uint8Array` no larger than a block; refused before anything is copied.
+fn block_bytes(cid: &Cid, bytes: &JsValue) -> Result<js_sys::Uint8Array, Error> {
+    let bytes = args::bytes(bytes, "bytes")?;
+    let len = bytes.length() as usize;
+    if len > MAX_BLOCK_BYTES {
+        return Err(Error::Verify { cid: *cid, source: VerifyError::TooLarge { len, max: MAX_BLOCK_BYTES } });
+    }
+    Ok(bytes)
 }
 
 /// Like `verify`, but hashes sha2-256 with the browser's `crypto.subtle.digest`, straight from
 /// the caller's buffer (nothing is copied into wasm memory unless the bytes fail to verify).
 #[wasm_bindgen(js_name = verifyAsync)]
-pub async fn verify_async(cid: String, bytes: js_sys::Uint8Array) -> Result<(), Error> {
-    let cid = parse(&cid)?;
-    let len = bytes.length() as usize;
-    if len > MAX_BLOCK_BYTES {
-        // Refused before anything is copied into wasm memory.
-        return Err(Error::Verify { cid, source: VerifyError::TooLarge { len, max: MAX_BLOCK_BYTES } });
-    }
+pub async fn verify_async(
+    #[wasm_bindgen(unchecked_param_type = "string")] cid: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: JsValue,
+) -> Result<(), Error> {
+    let cid = parse(&args::string(&cid, "cid", args::MAX_CID_CHARS)?)?;
+    let bytes = block_bytes(&cid, &bytes)?;
     let expected = cid.hash().digest();
     let fast = cid.hash().code() == antiphon_core::block::SHA2_256 && (MIN_DIGEST_BYTES..=32).contains(&expected.len());
     if fast
@@ -45,14 +59,25 @@ pub async fn verify_async(cid: String, bytes: js_sys::Uint8Array) -> Result<(), 
 /// The CIDv1 of `bytes` as a raw block, hashed with `hash` (default `"sha2-256"`; also
 /// `"sha2-512"`, `"sha3-512"`, `"blake2b-256"`, `"blake3"`).
 #[wasm_bindgen(js_name = cidOf)]
-pub fn cid_of(bytes: &[u8], hash: Option<String>) -> Result<String, Error> {
-    let name = hash.unwrap_or_else(|| "sha2-256".into());
+pub fn cid_of(
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] bytes: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string | undefined")] hash: JsValue,
+) -> Result<String, Error> {
+    let bytes = args::bytes(&bytes, "bytes")?;
+    if bytes.length() as usize > MAX_BLOCK_BYTES {
+        return Err(Error::InvalidArgument {
+            what: "bytes".into(),
+            reason: format!("{} bytes, at most {MAX_BLOCK_BYTES} (one block)", bytes.length()),
+        });
+    }
+    let bytes = bytes.to_vec();
+    let name = args::optional(&hash, |h| args::string(h, "hash", 32))?.unwrap_or_else(|| "sha2-256".into());
     let function = HashFn::ALL
         .into_iter()
         .find(|f| f.name() == name && *f != HashFn::Identity)
         .ok_or_else(|| Error::InvalidArgument { what: "hash".into(), reason: format!("{name:?} is not supported") })?;
     let mh = function
-        .digest(bytes)
+        .digest(&bytes)
         .map_err(|source| Error::Verify { cid: Cid::new_v1(RAW, Multihash::default()), source })?;
     Ok(Cid::new_v1(RAW, mh).to_string())
 }

@@ -5,8 +5,8 @@ use antiphon::{ErrorCode, Peer};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::wasm_bindgen_test;
 
-fn json(text: &str) -> JsValue {
-    js_sys::JSON::parse(text).unwrap()
+fn json(text: &str) -> Option<JsValue> {
+    Some(js_sys::JSON::parse(text).unwrap())
 }
 
 async fn start_error(options: &str) -> antiphon::Error {
@@ -62,12 +62,12 @@ async fn a_gateway_alone_starts_a_peer_and_failed_nodes_are_reported() {
     let document = web_sys::window().unwrap().document().unwrap();
     let audio: web_sys::HtmlMediaElement = document.create_element("audio").unwrap().dyn_into().unwrap();
     for bad in [r#"{"windowSecs": 0}"#, r#"{"windowSecs": 601}"#, r#"{"window": 30}"#] {
-        match peer.attach(audio.clone(), json(bad)) {
+        match peer.attach(audio.clone().into(), json(bad)) {
             Err(e) => assert_eq!(e.code(), ErrorCode::InvalidArgument, "{bad}: {e}"),
             Ok(_) => panic!("{bad} was accepted"),
         }
     }
-    assert!(peer.attach(audio, json(r#"{"windowSecs": 12}"#)).is_ok());
+    assert!(peer.attach(audio.into(), json(r#"{"windowSecs": 12}"#)).is_ok());
     peer.close().await;
 }
 
