@@ -207,8 +207,10 @@ fn parse_kbps(s: &str) -> Result<u32, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
+        // Quiet defaults for the WebRTC stack: `dtls` warns "Unsupported Extension Type" for
+        // every browser's ClientHello (extensions webrtc-rs does not know), once per connection.
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            "info,libp2p_swarm=warn,libp2p_webrtc=warn,webrtc=warn,symphonia=warn,symphonia_core=off,symphonia_bundle_mp3=warn,symphonia_codec_aac=warn,symphonia_format_isomp4=warn,symphonia_format_ogg=warn".into()
+            "info,libp2p_swarm=warn,libp2p_webrtc=warn,webrtc=warn,dtls=error,webrtc_sctp=warn,webrtc_ice=warn,webrtc_data=warn,webrtc_mdns=warn,webrtc_srtp=warn,symphonia=warn,symphonia_core=off,symphonia_bundle_mp3=warn,symphonia_codec_aac=warn,symphonia_format_isomp4=warn,symphonia_format_ogg=warn".into()
         }))
         .with_writer(std::io::stderr)
         .init();
