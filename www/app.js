@@ -8,16 +8,15 @@
 // ?rate=N (playback rate), ?window=N (seconds fetched ahead of the playhead, default 30),
 // ?peer=<browser address> (repeatable: other browsers to connect to directly and fetch from;
 // each page shows its own address under "this browser").
-import { Peer } from "antiphon";
+import { Peer, verify, verifyAsync, cidOf } from "antiphon";
 
 const params = new URLSearchParams(location.search);
 const nodeUrls = params.getAll("node").length ? params.getAll("node") : [location.origin];
 const nodeUrl = nodeUrls[0];
 const $ = (id) => document.getElementById(id);
 
-// What the end-to-end tests read.
-// What the end-to-end tests read; `Peer` is there for them (and the console) too.
-const state = (window.antiphon = { status: "starting", events: [], errors: [], transport: null, Peer });
+// What the end-to-end tests read; the module's exports are there for them (and the console) too.
+const state = (window.antiphon = { status: "starting", events: [], errors: [], transport: null, Peer, verify, verifyAsync, cidOf });
 
 function setStatus(s) {
   state.status = s;
