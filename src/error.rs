@@ -188,7 +188,7 @@ pub enum Error {
         index: usize,
         /// What the decoder said.
         #[source]
-        source: crate::decode::DecodeError,
+        source: crate::output::decode::DecodeError,
     },
     /// See [`ErrorCode::InvalidArgument`].
     #[error("invalid {what}: {reason}")]

@@ -13,11 +13,11 @@
 //! await audio.play();
 //! ```
 //!
-//! The crate is split the way the peer will be split across threads: [`net`] (swarm, Bitswap,
-//! verification) talks to the rest only through a small command handle, and [`media`] only
-//! ever receives verified segment bytes.
+//! The folders are the layers: `api` (what JavaScript calls), `network` (one task owning the
+//! libp2p swarm, reached only through a small command handle), `fetching` (sources and
+//! verified segments) and `output` (Media Source Extensions or Web Audio, which only ever
+//! receive verified bytes).
 
-#![cfg_attr(not(target_arch = "wasm32"), allow(unused))]
 // Errors name the CIDs involved so that messages are useful; they are produced only when
 // something went wrong, where their size does not matter.
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
@@ -27,54 +27,21 @@
 #[cfg(all(test, target_arch = "wasm32"))]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
+// The JS-facing API, the network task, fetching, and output. Only the browser build has the
+// API and the network; `fetching` and `output` also hold pure parts tested natively.
 #[cfg(target_arch = "wasm32")]
-mod args;
-#[cfg(feature = "webaudio")]
-pub mod decode;
+pub mod api;
 pub mod error;
+mod fetching;
+#[cfg(target_arch = "wasm32")]
+mod js;
+#[cfg(target_arch = "wasm32")]
+mod network;
+pub mod output;
 
 #[cfg(target_arch = "wasm32")]
-mod dial;
-#[cfg(target_arch = "wasm32")]
-mod fetch;
-#[cfg(any(target_arch = "wasm32", test))]
-mod first_answer;
-#[cfg(any(target_arch = "wasm32", test))]
-mod held;
-#[cfg(target_arch = "wasm32")]
-mod log;
-#[cfg(target_arch = "wasm32")]
-pub mod media;
-#[cfg(target_arch = "wasm32")]
-pub mod net;
-#[cfg(target_arch = "wasm32")]
-mod output;
-#[cfg(target_arch = "wasm32")]
-mod peer;
-#[cfg(target_arch = "wasm32")]
-mod player;
-#[cfg(target_arch = "wasm32")]
-mod source;
-#[cfg(any(target_arch = "wasm32", test))]
-pub mod stuck;
-#[cfg(target_arch = "wasm32")]
-mod types;
-#[cfg(target_arch = "wasm32")]
-mod util;
-#[cfg(target_arch = "wasm32")]
-pub mod verify;
-#[cfg(all(target_arch = "wasm32", feature = "webaudio"))]
-pub mod webaudio;
-#[cfg(target_arch = "wasm32")]
-mod webrtc;
-#[cfg(target_arch = "wasm32")]
-mod websocket;
-
+pub use api::{peer::Peer, player::Player};
 pub use error::{Error, ErrorCode};
-#[cfg(target_arch = "wasm32")]
-pub use peer::Peer;
-#[cfg(target_arch = "wasm32")]
-pub use player::Player;
 
 /// Installs the panic hook and the console logger; runs once when the module loads.
 #[cfg(target_arch = "wasm32")]
@@ -82,7 +49,7 @@ pub use player::Player;
 pub fn start() {
     use tracing_subscriber::layer::SubscriberExt;
     console_error_panic_hook::set_once();
-    let subscriber = tracing_subscriber::Registry::default().with(log::ConsoleLayer);
+    let subscriber = tracing_subscriber::Registry::default().with(api::log::ConsoleLayer);
     // A second initialisation (a page loading the module twice) is harmless.
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
@@ -95,5 +62,5 @@ pub fn start() {
 pub fn set_log_level(
     #[wasm_bindgen(unchecked_param_type = "LogLevel")] level: wasm_bindgen::JsValue,
 ) -> Result<(), Error> {
-    log::set_level(&args::string(&level, "logLevel", 16)?)
+    api::log::set_level(&api::args::string(&level, "logLevel", 16)?)
 }

@@ -1,6 +1,7 @@
 //! The MSE sink in a real Chromium: MP3 support, appends, end of stream, refusals.
 
-use antiphon::{Error, media::MediaSink, stuck::StuckWatch};
+use antiphon::Error;
+use antiphon::output::{media::MediaSink, stall::StuckWatch};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::wasm_bindgen_test;
 use web_sys::HtmlMediaElement;

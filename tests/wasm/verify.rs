@@ -1,7 +1,7 @@
 //! `verify`, `verifyAsync` (WebCrypto for sha2-256) and `cidOf` as JavaScript calls them.
 
 use antiphon::ErrorCode;
-use antiphon::verify::{cid_of, verify, verify_async};
+use antiphon::api::verify::{cid_of, verify, verify_async};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::wasm_bindgen_test;
 

@@ -11,7 +11,7 @@ use antiphon_core::limits::{MAX_BLOCK_BYTES, MIN_DIGEST_BYTES};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::args;
+use crate::api::args;
 use crate::error::Error;
 
 /// Checks that `bytes` are the content of `cid`; throws a `VERIFICATION_FAILED` error if not.

@@ -189,7 +189,7 @@ impl AsyncWrite for DataChannelIo {
         drop(state);
         match self.channel.send_with_u8_array(buf) {
             Ok(()) => Poll::Ready(Ok(buf.len())),
-            Err(e) => Poll::Ready(Err(io::Error::other(crate::util::describe(&e)))),
+            Err(e) => Poll::Ready(Err(io::Error::other(crate::js::describe(&e)))),
         }
     }
 

@@ -10,12 +10,12 @@ use antiphon_core::TrackManifest;
 use web_sys::HtmlMediaElement;
 
 use crate::error::Error;
-use crate::media::{MediaSink, OpeningSource};
-use crate::stuck::StuckWatch;
+use crate::output::media::{MediaSink, OpeningSource};
+use crate::output::stall::StuckWatch;
 #[cfg(feature = "webaudio")]
-use crate::webaudio::AudioOut;
+use crate::output::webaudio::AudioOut;
 #[cfg(feature = "webaudio")]
-pub(crate) use crate::webaudio::ClockEvent;
+pub(crate) use crate::output::webaudio::ClockEvent;
 
 /// What the Web Audio clock reports; without the feature there is no such clock.
 #[cfg(not(feature = "webaudio"))]
@@ -25,7 +25,7 @@ pub(crate) enum ClockEvent {}
 /// A player's output.
 pub(crate) enum Output {
     /// `MediaSource` or `ManagedMediaSource` attached to the element, and a watch that nudges
-    /// the element when it stops with audio buffered ahead (see [`crate::stuck`]).
+    /// the element when it stops with audio buffered ahead (see [`crate::output::stall`]).
     Mse { sink: MediaSink, element: HtmlMediaElement, watch: RefCell<StuckWatch>, born: web_time::Instant },
     /// Decoded in wasm, played through an `AudioContext`.
     #[cfg(feature = "webaudio")]

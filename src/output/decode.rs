@@ -185,7 +185,7 @@ fn describe(spec: symphonia::core::audio::SignalSpec) -> String {
 mod tests {
     use super::*;
 
-    const TWO_SECONDS: &[u8] = include_bytes!("../tests/wasm/fixtures/two-seconds.mp3");
+    const TWO_SECONDS: &[u8] = include_bytes!("../../tests/wasm/fixtures/two-seconds.mp3");
 
     /// The fixture cut into segments of `frames` MP3 frames each, the way ingest cuts tracks.
     fn segments(frames: usize) -> Vec<Vec<u8>> {

@@ -10,7 +10,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{HtmlMediaElement, MediaSource, MediaSourceReadyState, SourceBuffer, Url};
 
 use crate::error::Error;
-use crate::util::{describe, next_event};
+use crate::js::{describe, next_event};
 
 /// Seconds of audio kept behind the playhead when the SourceBuffer is full and room is made.
 const KEEP_BEHIND_SECS: f64 = 10.0;

@@ -34,7 +34,7 @@ use web_sys::{RtcDataChannelInit, RtcPeerConnection, RtcSdpType, RtcSessionDescr
 use super::channel::DataChannelIo;
 use super::connection::{self, Connection};
 use super::{MAX_PENDING, PendingGuard};
-use crate::util::describe;
+use crate::js::describe;
 
 /// How long a dial may take, from the certificate to the end of the Noise handshake. The
 /// swarm's own dial timeout is usually shorter; this bounds a dial nobody waits for.

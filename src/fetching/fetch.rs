@@ -9,8 +9,8 @@ use antiphon_core::{Cid, SegmentRef};
 use bytes::{Bytes, BytesMut};
 
 use crate::error::Error;
-use crate::first_answer::first_answer;
-use crate::source::{Delivered, Source};
+use crate::fetching::first_answer::first_answer;
+use crate::fetching::source::{Delivered, Source};
 
 /// Blocks of one segment requested at once.
 const BLOCKS_IN_FLIGHT: usize = 4;

@@ -11,8 +11,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::error::Error;
-use crate::net::NetHandle;
-use crate::util::describe;
+use crate::js::describe;
+use crate::network::swarm::NetHandle;
 
 /// A block and who delivered it.
 pub(crate) struct Delivered {

@@ -237,6 +237,6 @@ pub(crate) async fn connected(pc: &RtcPeerConnection) -> Result<(), String> {
             }
             _ => {}
         }
-        crate::util::next_event(pc.unchecked_ref(), "connectionstatechange", None).map(|_| ()).await;
+        crate::js::next_event(pc.unchecked_ref(), "connectionstatechange", None).map(|_| ()).await;
     }
 }

@@ -236,7 +236,7 @@ impl AsyncWrite for Connection {
             }
             inner.drain = None;
         }
-        inner.handlers.socket.send_with_u8_array(buf).map_err(|e| broken(&crate::util::describe(&e)))?;
+        inner.handlers.socket.send_with_u8_array(buf).map_err(|e| broken(&crate::js::describe(&e)))?;
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -283,7 +283,7 @@ impl libp2p::core::Transport for Transport {
             return Err(TransportError::MultiaddrNotSupported(addr));
         };
         let socket = WebSocket::new(&url).map_err(|e| {
-            TransportError::Other(WsError::Refused { url: url.clone(), reason: crate::util::describe(&e) })
+            TransportError::Other(WsError::Refused { url: url.clone(), reason: crate::js::describe(&e) })
         })?;
         let mut connection = Some(Connection::new(socket));
         let open = futures::future::poll_fn(move |cx| {

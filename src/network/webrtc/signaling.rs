@@ -22,7 +22,7 @@ use web_sys::{
 };
 
 use super::connection::{self, Connection};
-use crate::util::describe;
+use crate::js::describe;
 
 /// The largest signaling message read or written. An SDP with a handful of candidates is a few
 /// KiB; the relayed connection carrying it is itself limited (by the relay) to tens of KiB.

@@ -19,14 +19,14 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlMediaElement;
 
-use crate::args;
+use crate::api::args;
 use crate::error::{Error, ErrorCode};
-use crate::fetch::{FetchedSegment, fetch_block_from_any, fetch_segment};
-use crate::media::OpeningSource;
-use crate::output::{ClockEvent, Output};
-use crate::peer::Network;
-use crate::source::Source;
-use crate::util::object;
+use crate::fetching::fetch::{FetchedSegment, fetch_block_from_any, fetch_segment};
+use crate::fetching::source::Source;
+use crate::js::object;
+use crate::network::session::Network;
+use crate::output::media::OpeningSource;
+use crate::output::sink::{ClockEvent, Output};
 
 /// A `waiting` element with less than this buffered ahead has run out of data: a rebuffer.
 const STARVED_SECS: f64 = 0.5;
@@ -710,203 +710,285 @@ fn banned(shared: &Shared, (source, kind): &(Source, SourceKind)) {
     ]));
 }
 
+type Running = FuturesUnordered<Abortable<futures::future::LocalBoxFuture<'static, Outcome>>>;
+
 /// Fetches segments as the scheduler directs and appends each, as it is verified, at its place
 /// on the timeline; then watches playback to its end. Starts before the output is open: until
 /// `load` has put it in the state, the playhead is 0 and verified segments wait in `ready`.
 async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest) {
-    let rate = f64::from(manifest.sample_rate);
-    let durations: Vec<f64> = manifest.segments.iter().map(|s| s.samples as f64 / rate).collect();
-    let sizes: Vec<u64> = manifest.segments.iter().map(|s| s.bytes).collect();
-    let config =
-        ScheduleConfig { window_secs: shared.window_secs, per_source: PER_SOURCE, ..ScheduleConfig::default() };
-    let mut scheduler = Scheduler::new(&durations, &sizes, config);
-    let mut sources = Sources::new(&shared, &mut scheduler);
-    let started = web_time::Instant::now();
-    let total = manifest.segments.len();
-    let mut running: FuturesUnordered<Abortable<futures::future::LocalBoxFuture<'static, Outcome>>> =
-        FuturesUnordered::new();
-    let mut aborts: HashMap<(usize, SourceId), AbortHandle> = HashMap::new();
-    let mut hedged: HashMap<usize, bool> = HashMap::new();
-    let mut ready: BTreeMap<usize, (FetchedSegment, SourceId)> = BTreeMap::new();
-    let mut failures: HashMap<usize, usize> = HashMap::new();
-    let mut last_error: Option<(usize, Error)> = None;
-    let mut appended = vec![false; total];
-    // A seek wakes the loop at once instead of at the next tick.
-    let (seek_tx, mut seeks) = futures::channel::mpsc::channel::<()>(1);
-    *shared.wake.borrow_mut() = Some(seek_tx);
-    while !appended.iter().all(|a| *a) {
-        if !shared.is_current(generation) {
-            break;
+    Pump::new(shared, generation, manifest).run().await;
+}
+
+/// One load's streaming: the scheduler, the fetches it started, what is verified and waiting
+/// for the output, and what is appended.
+struct Pump {
+    shared: Rc<Shared>,
+    generation: u32,
+    manifest: TrackManifest,
+    scheduler: Scheduler,
+    sources: Sources,
+    started: web_time::Instant,
+    running: Running,
+    aborts: HashMap<(usize, SourceId), AbortHandle>,
+    hedged: HashMap<usize, bool>,
+    /// Verified, waiting for the output.
+    ready: BTreeMap<usize, (FetchedSegment, SourceId)>,
+    failures: HashMap<usize, usize>,
+    last_error: Option<(usize, Error)>,
+    appended: Vec<bool>,
+}
+
+impl Pump {
+    fn new(shared: Rc<Shared>, generation: u32, manifest: TrackManifest) -> Self {
+        let rate = f64::from(manifest.sample_rate);
+        let durations: Vec<f64> = manifest.segments.iter().map(|s| s.samples as f64 / rate).collect();
+        let sizes: Vec<u64> = manifest.segments.iter().map(|s| s.bytes).collect();
+        let config =
+            ScheduleConfig { window_secs: shared.window_secs, per_source: PER_SOURCE, ..ScheduleConfig::default() };
+        let mut scheduler = Scheduler::new(&durations, &sizes, config);
+        let sources = Sources::new(&shared, &mut scheduler);
+        let total = manifest.segments.len();
+        Self {
+            shared,
+            generation,
+            manifest,
+            scheduler,
+            sources,
+            started: web_time::Instant::now(),
+            running: FuturesUnordered::new(),
+            aborts: HashMap::new(),
+            hedged: HashMap::new(),
+            ready: BTreeMap::new(),
+            failures: HashMap::new(),
+            last_error: None,
+            appended: vec![false; total],
         }
-        let output = shared.state.borrow().sink.clone();
-        sources.refresh(&shared, &mut scheduler);
-        let (playhead, rate) = match &output {
+    }
+
+    async fn run(mut self) {
+        // A seek wakes the loop at once instead of at the next tick.
+        let (seek_tx, mut seeks) = futures::channel::mpsc::channel::<()>(1);
+        *self.shared.wake.borrow_mut() = Some(seek_tx);
+        while !self.appended.iter().all(|a| *a) {
+            if !self.is_current() {
+                break;
+            }
+            let output = self.shared.state.borrow().sink.clone();
+            self.schedule(output.as_deref());
+            let outcome = self.next_outcome(&mut seeks).await;
+            if !self.is_current() {
+                break;
+            }
+            if let Some(outcome) = outcome {
+                self.on_outcome(outcome);
+            }
+            if let Some(sink) = &output
+                && !self.append_ready(sink).await
+            {
+                return;
+            }
+            if self.gave_up() {
+                return;
+            }
+        }
+        self.abort_all();
+        if self.is_current() {
+            self.finish().await;
+        }
+    }
+
+    fn is_current(&self) -> bool {
+        self.shared.is_current(self.generation)
+    }
+
+    fn abort_all(&self) {
+        for handle in self.aborts.values() {
+            handle.abort();
+        }
+    }
+
+    /// Tells the scheduler where the playhead is and starts or cancels what it says.
+    fn schedule(&mut self, output: Option<&Output>) {
+        self.sources.refresh(&self.shared, &mut self.scheduler);
+        let (playhead, rate) = match output {
             Some(sink) => {
-                shared.tick_output(sink);
+                self.shared.tick_output(sink);
                 (sink.current_time(), sink.rate())
             }
             None => (0.0, 1.0),
         };
-        let now = started.elapsed();
-        if shared.state.borrow().time_to_first_audio.is_some() {
-            scheduler.playback_started();
+        let now = self.started.elapsed();
+        if self.shared.state.borrow().time_to_first_audio.is_some() {
+            self.scheduler.playback_started();
         }
-        let mut actions = scheduler.set_playhead(playhead, rate, now);
-        actions.extend(scheduler.poll(now));
+        let mut actions = self.scheduler.set_playhead(playhead, rate, now);
+        actions.extend(self.scheduler.poll(now));
         for action in actions {
             match action {
-                Action::Fetch { segment, source, hedge } => {
-                    let (src, seg) = (sources[source].0.clone(), manifest.segments[segment].clone());
-                    let (handle, registration) = AbortHandle::new_pair();
-                    aborts.insert((segment, source), handle);
-                    hedged.insert(segment, hedge);
-                    shared.set_segment(generation, segment, SegmentState::Fetching);
-                    let job: futures::future::LocalBoxFuture<'static, Outcome> =
-                        Box::pin(async move { (segment, source, fetch_segment(&src, &seg).await) });
-                    running.push(Abortable::new(job, registration));
-                }
-                Action::Cancel { segment, source } => {
-                    if let Some(handle) = aborts.remove(&(segment, source)) {
-                        handle.abort();
-                    }
-                }
-                Action::Banned { source } => banned(&shared, &sources[source]),
+                Action::Fetch { segment, source, hedge } => self.start_fetch(segment, source, hedge),
+                Action::Cancel { segment, source } => self.cancel(segment, source),
+                Action::Banned { source } => banned(&self.shared, &self.sources[source]),
             }
         }
-        // The next outcome, or a tick (or a seek) to look at the playhead again.
+    }
+
+    fn start_fetch(&mut self, segment: usize, source: SourceId, hedge: bool) {
+        let (src, seg) = (self.sources[source].0.clone(), self.manifest.segments[segment].clone());
+        let (handle, registration) = AbortHandle::new_pair();
+        self.aborts.insert((segment, source), handle);
+        self.hedged.insert(segment, hedge);
+        self.shared.set_segment(self.generation, segment, SegmentState::Fetching);
+        let job: futures::future::LocalBoxFuture<'static, Outcome> =
+            Box::pin(async move { (segment, source, fetch_segment(&src, &seg).await) });
+        self.running.push(Abortable::new(job, registration));
+    }
+
+    fn cancel(&mut self, segment: usize, source: SourceId) {
+        if let Some(handle) = self.aborts.remove(&(segment, source)) {
+            handle.abort();
+        }
+    }
+
+    /// The next fetch to finish, or `None` at a tick (or a seek) to look at the playhead again.
+    async fn next_outcome(&mut self, seeks: &mut futures::channel::mpsc::Receiver<()>) -> Option<Outcome> {
         let wake = select(futures_timer::Delay::new(TICK), seeks.next());
-        let outcome = if running.is_empty() {
+        if self.running.is_empty() {
             wake.await;
-            None
-        } else {
-            match select(running.next(), wake).await {
-                Either::Left((Some(Ok(outcome)), _)) => Some(outcome),
-                _ => None,
-            }
-        };
-        if !shared.is_current(generation) {
-            break;
+            return None;
         }
-        if let Some((segment, source, result)) = outcome {
-            aborts.remove(&(segment, source));
-            let now = started.elapsed();
-            match result {
-                Ok(fetched) => {
-                    for action in scheduler.on_success(segment, source, now) {
-                        if let Action::Cancel { segment, source } = action
-                            && let Some(handle) = aborts.remove(&(segment, source))
-                        {
-                            handle.abort();
-                        }
-                    }
-                    if ready.contains_key(&segment) || appended[segment] {
-                        continue;
-                    }
-                    shared.set_segment(generation, segment, SegmentState::Verified);
-                    {
-                        let mut state = shared.state.borrow_mut();
-                        let at = now.as_secs_f64() * 1000.0;
-                        for (cid, bytes) in &fetched.block_list {
-                            if state.provenance.len() < MAX_PROVENANCE {
-                                state.provenance.push((*cid, fetched.from.clone(), *bytes, at));
-                            }
-                        }
-                    }
-                    ready.insert(segment, (fetched, source));
-                }
-                Err(e) => {
-                    let failure =
-                        if e.code() == ErrorCode::VerificationFailed { Failure::Corrupt } else { Failure::Unavailable };
-                    let label = sources[source].0.label();
-                    tracing::info!(segment, source = %label, error = %e, "a source failed a segment");
-                    shared.emit(object(&[
-                        ("type", "sourceFailed".into()),
-                        ("source", label.into()),
-                        ("index", (segment as f64).into()),
-                        ("code", e.code().as_str().into()),
-                    ]));
-                    for action in scheduler.on_failure(segment, source, failure) {
-                        if let Action::Banned { source } = action {
-                            banned(&shared, &sources[source]);
-                        }
-                    }
-                    *failures.entry(segment).or_default() += 1;
-                    last_error = Some((segment, e));
-                }
+        match select(self.running.next(), wake).await {
+            Either::Left((Some(Ok(outcome)), _)) => Some(outcome),
+            _ => None,
+        }
+    }
+
+    fn on_outcome(&mut self, (segment, source, result): Outcome) {
+        self.aborts.remove(&(segment, source));
+        match result {
+            Ok(fetched) => self.on_fetched(segment, source, fetched),
+            Err(e) => self.on_failed(segment, source, e),
+        }
+    }
+
+    fn on_fetched(&mut self, segment: usize, source: SourceId, fetched: FetchedSegment) {
+        let now = self.started.elapsed();
+        for action in self.scheduler.on_success(segment, source, now) {
+            if let Action::Cancel { segment, source } = action {
+                self.cancel(segment, source);
             }
         }
-        // Append what is ready, each segment placed at its own start time.
-        while let Some(sink) = &output
-            && let Some((index, (fetched, source))) = ready.pop_first()
+        if self.ready.contains_key(&segment) || self.appended[segment] {
+            return;
+        }
+        self.shared.set_segment(self.generation, segment, SegmentState::Verified);
         {
-            match sink.append(index, &fetched.data, manifest.segment_start_secs(index)).await {
+            let mut state = self.shared.state.borrow_mut();
+            let at = now.as_secs_f64() * 1000.0;
+            for (cid, bytes) in &fetched.block_list {
+                if state.provenance.len() < MAX_PROVENANCE {
+                    state.provenance.push((*cid, fetched.from.clone(), *bytes, at));
+                }
+            }
+        }
+        self.ready.insert(segment, (fetched, source));
+    }
+
+    fn on_failed(&mut self, segment: usize, source: SourceId, e: Error) {
+        let failure = if e.code() == ErrorCode::VerificationFailed { Failure::Corrupt } else { Failure::Unavailable };
+        let label = self.sources[source].0.label();
+        tracing::info!(segment, source = %label, error = %e, "a source failed a segment");
+        self.shared.emit(object(&[
+            ("type", "sourceFailed".into()),
+            ("source", label.into()),
+            ("index", (segment as f64).into()),
+            ("code", e.code().as_str().into()),
+        ]));
+        for action in self.scheduler.on_failure(segment, source, failure) {
+            if let Action::Banned { source } = action {
+                banned(&self.shared, &self.sources[source]);
+            }
+        }
+        *self.failures.entry(segment).or_default() += 1;
+        self.last_error = Some((segment, e));
+    }
+
+    /// Appends what is ready, each segment placed at its own start time; `false` when the
+    /// output failed or another load took over.
+    async fn append_ready(&mut self, sink: &Output) -> bool {
+        while let Some((index, (fetched, source))) = self.ready.pop_first() {
+            match sink.append(index, &fetched.data, self.manifest.segment_start_secs(index)).await {
                 Ok(()) => {}
                 Err(Error::BufferFull { .. }) => {
                     // Kept until playback has moved on and room can be made behind it.
-                    ready.insert(index, (fetched, source));
-                    break;
+                    self.ready.insert(index, (fetched, source));
+                    return true;
                 }
                 Err(e) => {
-                    shared.fail(generation, Some(index), &e);
-                    return;
+                    self.shared.fail(self.generation, Some(index), &e);
+                    return false;
                 }
             }
-            if !shared.is_current(generation) {
-                return;
+            if !self.is_current() {
+                return false;
             }
-            shared.set_segment(generation, index, SegmentState::Appended);
-            shared.network.hold(manifest.segments[index].cid);
-            {
-                let mut state = shared.state.borrow_mut();
-                let n = fetched.data.len() as u64;
-                state.bytes += n;
-                *state.bytes_by_kind.entry(kind_name(sources[source].1)).or_default() += n;
-                *state.bytes_by_source.entry(fetched.from.clone()).or_default() += n;
-            }
-            shared.emit(object(&[
-                ("type", "segment".into()),
-                ("index", (index as f64).into()),
-                ("cid", manifest.segments[index].cid.to_string().into()),
-                ("peer", fetched.from.clone().into()),
-                ("sourceKind", kind_name(sources[source].1).into()),
-                ("bytes", (fetched.data.len() as f64).into()),
-                ("blocks", (fetched.blocks as f64).into()),
-                ("latencyMs", (fetched.latency.as_secs_f64() * 1000.0).into()),
-                ("hedged", hedged.get(&index).copied().unwrap_or(false).into()),
-            ]));
-            appended[index] = true;
+            self.on_appended(index, &fetched, source);
         }
-        // Give up when no source is left, or one segment keeps failing everywhere.
-        let usable = scheduler.usable_sources();
-        let exhausted = failures.values().any(|n| *n >= FAILURES_PER_SOURCE * usable.max(1));
-        if (usable == 0 && running.is_empty()) || exhausted {
-            if let Some((index, e)) = last_error.take() {
-                for handle in aborts.values() {
-                    handle.abort();
-                }
-                shared.fail(generation, Some(index), &e);
-            }
+        true
+    }
+
+    fn on_appended(&mut self, index: usize, fetched: &FetchedSegment, source: SourceId) {
+        self.shared.set_segment(self.generation, index, SegmentState::Appended);
+        self.shared.network.hold(self.manifest.segments[index].cid);
+        let kind = kind_name(self.sources[source].1);
+        {
+            let mut state = self.shared.state.borrow_mut();
+            let n = fetched.data.len() as u64;
+            state.bytes += n;
+            *state.bytes_by_kind.entry(kind).or_default() += n;
+            *state.bytes_by_source.entry(fetched.from.clone()).or_default() += n;
+        }
+        self.shared.emit(object(&[
+            ("type", "segment".into()),
+            ("index", (index as f64).into()),
+            ("cid", self.manifest.segments[index].cid.to_string().into()),
+            ("peer", fetched.from.clone().into()),
+            ("sourceKind", kind.into()),
+            ("bytes", (fetched.data.len() as f64).into()),
+            ("blocks", (fetched.blocks as f64).into()),
+            ("latencyMs", (fetched.latency.as_secs_f64() * 1000.0).into()),
+            ("hedged", self.hedged.get(&index).copied().unwrap_or(false).into()),
+        ]));
+        self.appended[index] = true;
+    }
+
+    /// Gives up when no source is left, or one segment keeps failing everywhere.
+    fn gave_up(&mut self) -> bool {
+        let usable = self.scheduler.usable_sources();
+        let exhausted = self.failures.values().any(|n| *n >= FAILURES_PER_SOURCE * usable.max(1));
+        if !((usable == 0 && self.running.is_empty()) || exhausted) {
+            return false;
+        }
+        if let Some((index, e)) = self.last_error.take() {
+            self.abort_all();
+            self.shared.fail(self.generation, Some(index), &e);
+        }
+        true
+    }
+
+    /// Every segment is appended: ends the stream, then watches playback to its end, since the
+    /// element can still stop with audio ahead of it (until another load or destroy() takes
+    /// over).
+    async fn finish(self) {
+        let Some(sink) = self.shared.state.borrow().sink.clone() else { return };
+        if let Err(e) = sink.end_of_stream() {
+            self.shared.fail(self.generation, None, &e);
             return;
         }
-    }
-    for handle in aborts.values() {
-        handle.abort();
-    }
-    if !shared.is_current(generation) {
-        return;
-    }
-    // Every segment was appended, so the output is open.
-    let Some(sink) = shared.state.borrow().sink.clone() else { return };
-    if let Err(e) = sink.end_of_stream() {
-        shared.fail(generation, None, &e);
-        return;
-    }
-    shared.state.borrow_mut().ended = true;
-    shared.emit(object(&[("type", "ended".into())]));
-    // Everything is appended, but the element can still stop with audio ahead of it: keep
-    // watching until playback reaches the end (or another load or destroy() takes over).
-    while shared.is_current(generation) && !shared.state.borrow().ended_playback {
-        shared.tick_output(&sink);
-        futures_timer::Delay::new(TICK).await;
+        self.shared.state.borrow_mut().ended = true;
+        self.shared.emit(object(&[("type", "ended".into())]));
+        while self.is_current() && !self.shared.state.borrow().ended_playback {
+            self.shared.tick_output(&sink);
+            futures_timer::Delay::new(TICK).await;
+        }
     }
 }

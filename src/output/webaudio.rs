@@ -1,5 +1,5 @@
 //! Playback through Web Audio, for browsers with neither `MediaSource` nor `ManagedMediaSource`
-//! (the `webaudio` feature). Each verified segment is decoded in wasm by [`crate::decode`] and
+//! (the `webaudio` feature). Each verified segment is decoded in wasm by [`crate::output::decode`] and
 //! played by an `AudioBufferSourceNode` scheduled at its place on the timeline, so consecutive
 //! segments join sample-exactly.
 //!
@@ -17,9 +17,9 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::*;
 use web_sys::{AudioBufferSourceNode, AudioContext, AudioContextOptions, AudioScheduledSourceNode};
 
-use crate::decode::{Pcm, decode_segment};
 use crate::error::Error;
-use crate::util::describe;
+use crate::js::describe;
+use crate::output::decode::{Pcm, decode_segment};
 
 /// Seconds of audio kept behind the playhead; older segments are dropped.
 const KEEP_BEHIND_SECS: f64 = 10.0;
@@ -48,7 +48,7 @@ pub enum ClockEvent {
 struct Held {
     bytes: Rc<[u8]>,
     pcm: Pcm,
-    /// Whether it was decoded after its predecessor's last frames (see [`crate::decode`]).
+    /// Whether it was decoded after its predecessor's last frames (see [`crate::output::decode`]).
     primed: bool,
 }
 

@@ -13,8 +13,8 @@ use libp2p::{Multiaddr, PeerId};
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::net::NetHandle;
-use crate::util::fetch_json;
+use crate::js::fetch_json;
+use crate::network::swarm::NetHandle;
 
 /// How a creator node is dialled.
 #[derive(Clone)]
@@ -108,7 +108,7 @@ async fn dial_staggered(
             pending.push(async move {
                 let started = js_sys::Date::now();
                 let outcome = match select(Box::pin(net.dial(addr.clone())), Delay::new(timeout)).await {
-                    Either::Left((result, _)) => result,
+                    Either::Left((result, _)) => result.map_err(|e| e.to_string()),
                     Either::Right(_) => Err(format!("timed out after {} ms", timeout.as_millis())),
                 };
                 (index, addr, js_sys::Date::now() - started, outcome)
