@@ -31,6 +31,7 @@ pub mod car;
 mod corpus_tests;
 pub mod dag;
 pub mod dag_pb;
+pub mod datachannel;
 pub mod identify;
 pub mod limits;
 pub mod liveness;
