@@ -1,12 +1,13 @@
-// The browser peer (wasm, in headless Chromium) fetches a multi-block file from a Helia
-// provider running in Node over WebSocket, and checks its sha256. Runs only inside
-// scripts/netns.sh, under Node 22 (Helia's requirement).
+// The browser peer (wasm, in headless Chromium) and a Helia peer running in Node, over
+// WebSocket and over WebRTC-direct (Helia's @libp2p/webrtc listener): the wasm peer fetches a
+// multi-block file from Helia and checks its sha256, and Helia fetches a block back from the
+// wasm peer on the same connection. Runs only inside scripts/netns.sh, under Node 22 (Helia's
+// requirement).
 //
-// Not over WebRTC-direct: Helia's Bitswap closes its side of every incoming stream before
-// reading it, and js-libp2p's WebRTC stream waits up to 10 s for the FIN_ACK of the libp2p
-// WebRTC spec on close; rust-libp2p's WebRTC streams (libp2p-webrtc-utils 0.5) never send
-// FIN_ACK, so Helia aborts the stream unread ("Incoming Bitswap stream timed out after
-// 10000ms"). Helia still listens on WebRTC-direct here, and the dial over it is checked.
+// Over WebRTC-direct this needs the FIN_ACK of the libp2p WebRTC spec: Helia's Bitswap closes
+// its side of every incoming stream before reading it, and js-libp2p waits up to 10 s for the
+// FIN_ACK before it reads on; without one ("Incoming Bitswap stream timed out after 10000ms")
+// the fetch fails. The wasm peer's streams (antiphon_core::datachannel) send it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, createCipheriv } from "node:crypto";
@@ -92,7 +93,7 @@ test("the wasm peer connects to Helia over WebRTC-direct", async () => {
   assert.equal(transport, "webrtc-direct");
 });
 
-for (const transport of ["websocket"]) {
+for (const transport of ["websocket", "webrtc-direct"]) {
   test(`the wasm peer fetches a file from Helia over ${transport}`, async () => {
     const pattern = transport === "websocket" ? "/ws/" : "/webrtc-direct/";
     const addr = heliaAddr(pattern);
@@ -127,11 +128,11 @@ for (const transport of ["websocket"]) {
 // peer is and that it serves Bitswap, and fetch from it the block it lost. (Helia also records
 // Bitswap from the stream the wasm peer opens to it; the agent version and `/ipfs/id/1.0.0`
 // come only from the answer.)
-test("Helia learns from the wasm peer's identify answer that it serves Bitswap, and fetches from it", async () => {
-  const cipher = createCipheriv("aes-128-ctr", Buffer.alloc(16, 9), Buffer.alloc(16, 0));
+for (const [transport, pattern, seed] of [["websocket", "/ws/", 9], ["webrtc-direct", "/webrtc-direct/", 10]]) test(`Helia learns from the wasm peer's identify answer that it serves Bitswap, and fetches from it over ${transport}`, async () => {
+  const cipher = createCipheriv("aes-128-ctr", Buffer.alloc(16, seed), Buffer.alloc(16, 0));
   const bytes = Buffer.concat([cipher.update(Buffer.alloc(100_000)), cipher.final()]);
   const cid = await unixfs(helia).addBytes(bytes, { cidVersion: 1, rawLeaves: true });
-  const addr = heliaAddr("/ws/");
+  const addr = heliaAddr(pattern);
   const local = await page.evaluate(
     async ({ addr, cid }) => {
       window.servingPeer = await window.antiphon.Peer.connect(addr);

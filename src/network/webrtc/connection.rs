@@ -1,6 +1,6 @@
 //! A browser-to-browser `RTCPeerConnection` as a libp2p connection: every libp2p stream is
 //! one data channel, framed as libp2p/specs `webrtc/README.md` says (by
-//! `libp2p_webrtc_utils::Stream`).
+//! [`super::stream`]).
 //!
 //! Unlike the WebRTC-direct muxer of `libp2p-webrtc-websys`, this one watches the peer
 //! connection's state: when it fails or closes, the muxer reports an error, so the swarm
@@ -11,16 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use futures::channel::mpsc;
-use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
-use libp2p_webrtc_utils::{DropListener, Stream};
 use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit, RtcPeerConnection, RtcPeerConnectionState};
 
-use super::channel::DataChannelIo;
+use super::stream::{ChannelHold, Stream};
 
 /// Inbound data channels waiting to be taken as streams.
 const INBOUND_QUEUE: usize = 16;
@@ -30,7 +28,7 @@ const INBOUND_QUEUE: usize = 16;
 const MAX_STREAMS: usize = 32;
 
 /// A libp2p stream over a data channel.
-pub(crate) type Substream = Stream<DataChannelIo>;
+pub(crate) type Substream = Stream;
 
 /// The muxer's error: the peer connection failed or was closed.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +46,8 @@ struct Watch {
 pub(crate) struct Connection {
     pc: SendWrapper<RtcPeerConnection>,
     inbound: mpsc::Receiver<SendWrapper<RtcDataChannel>>,
-    drop_listeners: FuturesUnordered<DropListener<DataChannelIo>>,
-    idle_waker: Option<Waker>,
+    /// Streams open, or dropped and still closing their channel.
+    live: Arc<std::sync::atomic::AtomicUsize>,
     watch: Arc<Mutex<Watch>>,
     _on_channel: SendWrapper<Closure<dyn FnMut(RtcDataChannelEvent)>>,
     _on_state: SendWrapper<Closure<dyn FnMut()>>,
@@ -57,7 +55,7 @@ pub(crate) struct Connection {
     /// WebRTC-direct's Noise channel (id 0), kept open while the connection lives: closing it
     /// lets the browser give id 0 to the next stream's channel, which the node takes for the
     /// handshake channel again.
-    _handshake: Option<DropListener<DataChannelIo>>,
+    _handshake: Option<ChannelHold>,
 }
 
 impl Connection {
@@ -92,8 +90,7 @@ impl Connection {
         Self {
             pc: SendWrapper::new(pc),
             inbound,
-            drop_listeners: FuturesUnordered::new(),
-            idle_waker: None,
+            live: Arc::default(),
             watch,
             _on_channel: SendWrapper::new(on_channel),
             _on_state: SendWrapper::new(on_state),
@@ -129,8 +126,8 @@ impl Connection {
 
     /// Keeps the channel under `listener` (WebRTC-direct's handshake channel) open until the
     /// connection closes.
-    pub(crate) fn keep_open(&mut self, listener: DropListener<DataChannelIo>) {
-        self._handshake = Some(listener);
+    pub(crate) fn keep_open(&mut self, channel: Option<ChannelHold>) {
+        self._handshake = channel;
     }
 
     fn ended(&self, cx: &mut Context<'_>) -> Option<String> {
@@ -142,12 +139,7 @@ impl Connection {
     }
 
     fn stream(&mut self, channel: RtcDataChannel) -> Substream {
-        let (stream, listener) = Stream::new(DataChannelIo::new(channel));
-        self.drop_listeners.push(listener);
-        if let Some(waker) = self.idle_waker.take() {
-            waker.wake();
-        }
-        stream
+        Stream::new(channel).counted(self.live.clone())
     }
 
     fn close_now(&self) {
@@ -180,7 +172,7 @@ impl StreamMuxer for Connection {
             match self.inbound.poll_next_unpin(cx) {
                 Poll::Ready(Some(channel)) => {
                     let channel = channel.take();
-                    if self.drop_listeners.len() >= MAX_STREAMS {
+                    if self.live.load(std::sync::atomic::Ordering::Relaxed) >= MAX_STREAMS {
                         tracing::warn!("refused a data channel past {MAX_STREAMS} streams");
                         channel.close();
                         continue;
@@ -208,22 +200,12 @@ impl StreamMuxer for Connection {
         Poll::Ready(Ok(()))
     }
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<StreamMuxerEvent, ConnectionError>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<StreamMuxerEvent, ConnectionError>> {
         if let Some(state) = self.ended(cx) {
             return Poll::Ready(Err(ConnectionError(state)));
         }
-        // Streams dropped without a close are reset to the remote by their listeners.
-        loop {
-            match self.drop_listeners.poll_next_unpin(cx) {
-                Poll::Ready(Some(Err(e))) => tracing::debug!(error = %e, "resetting a dropped stream failed"),
-                Poll::Ready(Some(Ok(()))) => {}
-                Poll::Ready(None) => {
-                    self.idle_waker = Some(cx.waker().clone());
-                    return Poll::Pending;
-                }
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        // Streams close their own channels (see `super::stream`): nothing to drive here.
+        Poll::Pending
     }
 }
 

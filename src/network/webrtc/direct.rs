@@ -25,14 +25,14 @@ use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{DialOpts, ListenerId, TransportError, TransportEvent};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
-use libp2p_webrtc_utils::{Fingerprint, Stream};
+use libp2p_webrtc_utils::Fingerprint;
 use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{RtcDataChannelInit, RtcPeerConnection, RtcSdpType, RtcSessionDescriptionInit};
 
-use super::channel::DataChannelIo;
 use super::connection::{self, Connection};
+use super::stream::Stream;
 use super::{MAX_PENDING, PendingGuard};
 use crate::js::describe;
 
@@ -127,7 +127,9 @@ async fn dial(socket: SocketAddr, remote: Fingerprint, key: Keypair) -> Result<(
     init.set_negotiated(true);
     init.set_id(0);
     let handshake = pc.create_data_channel_with_data_channel_dict("", &init);
-    let (handshake, listener) = Stream::new(DataChannelIo::new(handshake));
+    let handshake = Stream::new(handshake);
+    // A hold keeps channel 0 open after the handshake stream is done with it.
+    let keep = handshake.hold_channel();
 
     let ufrag = libp2p_webrtc_utils::sdp::random_ufrag();
     let offer = JsFuture::from(pc.create_offer()).await.map_err(browser)?;
@@ -148,7 +150,7 @@ async fn dial(socket: SocketAddr, remote: Fingerprint, key: Keypair) -> Result<(
         .await
         .map_err(|e| DirectError::Noise(e.to_string()))?;
     connection::connected(&pc).await.map_err(DirectError::Browser)?;
-    connection.keep_open(listener);
+    connection.keep_open(keep);
     connection.watch_sctp();
     tracing::debug!(%peer, %socket, "WebRTC-direct connection up");
     Ok((peer, StreamMuxerBox::new(connection)))

@@ -7,13 +7,13 @@
 //! address (Noise and Yamux through the node), then this transport opens
 //! `/webrtc-signaling/0.0.1` on that connection, exchanges SDP and ICE candidates
 //! ([`signaling`]), and hands the swarm a direct `RTCPeerConnection` ([`connection`]) whose
-//! data channels ([`channel`]) carry libp2p streams. No bytes of the direct connection go
+//! data channels carry libp2p streams ([`stream`]). No bytes of the direct connection go
 //! through the node.
 
-mod channel;
 mod connection;
 mod direct;
 mod signaling;
+mod stream;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
