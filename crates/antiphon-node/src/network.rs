@@ -182,7 +182,8 @@ pub async fn run(
                         peer_ip.entry(peer_id).or_insert(ip);
                     }
                     ctx.metrics.connection_opened(transport);
-                    tracing::info!(%peer_id, transport, addr = %endpoint.get_remote_address(), "connected");
+                    // Per connection: debug, so that a busy node's log is not one line per listener.
+                    tracing::debug!(%peer_id, transport, addr = %endpoint.get_remote_address(), "connected");
                     if replicator.replicas.iter().any(|(p, _)| *p == peer_id) {
                         let addrs = ctx.addrs_tx.borrow().clone();
                         replicator.kick(&mut swarm, &ctx.catalog, &addrs);
@@ -198,7 +199,7 @@ pub async fn run(
                         peer_ip.remove(&peer_id);
                         ctx.browsers.remove(&peer_id);
                     }
-                    tracing::info!(%peer_id, cause = ?cause.map(|c| c.to_string()), "disconnected");
+                    tracing::debug!(%peer_id, cause = ?cause.map(|c| c.to_string()), "disconnected");
                 }
                 SwarmEvent::Behaviour(NodeBehaviourEvent::Bitswap(event)) => {
                     if let bitswap::Event::Served { peer, bytes, .. } = &event {
