@@ -65,6 +65,19 @@ async fn a_client_gets_a_reservation_and_a_disabled_relay_refuses_it() {
     assert!(matches!(refused, Ok(Err(_))), "a node with the relay off refuses reservations: {refused:?}");
 }
 
+/// Keeps `swarm` (its reservation or circuits) running on a task for the rest of the test,
+/// a minute at most.
+fn keep_running(mut swarm: libp2p::Swarm<Client>) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                swarm.select_next_some().await;
+            }
+        })
+        .await;
+    });
+}
+
 /// Asks for a reservation on the relay at `relay_addr` from a new identity; its peer ID when
 /// the relay accepts it and keeps it. The swarm keeps running on a task, holding its
 /// reservation and accepting circuits, for the rest of the test.
@@ -98,14 +111,7 @@ async fn hold_reservation(relay_addr: Multiaddr) -> Result<PeerId, String> {
     })
     .await
     .unwrap_or_else(|_| Err("no answer within 10 s".into()));
-    tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(60), async {
-            loop {
-                swarm.select_next_some().await;
-            }
-        })
-        .await;
-    });
+    keep_running(swarm);
     result
 }
 
@@ -152,14 +158,7 @@ async fn open_circuit(relay_addr: &Multiaddr, target: PeerId) -> Result<(), Stri
     })
     .await
     .unwrap_or_else(|_| Err("no circuit within 10 s".into()));
-    tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(60), async {
-            loop {
-                swarm.select_next_some().await;
-            }
-        })
-        .await;
-    });
+    keep_running(swarm);
     result
 }
 
