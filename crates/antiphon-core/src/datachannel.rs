@@ -250,11 +250,14 @@ impl DataChannelStream {
     /// Copies received data into `buf`.
     pub fn read(&mut self, buf: &mut [u8]) -> Read {
         if !self.unread.is_empty() && !buf.is_empty() {
-            let n = buf.len().min(self.unread.len());
-            for (slot, byte) in buf.iter_mut().zip(self.unread.drain(..n)) {
-                *slot = byte;
-            }
-            return Read::Data(n);
+            // Every byte of every stream passes here: copy slices, not bytes.
+            let (front, back) = self.unread.as_slices();
+            let a = front.len().min(buf.len());
+            buf[..a].copy_from_slice(&front[..a]);
+            let b = back.len().min(buf.len() - a);
+            buf[a..a + b].copy_from_slice(&back[..b]);
+            self.unread.drain(..a + b);
+            return Read::Data(a + b);
         }
         match self.read {
             ReadHalf::Open => Read::Pending,
@@ -353,28 +356,26 @@ impl DataChannelStream {
 
 /// `Some(Ok((prefix length, message length)))` once `bytes` holds the whole length prefix.
 fn message_length(bytes: &[u8]) -> Option<Result<(usize, usize), FramingError>> {
-    let mut len = 0usize;
-    for (i, byte) in bytes.iter().enumerate().take(3) {
-        len |= usize::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            let total = i + 1 + len;
-            return Some(if total > MAX_MESSAGE_BYTES { Err(FramingError::TooLong(total)) } else { Ok((i + 1, len)) });
+    // A message of at most 16 KiB needs at most 2 prefix bytes; 3 are allowed.
+    let head = &bytes[..bytes.len().min(3)];
+    match unsigned_varint::decode::usize(head) {
+        Ok((len, rest)) => {
+            let prefix = head.len() - rest.len();
+            Some(if prefix + len > MAX_MESSAGE_BYTES { Err(FramingError::TooLong(prefix + len)) } else { Ok((prefix, len)) })
         }
+        Err(unsigned_varint::decode::Error::Insufficient) if head.len() < 3 => None,
+        Err(_) => Some(Err(FramingError::TooLong(usize::MAX))),
     }
-    if bytes.len() >= 3 { Some(Err(FramingError::TooLong(usize::MAX))) } else { None }
 }
 
 /// One message on the wire: the length prefix, then the protobuf.
 pub fn encode(flag: Option<Flag>, payload: &[u8]) -> Vec<u8> {
     let message = Message { flag: flag.map(|f| f as i32), message: (!payload.is_empty()).then(|| payload.to_vec()) };
     let body = prost::Message::encode_to_vec(&message);
-    let mut out = Vec::with_capacity(body.len() + 3);
-    let mut n = body.len();
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
+    let mut prefix = unsigned_varint::encode::usize_buffer();
+    let prefix = unsigned_varint::encode::usize(body.len(), &mut prefix);
+    let mut out = Vec::with_capacity(prefix.len() + body.len());
+    out.extend_from_slice(prefix);
     out.extend_from_slice(&body);
     out
 }
