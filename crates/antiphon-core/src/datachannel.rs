@@ -361,7 +361,11 @@ fn message_length(bytes: &[u8]) -> Option<Result<(usize, usize), FramingError>> 
     match unsigned_varint::decode::usize(head) {
         Ok((len, rest)) => {
             let prefix = head.len() - rest.len();
-            Some(if prefix + len > MAX_MESSAGE_BYTES { Err(FramingError::TooLong(prefix + len)) } else { Ok((prefix, len)) })
+            Some(if prefix + len > MAX_MESSAGE_BYTES {
+                Err(FramingError::TooLong(prefix + len))
+            } else {
+                Ok((prefix, len))
+            })
         }
         Err(unsigned_varint::decode::Error::Insufficient) if head.len() < 3 => None,
         Err(_) => Some(Err(FramingError::TooLong(usize::MAX))),
