@@ -325,6 +325,12 @@ impl DataChannelStream {
         !self.outbox.is_empty()
     }
 
+    /// Bytes of the messages waiting to be sent (a writer's back-pressure measure; the queue
+    /// is short, so this walks it).
+    pub fn outgoing_bytes(&self) -> usize {
+        self.outbox.iter().map(Vec::len).sum()
+    }
+
     /// When [`on_timeout`](Self::on_timeout) should be called next, if ever.
     pub fn deadline(&self) -> Option<Duration> {
         match self.write {

@@ -65,7 +65,7 @@ impl Client {
     /// Noise handshake proves it).
     pub async fn connect(addr: Multiaddr, timeout: Duration) -> anyhow::Result<(Self, PeerId)> {
         let key = libp2p::identity::Keypair::generate_ed25519();
-        let cert = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?;
+        let cert = crate::webrtc::Certificate::generate()?;
         // The client serves nothing; a zero-byte store keeps nothing it fetches.
         let mut swarm = crate::swarm::build(key, cert, |key| ClientBehaviour {
             bitswap: bitswap::Behaviour::new(MemoryBlockstore::new(0), bitswap::Config::default()),

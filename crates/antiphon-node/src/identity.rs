@@ -7,9 +7,9 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
+use crate::webrtc::Certificate;
 use anyhow::Context;
 use libp2p::identity::Keypair;
-use libp2p_webrtc::tokio::Certificate;
 
 const KEY_FILE: &str = "identity.key";
 const CERT_FILE: &str = "webrtc-cert.pem";
@@ -45,8 +45,8 @@ pub fn load_or_create_certificate(data_dir: &Path) -> anyhow::Result<Certificate
         let pem = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         return Certificate::from_pem(&pem).with_context(|| format!("{} is not a WebRTC certificate", path.display()));
     }
-    let cert = Certificate::generate(&mut rand::rng())?;
-    write_private(&path, cert.serialize_pem().as_bytes())?;
+    let cert = Certificate::generate()?;
+    write_private(&path, cert.to_pem().as_bytes())?;
     Ok(cert)
 }
 

@@ -16,6 +16,7 @@
 //! - [`metrics`]: what `GET /metrics` reports;
 //! - [`ip_limits`]: connections per IP address;
 //! - [`identity`]: the persistent libp2p key and WebRTC certificate;
+//! - [`webrtc`]: WebRTC-direct on str0m, listener and dialer, as a libp2p transport;
 //! - [`demo_track`]: the synthesised default track.
 
 // Errors name the CIDs involved (up to 144 bytes each) so that messages are useful; they are
@@ -40,6 +41,7 @@ pub mod progress;
 pub mod replication;
 pub mod store;
 pub mod swarm;
+pub mod webrtc;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> u64 {

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::webrtc::Certificate;
 use antiphon_core::bitswap::{self, Blockstore};
 use antiphon_core::limits::YAMUX_MAX_STREAMS;
 use antiphon_core::liveness;
@@ -16,7 +17,6 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{Swarm, Transport, connection_limits, identify, noise, ping, relay, tcp, yamux};
-use libp2p_webrtc::tokio::Certificate;
 
 use crate::browsers::{self, ProvideRequest, ProvideResponse};
 use crate::config;
@@ -133,6 +133,21 @@ pub async fn build_swarm<S: Blockstore + Send>(
     .await
 }
 
+/// WebRTC-direct on our str0m transport (`crate::webrtc`).
+#[cfg(not(feature = "libp2p-webrtc"))]
+fn webrtc_direct(key: &Keypair, cert: Certificate) -> libp2p::core::transport::Boxed<(libp2p::PeerId, StreamMuxerBox)> {
+    crate::webrtc::Transport::new(key.clone(), cert).boxed()
+}
+
+/// WebRTC-direct on the old `libp2p-webrtc` listener (webrtc-rs), for side-by-side benchmarks.
+#[cfg(feature = "libp2p-webrtc")]
+fn webrtc_direct(key: &Keypair, cert: Certificate) -> libp2p::core::transport::Boxed<(libp2p::PeerId, StreamMuxerBox)> {
+    let cert = libp2p_webrtc::tokio::Certificate::from_pem(&cert.to_pem()).expect("our PEM is the old listener's");
+    libp2p_webrtc::tokio::Transport::new(key.clone(), cert)
+        .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
+        .boxed()
+}
+
 /// A swarm with every transport the node speaks (TCP, WebRTC-direct, DNS, WebSocket; Noise and
 /// yamux) running the behaviour `behaviour` makes from the identity key.
 pub async fn build<B: NetworkBehaviour>(
@@ -143,10 +158,7 @@ pub async fn build<B: NetworkBehaviour>(
     Ok(libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)?
-        .with_other_transport(|key| {
-            libp2p_webrtc::tokio::Transport::new(key.clone(), cert)
-                .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
-        })?
+        .with_other_transport(|key| webrtc_direct(key, cert))?
         .with_dns()?
         .with_websocket(noise::Config::new, yamux_config)
         .await?

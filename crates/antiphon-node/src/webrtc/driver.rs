@@ -1,0 +1,604 @@
+//! The task that owns one UDP socket and every WebRTC-direct connection on it.
+//!
+//! Each connection is a `str0m::Rtc` (ICE-lite, DTLS, SCTP; sans-IO) keyed by the remote's
+//! address. A listener creates one from the first STUN binding request of an unknown address
+//! and feeds that same packet to it, so the first request is answered; DTLS and SCTP are
+//! started with the connection, so a ClientHello that arrives right behind the STUN exchange
+//! is answered too. The handles in [`super::connection`] share state with this task; it hands
+//! their framed messages to the channels and wakes them when data arrives.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use str0m::channel::{ChannelConfig, ChannelId};
+use str0m::config::{DtlsCert, Fingerprint as DtlsFingerprint};
+use str0m::ice::StunMessage;
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use super::connection::{HANDSHAKE, MAX_PENDING_INBOUND, MAX_QUEUED, MAX_STREAMS, Shared, Slot};
+
+/// How long a connection may take from its first packet to the end of the Noise handshake.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest ICE ufrag accepted in a first binding request.
+const MAX_UFRAG: usize = 256;
+/// Connections from one IP address still handshaking at once.
+const MAX_HANDSHAKING_PER_IP: usize = 8;
+
+/// Limits a listener applies to what strangers can make it hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections on the socket at once, established or not.
+    pub max_connections: usize,
+    /// Connections still handshaking at once.
+    pub max_handshaking: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_connections: 4096, max_handshaking: 256 }
+    }
+}
+
+/// What the socket saw, for `/metrics` and the tests: whether first packets are answered.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections created from a first binding request.
+    pub connections: AtomicU64,
+    /// Connections whose first binding request was answered at once.
+    pub first_binding_answered: AtomicU64,
+    /// Connections whose first DTLS ClientHello was answered at once.
+    pub first_hello_answered: AtomicU64,
+    /// Connections whose first DTLS ClientHello arrived (the denominator of the above).
+    pub first_hello_received: AtomicU64,
+    /// STUN binding requests received on known connections and the first packet of new ones.
+    pub binding_requests: AtomicU64,
+    /// STUN binding responses sent.
+    pub binding_responses: AtomicU64,
+    /// Datagrams nothing took: unknown senders that did not open with a valid binding
+    /// request, packets a connection refused, and anything past the limits.
+    pub dropped: AtomicU64,
+    /// Datagrams the socket could not send at once (its buffer was full).
+    pub send_drops: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// How the driver came to be: listening for strangers or dialing one server.
+pub(crate) enum Mode {
+    /// New connections from binding requests go to the transport through the channel.
+    Listen(mpsc::Sender<Arc<Shared>>),
+    /// One connection, made before the driver starts; the driver ends with it.
+    Dial,
+}
+
+/// One connection on the socket.
+struct Conn {
+    rtc: Rtc,
+    shared: Arc<Shared>,
+    /// The local address the remote sends to.
+    local: SocketAddr,
+    by_channel: HashMap<ChannelId, u64>,
+    by_key: HashMap<u64, ChannelId>,
+    /// Until the Noise handshake ends.
+    handshake_deadline: Instant,
+    /// When str0m wants its next timeout input.
+    rtc_timeout: Option<Instant>,
+    /// The time this connection holds in the driver's timer set.
+    timer: Option<Instant>,
+    /// A channel refused a message for lack of room: retry after every input.
+    blocked: bool,
+    /// Whether DTLS is up.
+    connected: bool,
+    /// The first ClientHello was seen (and judged).
+    hello_seen: bool,
+}
+
+/// What a drain sent.
+#[derive(Default)]
+struct Sent {
+    binding_responses: u64,
+    dtls_records: u64,
+}
+
+/// The socket task; see the module documentation.
+pub(crate) struct Driver {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    cert: DtlsCert,
+    conns: HashMap<SocketAddr, Conn>,
+    timers: BTreeSet<(Instant, SocketAddr)>,
+    wake: Arc<super::connection::DriverWake>,
+    epoch: Instant,
+    mode: Mode,
+    limits: Limits,
+    counters: Arc<Counters>,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        socket: UdpSocket,
+        cert: DtlsCert,
+        mode: Mode,
+        limits: Limits,
+        counters: Arc<Counters>,
+    ) -> std::io::Result<Self> {
+        let local = socket.local_addr()?;
+        Ok(Self {
+            socket: Arc::new(socket),
+            local,
+            cert,
+            conns: HashMap::new(),
+            timers: BTreeSet::new(),
+            wake: Arc::new(super::connection::DriverWake::new()),
+            epoch: Instant::now(),
+            mode,
+            limits,
+            counters,
+        })
+    }
+
+    /// A dialer's one connection to `server`, whose certificate hashes to `server_fingerprint`.
+    pub(crate) fn dial(&mut self, server: SocketAddr, server_fingerprint: [u8; 32], ufrag: &str) -> Arc<Shared> {
+        let now = Instant::now();
+        let shared = Shared::new(server, self.wake.clone(), self.epoch);
+        let mut rtc = Rtc::builder().set_dtls_cert(self.cert.clone()).build(now);
+        let mut conn_local = self.local;
+        if let Ok(c) = Candidate::host(self.local, "udp") {
+            rtc.add_local_candidate(c);
+        } else if let Some(ip) = route_to(server) {
+            conn_local = SocketAddr::new(ip, self.local.port());
+            if let Ok(c) = Candidate::host(conn_local, "udp") {
+                rtc.add_local_candidate(c);
+            }
+        }
+        if let Ok(c) = Candidate::host(server, "udp") {
+            rtc.add_remote_candidate(c);
+        }
+        let creds = IceCreds { ufrag: ufrag.to_owned(), pass: ufrag.to_owned() };
+        let mut api = rtc.direct_api();
+        api.set_local_ice_credentials(creds.clone());
+        api.set_remote_ice_credentials(creds);
+        api.set_ice_controlling(true);
+        api.set_remote_fingerprint(DtlsFingerprint { hash_func: "sha-256".into(), bytes: server_fingerprint.to_vec() });
+        let _ = api.start_dtls(true);
+        api.start_sctp(true);
+        let conn = Conn::new(rtc, shared.clone(), conn_local, now);
+        self.conns.insert(server, conn);
+        self.service(server, now);
+        shared
+    }
+
+    /// The socket's address.
+    pub(crate) fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Runs until `stop` fires or is dropped (a listener) or its connection ends (a dialer).
+    pub(crate) async fn run(mut self, stop: Option<oneshot::Receiver<()>>) {
+        let mut stop = std::pin::pin!(async move {
+            match stop {
+                Some(stop) => {
+                    let _ = stop.await;
+                }
+                None => std::future::pending().await,
+            }
+        });
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let now = Instant::now();
+            for addr in self.wake.take() {
+                self.service(addr, now);
+            }
+            if matches!(self.mode, Mode::Dial) && self.conns.is_empty() {
+                return;
+            }
+            let next = self.timers.first().map(|(t, _)| *t);
+            let socket = self.socket.clone();
+            let wake = self.wake.clone();
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                received = socket.recv_from(&mut buf) => match received {
+                    Ok((n, from)) => self.receive(from, &buf[..n], Instant::now()),
+                    // ICMP errors for earlier sends surface here on Linux; the socket is fine.
+                    Err(e) => tracing::trace!(error = %e, "WebRTC-direct socket"),
+                },
+                () = wake.notified() => {}
+                () = sleep_until(next), if next.is_some() => self.fire_timers(Instant::now()),
+            }
+        }
+        let addrs: Vec<_> = self.conns.keys().copied().collect();
+        for addr in addrs {
+            self.remove(addr, "listener closed");
+        }
+    }
+
+    fn receive(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
+        let is_binding_request = StunMessage::parse(bytes).is_ok_and(|m| m.is_binding_request());
+        if is_binding_request {
+            Counters::add(&self.counters.binding_requests, 1);
+        }
+        let new = !self.conns.contains_key(&from);
+        if new && !(is_binding_request && self.accept(from, bytes, now)) {
+            Counters::add(&self.counters.dropped, 1);
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(&from) else { return };
+        let first_hello = !conn.hello_seen && bytes.first() == Some(&22);
+        let Ok(receive) = Receive::new(Protocol::Udp, from, conn.local, bytes) else {
+            Counters::add(&self.counters.dropped, 1);
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        if !conn.rtc.accepts(&input) {
+            Counters::add(&self.counters.dropped, 1);
+            return;
+        }
+        if let Err(e) = guarded(|| conn.rtc.handle_input(input)) {
+            tracing::debug!(%from, error = %e, "WebRTC-direct connection failed");
+            self.remove(from, "protocol error");
+            return;
+        }
+        let sent = self.service(from, now);
+        if new && sent.binding_responses > 0 {
+            Counters::add(&self.counters.first_binding_answered, 1);
+        }
+        if first_hello {
+            Counters::add(&self.counters.first_hello_received, 1);
+            if sent.dtls_records > 0 {
+                Counters::add(&self.counters.first_hello_answered, 1);
+            }
+            if let Some(conn) = self.conns.get_mut(&from) {
+                conn.hello_seen = true;
+            }
+        }
+    }
+
+    /// Creates a connection for a first binding request from `from`, if the limits allow.
+    fn accept(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) -> bool {
+        let Mode::Listen(incoming) = &self.mode else { return false };
+        let Ok(message) = StunMessage::parse(bytes) else { return false };
+        // The spec's ufrag is both ours and theirs: USERNAME is "ufrag:ufrag".
+        let Some((ours, theirs)) = message.split_username() else { return false };
+        if ours != theirs || ours.is_empty() || ours.len() > MAX_UFRAG {
+            return false;
+        }
+        let handshaking: Vec<_> =
+            self.conns.iter().filter(|(_, c)| !c.shared.lock().established).map(|(a, _)| a.ip()).collect();
+        if self.conns.len() >= self.limits.max_connections
+            || handshaking.len() >= self.limits.max_handshaking
+            || handshaking.iter().filter(|ip| **ip == from.ip()).count() >= MAX_HANDSHAKING_PER_IP
+        {
+            tracing::debug!(%from, "WebRTC-direct: refused a new connection (limits)");
+            return false;
+        }
+        let local = if self.local.ip().is_unspecified() {
+            match route_to(from) {
+                Some(ip) => SocketAddr::new(ip, self.local.port()),
+                None => return false,
+            }
+        } else {
+            self.local
+        };
+        let Ok(candidate) = Candidate::host(local, "udp") else { return false };
+        let shared = Shared::new(from, self.wake.clone(), self.epoch);
+        if incoming.try_send(shared.clone()).is_err() {
+            tracing::debug!(%from, "WebRTC-direct: refused a new connection (the swarm is behind)");
+            return false;
+        }
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_dtls_cert(self.cert.clone())
+            // Noise on channel 0 authenticates the remote's certificate, which nobody can
+            // know in advance; str0m wants a fingerprint set all the same.
+            .set_fingerprint_verification(false)
+            .build(now);
+        rtc.add_local_candidate(candidate);
+        let creds = IceCreds { ufrag: ours.to_owned(), pass: ours.to_owned() };
+        let mut api = rtc.direct_api();
+        api.set_local_ice_credentials(creds.clone());
+        api.set_remote_ice_credentials(creds);
+        api.set_ice_controlling(false);
+        api.set_remote_fingerprint(DtlsFingerprint { hash_func: "sha-256".into(), bytes: vec![0; 32] });
+        if api.start_dtls(false).is_err() {
+            return false;
+        }
+        api.start_sctp(false);
+        self.conns.insert(from, Conn::new(rtc, shared, local, now));
+        Counters::add(&self.counters.connections, 1);
+        true
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&(at, addr)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(conn) = self.conns.get_mut(&addr) else { continue };
+            conn.timer = None;
+            if !conn.shared.lock().established && now >= conn.handshake_deadline {
+                self.remove(addr, "handshake timed out");
+                continue;
+            }
+            if let Err(e) = guarded(|| conn.rtc.handle_input(Input::Timeout(now))) {
+                tracing::debug!(%addr, error = %e, "WebRTC-direct connection failed");
+                self.remove(addr, "protocol error");
+                continue;
+            }
+            self.service(addr, now);
+        }
+    }
+
+    /// Does what the connection's handles asked, sends what str0m has, and sets its timer.
+    fn service(&mut self, addr: SocketAddr, _now: Instant) -> Sent {
+        let Some(conn) = self.conns.get_mut(&addr) else { return Sent::default() };
+        if conn.shared.lock().close_requested {
+            self.remove(addr, "closed");
+            return Sent::default();
+        }
+        let mut sent = Sent::default();
+        // Sending can free room and events can queue messages (a FIN_ACK): go round until
+        // neither happens.
+        for _ in 0..8 {
+            conn.flush();
+            let (more, alive) = conn.drain(&self.socket, &self.counters, &mut sent);
+            if !alive {
+                self.remove(addr, "connection lost");
+                return sent;
+            }
+            if !more {
+                break;
+            }
+        }
+        let next = conn.next_deadline();
+        if conn.timer != next {
+            if let Some(old) = conn.timer.take() {
+                self.timers.remove(&(old, addr));
+            }
+            if let Some(at) = next {
+                self.timers.insert((at, addr));
+            }
+            conn.timer = next;
+        }
+        sent
+    }
+
+    /// Ends a connection: str0m's goodbyes are sent and every handle fails from now on.
+    fn remove(&mut self, addr: SocketAddr, why: &'static str) {
+        let Some(mut conn) = self.conns.remove(&addr) else { return };
+        if let Some(at) = conn.timer.take() {
+            self.timers.remove(&(at, addr));
+        }
+        let _ = conn.rtc.close();
+        let mut sent = Sent::default();
+        let _ = conn.drain(&self.socket, &self.counters, &mut sent);
+        conn.shared.lock().close(why);
+        tracing::debug!(%addr, why, "WebRTC-direct connection ended");
+    }
+}
+
+impl Conn {
+    fn new(mut rtc: Rtc, shared: Arc<Shared>, local: SocketAddr, now: Instant) -> Self {
+        let handshake = rtc.direct_api().create_data_channel(ChannelConfig {
+            label: String::new(),
+            negotiated: Some(0),
+            ..Default::default()
+        });
+        Self {
+            rtc,
+            shared,
+            local,
+            by_channel: HashMap::from([(handshake, HANDSHAKE)]),
+            by_key: HashMap::from([(HANDSHAKE, handshake)]),
+            handshake_deadline: now + HANDSHAKE_TIMEOUT,
+            rtc_timeout: None,
+            timer: None,
+            blocked: false,
+            connected: false,
+            hello_seen: false,
+        }
+    }
+
+    /// Opens the channels asked for, hands queued messages to open channels, ends the FIN_ACK
+    /// waits that timed out, and closes the channels of finished streams.
+    fn flush(&mut self) {
+        let shared = self.shared.clone();
+        let mut state = shared.lock();
+        while let Some(key) = state.opening.pop_front() {
+            let id = self.rtc.direct_api().create_data_channel(ChannelConfig::default());
+            self.by_channel.insert(id, key);
+            self.by_key.insert(key, id);
+        }
+        self.blocked = false;
+        let framing_now = shared.now();
+        let mut finished = Vec::new();
+        for (key, slot) in state.streams.iter_mut() {
+            if slot.framing.deadline().is_some_and(|at| at <= framing_now) {
+                slot.framing.on_timeout(framing_now);
+            }
+            let channel = self.by_key.get(key).copied();
+            if let Some(id) = channel
+                && let Some(mut ch) = self.rtc.channel(id)
+            {
+                while let Some(message) = slot.framing.poll_transmit() {
+                    match ch.write(true, &message) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            slot.framing.unsend(message);
+                            self.blocked = true;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "WebRTC-direct channel write failed");
+                            slot.channel_closed = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if slot.framing.outgoing_bytes() < MAX_QUEUED {
+                slot.wake_writer();
+            }
+            if slot.dropped && !slot.hold && slot.finished() {
+                finished.push(*key);
+            }
+        }
+        for key in finished {
+            state.streams.remove(&key);
+            if let Some(id) = self.by_key.remove(&key) {
+                self.by_channel.remove(&id);
+                self.rtc.direct_api().close_data_channel(id);
+            }
+        }
+    }
+
+    /// Sends what str0m has and takes its events. Returns (whether an event may have queued
+    /// messages, whether the connection lives).
+    fn drain(&mut self, socket: &UdpSocket, counters: &Counters, sent: &mut Sent) -> (bool, bool) {
+        let mut more = false;
+        loop {
+            match guarded(|| self.rtc.poll_output()) {
+                Ok(Output::Transmit(t)) => {
+                    let bytes: &[u8] = &t.contents;
+                    match bytes.first() {
+                        Some(0 | 1) if StunMessage::parse(bytes).is_ok_and(|m| m.is_successful_binding_response()) => {
+                            sent.binding_responses += 1;
+                            Counters::add(&counters.binding_responses, 1);
+                        }
+                        Some(22) => sent.dtls_records += 1,
+                        _ => {}
+                    }
+                    if socket.try_send_to(bytes, t.destination).is_err() {
+                        Counters::add(&counters.send_drops, 1);
+                    }
+                }
+                Ok(Output::Event(event)) => more |= self.on_event(event),
+                Ok(Output::Timeout(at)) => {
+                    self.rtc_timeout = Some(at);
+                    return (more || self.blocked, self.rtc.is_alive());
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "WebRTC-direct connection failed");
+                    return (false, false);
+                }
+            }
+        }
+    }
+
+    /// Applies one str0m event to the shared state. Returns whether a stream may now have
+    /// messages to send.
+    fn on_event(&mut self, event: Event) -> bool {
+        let shared = self.shared.clone();
+        let mut state = shared.lock();
+        match event {
+            Event::Connected => {
+                self.connected = true;
+                let fingerprint = self
+                    .rtc
+                    .direct_api()
+                    .remote_dtls_fingerprint()
+                    .and_then(|f| <[u8; 32]>::try_from(f.bytes.as_slice()).ok());
+                match fingerprint {
+                    Some(f) => state.remote_fingerprint = Some(f),
+                    None => state.close("no sha-256 certificate fingerprint"),
+                }
+                state.wake_connection();
+                false
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                state.close_requested = true;
+                true
+            }
+            Event::ChannelOpen(id, _) => {
+                if self.by_channel.contains_key(&id) {
+                    return true;
+                }
+                if state.streams.len() >= MAX_STREAMS
+                    || state.inbound.len() >= MAX_PENDING_INBOUND
+                    || state.closed.is_some()
+                {
+                    tracing::debug!("WebRTC-direct: refused a stream (limits)");
+                    drop(state);
+                    self.rtc.direct_api().close_data_channel(id);
+                    return false;
+                }
+                let key = state.new_key();
+                state.streams.insert(key, Slot::new());
+                state.inbound.push_back(key);
+                state.wake_connection();
+                self.by_channel.insert(id, key);
+                self.by_key.insert(key, id);
+                false
+            }
+            Event::ChannelData(data) => {
+                let Some(key) = self.by_channel.get(&data.id).copied() else { return false };
+                let Some(slot) = state.streams.get_mut(&key) else { return false };
+                if let Err(e) = slot.framing.receive(&data.data) {
+                    tracing::debug!(error = %e, "WebRTC-direct: the remote broke the framing; resetting the stream");
+                }
+                slot.wake();
+                // A FIN_ACK or a RESET_STREAM may be owed.
+                slot.framing.has_outgoing()
+            }
+            Event::ChannelClose(id) => {
+                if let Some(key) = self.by_channel.remove(&id) {
+                    self.by_key.remove(&key);
+                    if let Some(slot) = state.streams.get_mut(&key) {
+                        slot.channel_closed = true;
+                        slot.wake();
+                        if slot.dropped {
+                            state.streams.remove(&key);
+                        }
+                    }
+                }
+                false
+            }
+            Event::ChannelBufferedAmountLow(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The earliest of str0m's timeout, the framing deadlines and the handshake's.
+    fn next_deadline(&self) -> Option<Instant> {
+        let state = self.shared.lock();
+        let framing = state.streams.values().filter_map(|s| s.framing.deadline()).min().map(|d| self.shared.instant(d));
+        let handshake = (!state.established).then_some(self.handshake_deadline);
+        [self.rtc_timeout, framing, handshake].into_iter().flatten().min()
+    }
+}
+
+/// Runs a call into str0m; a panic in it (a bug some input reached) ends that connection as an
+/// error instead of the task with every connection on the socket.
+fn guarded<T>(call: impl FnOnce() -> Result<T, str0m::RtcError>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("str0m panicked".into()),
+    }
+}
+
+/// The local address the kernel would send to `remote` from (the destination of what the
+/// remote sends, on a socket bound to an unspecified address).
+fn route_to(remote: SocketAddr) -> Option<IpAddr> {
+    let unspecified: SocketAddr = if remote.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
+    let probe = std::net::UdpSocket::bind(unspecified).ok()?;
+    probe.connect(remote).ok()?;
+    Some(probe.local_addr().ok()?.ip())
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
