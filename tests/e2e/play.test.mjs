@@ -63,6 +63,7 @@ async function playOver(transport, port, dataDir = join(work, "good"), pastSecs 
       webCrypto: window.isSecureContext && !!(window.crypto && window.crypto.subtle),
     }));
     await page.screenshot({ path: join(outDir, `playing-${transport}.png`) });
+    state.metrics = await (await fetch(`${node.url}/metrics`)).text();
     return state;
   } finally {
     await browser.close();
@@ -82,7 +83,26 @@ for (const [transport, port] of [["webrtc-direct", 18080], ["websocket", 18090]]
     assert.ok(state.stats.appended.length >= 2, "at least two verified segments were appended");
     assert.ok(state.stats.bytes > 0);
     assert.ok(state.webCrypto, "the page is a secure context, so blocks were hashed with WebCrypto");
+    if (transport === "webrtc-direct") assertFirstPacketsAnswered(state.metrics);
   });
+}
+
+/** Chromium's first STUN binding request and first DTLS ClientHello were each answered at once
+ * (the old listener dropped both, and the browser retransmitted), and no datagram was dropped. */
+function assertFirstPacketsAnswered(metrics) {
+  const value = (series) => {
+    const line = metrics.split("\n").find((l) => l.startsWith(`${series} `));
+    assert.ok(line, `${series} in /metrics`);
+    return Number(line.split(" ")[1]);
+  };
+  const first = (packet, result) => value(`antiphon_webrtc_direct_first_packets_total{packet="${packet}",result="${result}"}`);
+  assert.ok(value("antiphon_webrtc_direct_connections_total") >= 1);
+  for (const packet of ["binding_request", "client_hello"]) {
+    assert.ok(first(packet, "received") >= 1, `a first ${packet} arrived`);
+    assert.equal(first(packet, "answered"), first(packet, "received"), `every first ${packet} was answered at once`);
+  }
+  assert.equal(value('antiphon_webrtc_direct_datagrams_dropped_total{direction="in"}'), 0, "no datagram was dropped");
+  assert.equal(value('antiphon_webrtc_direct_stun_total{kind="response"}'), value('antiphon_webrtc_direct_stun_total{kind="request"}'));
 }
 
 test("multi-block segments are fetched, verified block by block and reassembled", async () => {

@@ -67,7 +67,7 @@ impl Client {
         let key = libp2p::identity::Keypair::generate_ed25519();
         let cert = crate::webrtc::Certificate::generate()?;
         // The client serves nothing; a zero-byte store keeps nothing it fetches.
-        let mut swarm = crate::swarm::build(key, cert, |key| ClientBehaviour {
+        let mut swarm = crate::swarm::build(key, cert, Default::default(), |key| ClientBehaviour {
             bitswap: bitswap::Behaviour::new(MemoryBlockstore::new(0), bitswap::Config::default()),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())

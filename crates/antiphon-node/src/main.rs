@@ -425,13 +425,15 @@ async fn serve(data: &Path, settings: antiphon_node::config::Config) -> anyhow::
     let options = swarm::SwarmOptions {
         limits: settings.limits.clone(),
         relay: settings.relay.enabled.then(|| settings.relay.clone()),
+        webrtc: Default::default(),
     };
+    let webrtc_counters = options.webrtc.clone();
     let swarm = swarm::build_swarm(key, cert, store.clone(), &options).await?;
 
     let (addrs_tx, addrs_rx) = watch::channel(Vec::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (new_tracks_tx, new_tracks_rx) = tokio::sync::mpsc::channel(64);
-    let metrics = std::sync::Arc::new(antiphon_node::metrics::Metrics::default());
+    let metrics = std::sync::Arc::new(antiphon_node::metrics::Metrics::default().with_webrtc(webrtc_counters));
     let http_addr = settings.listen.http;
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await

@@ -36,6 +36,7 @@ pub struct Metrics {
     replications_ok: AtomicU64,
     replications_failed: AtomicU64,
     ingests: Mutex<Histogram>,
+    webrtc: Option<std::sync::Arc<crate::webrtc::Counters>>,
 }
 
 /// Values read from the store when `/metrics` is asked.
@@ -50,6 +51,12 @@ pub struct StoreGauges {
 }
 
 impl Metrics {
+    /// Reports what the WebRTC-direct sockets count too.
+    pub fn with_webrtc(mut self, counters: std::sync::Arc<crate::webrtc::Counters>) -> Self {
+        self.webrtc = Some(counters);
+        self
+    }
+
     /// Counts `bytes` served over `transport` by `protocol` ("bitswap" or "gateway").
     pub fn served(&self, transport: &str, protocol: &str, bytes: u64) {
         let p = PROTOCOLS.iter().position(|x| *x == protocol).unwrap_or(0);
@@ -169,8 +176,51 @@ impl Metrics {
         let _ = writeln!(out, "antiphon_ingest_duration_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
         let _ = writeln!(out, "antiphon_ingest_duration_seconds_sum {}", h.sum);
         let _ = writeln!(out, "antiphon_ingest_duration_seconds_count {}", h.count);
+        if let Some(w) = &self.webrtc {
+            render_webrtc(&mut out, w);
+        }
         out
     }
+}
+
+fn render_webrtc(out: &mut String, w: &crate::webrtc::Counters) {
+    let v = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP antiphon_webrtc_direct_connections_total WebRTC-direct connections created from a first binding request.\n# TYPE antiphon_webrtc_direct_connections_total counter\nantiphon_webrtc_direct_connections_total {}",
+        v(&w.connections)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP antiphon_webrtc_direct_first_packets_total First packets of WebRTC-direct connections: received, and answered at once.\n# TYPE antiphon_webrtc_direct_first_packets_total counter"
+    );
+    for (packet, received, answered) in [
+        ("binding_request", &w.connections, &w.first_binding_answered),
+        ("client_hello", &w.first_hello_received, &w.first_hello_answered),
+    ] {
+        let _ = writeln!(
+            out,
+            "antiphon_webrtc_direct_first_packets_total{{packet=\"{packet}\",result=\"received\"}} {}",
+            v(received)
+        );
+        let _ = writeln!(
+            out,
+            "antiphon_webrtc_direct_first_packets_total{{packet=\"{packet}\",result=\"answered\"}} {}",
+            v(answered)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP antiphon_webrtc_direct_stun_total STUN binding requests received and responses sent.\n# TYPE antiphon_webrtc_direct_stun_total counter\nantiphon_webrtc_direct_stun_total{{kind=\"request\"}} {}\nantiphon_webrtc_direct_stun_total{{kind=\"response\"}} {}",
+        v(&w.binding_requests),
+        v(&w.binding_responses)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP antiphon_webrtc_direct_datagrams_dropped_total Datagrams not taken (unknown senders, refused, past limits) or not sent (socket full).\n# TYPE antiphon_webrtc_direct_datagrams_dropped_total counter\nantiphon_webrtc_direct_datagrams_dropped_total{{direction=\"in\"}} {}\nantiphon_webrtc_direct_datagrams_dropped_total{{direction=\"out\"}} {}",
+        v(&w.dropped),
+        v(&w.send_drops)
+    );
 }
 
 #[cfg(test)]

@@ -62,6 +62,8 @@ pub struct SwarmOptions {
     pub limits: config::Limits,
     /// Relay server settings; `None` runs no relay.
     pub relay: Option<config::Relay>,
+    /// What the WebRTC-direct sockets count (for `/metrics`).
+    pub webrtc: std::sync::Arc<crate::webrtc::Counters>,
 }
 
 /// Yamux with every stream's receive window capped at 1 MiB, so that js-libp2p peers (Helia)
@@ -84,7 +86,14 @@ pub async fn build_swarm<S: Blockstore + Send>(
         .with_max_established_per_peer(Some(options.limits.max_connections_per_peer))
         .with_max_pending_incoming(Some(options.limits.max_pending_incoming));
     let relay_config = options.relay.clone();
-    build(key, cert, |key| NodeBehaviour {
+    let webrtc = WebrtcOptions {
+        counters: options.webrtc.clone(),
+        limits: crate::webrtc::Limits {
+            max_connections: options.limits.max_connections as usize,
+            ..Default::default()
+        },
+    };
+    build(key, cert, webrtc, |key| NodeBehaviour {
         ip_limits: crate::ip_limits::Behaviour::new(options.limits.max_connections_per_ip as usize),
         limits: connection_limits::Behaviour::new(limits),
         bitswap: bitswap::Behaviour::new(store, bitswap::Config::default()),
@@ -133,15 +142,32 @@ pub async fn build_swarm<S: Blockstore + Send>(
     .await
 }
 
+/// How the WebRTC-direct transport is set up.
+#[derive(Default)]
+pub struct WebrtcOptions {
+    /// Shared with `/metrics`.
+    pub counters: std::sync::Arc<crate::webrtc::Counters>,
+    /// What strangers may make a listener hold.
+    pub limits: crate::webrtc::Limits,
+}
+
 /// WebRTC-direct on our str0m transport (`crate::webrtc`).
 #[cfg(not(feature = "libp2p-webrtc"))]
-fn webrtc_direct(key: &Keypair, cert: Certificate) -> libp2p::core::transport::Boxed<(libp2p::PeerId, StreamMuxerBox)> {
-    crate::webrtc::Transport::new(key.clone(), cert).boxed()
+fn webrtc_direct(
+    key: &Keypair,
+    cert: Certificate,
+    options: WebrtcOptions,
+) -> libp2p::core::transport::Boxed<(libp2p::PeerId, StreamMuxerBox)> {
+    crate::webrtc::Transport::new(key.clone(), cert).with_limits(options.limits).with_counters(options.counters).boxed()
 }
 
 /// WebRTC-direct on the old `libp2p-webrtc` listener (webrtc-rs), for side-by-side benchmarks.
 #[cfg(feature = "libp2p-webrtc")]
-fn webrtc_direct(key: &Keypair, cert: Certificate) -> libp2p::core::transport::Boxed<(libp2p::PeerId, StreamMuxerBox)> {
+fn webrtc_direct(
+    key: &Keypair,
+    cert: Certificate,
+    _: WebrtcOptions,
+) -> libp2p::core::transport::Boxed<(libp2p::PeerId, StreamMuxerBox)> {
     let cert = libp2p_webrtc::tokio::Certificate::from_pem(&cert.to_pem()).expect("our PEM is the old listener's");
     libp2p_webrtc::tokio::Transport::new(key.clone(), cert)
         .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
@@ -153,12 +179,13 @@ fn webrtc_direct(key: &Keypair, cert: Certificate) -> libp2p::core::transport::B
 pub async fn build<B: NetworkBehaviour>(
     key: Keypair,
     cert: Certificate,
+    webrtc: WebrtcOptions,
     behaviour: impl FnOnce(&Keypair) -> B,
 ) -> anyhow::Result<Swarm<B>> {
     Ok(libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)?
-        .with_other_transport(|key| webrtc_direct(key, cert))?
+        .with_other_transport(|key| webrtc_direct(key, cert, webrtc))?
         .with_dns()?
         .with_websocket(noise::Config::new, yamux_config)
         .await?

@@ -99,8 +99,45 @@ struct Conn {
     blocked: bool,
     /// Whether DTLS is up.
     connected: bool,
-    /// The first ClientHello was seen (and judged).
-    hello_seen: bool,
+    /// Whether the first ClientHello's answer is still to be judged.
+    hello: Hello,
+    /// The handshake message sequence number of the first ClientHello.
+    first_hello_seq: Option<u16>,
+    /// The ICE ufrag, which is also the password.
+    ufrag: String,
+}
+
+/// Whether a connection's first ClientHello has been judged answered or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hello {
+    Waiting,
+    Judged,
+}
+
+/// What one datagram means for the first ClientHello's judgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HelloCheck {
+    None,
+    /// Part of the first ClientHello, not answered yet.
+    Pending,
+    /// The client sent the first ClientHello again: it was not answered in time.
+    Retransmitted,
+}
+
+/// The handshake message sequence number of a ClientHello whose first fragment (offset 0) is
+/// in `datagram`, if one is (DTLS records: 13-byte header, then a 12-byte handshake header).
+pub(crate) fn client_hello_start(datagram: &[u8]) -> Option<u16> {
+    let mut rest = datagram;
+    while rest.len() >= 13 {
+        let len = u16::from_be_bytes([rest[11], rest[12]]) as usize;
+        let body = rest.get(13..13 + len)?;
+        let epoch = u16::from_be_bytes([rest[3], rest[4]]);
+        if rest[0] == 22 && epoch == 0 && body.len() >= 12 && body[0] == 1 && body[6..9] == [0, 0, 0] {
+            return Some(u16::from_be_bytes([body[4], body[5]]));
+        }
+        rest = &rest[13 + len..];
+    }
+    None
 }
 
 /// What a drain sent.
@@ -234,7 +271,27 @@ impl Driver {
             return;
         }
         let Some(conn) = self.conns.get_mut(&from) else { return };
-        let first_hello = !conn.hello_seen && bytes.first() == Some(&22);
+        // A new connection's first check nominates its pair (see `super::stun`).
+        let nominated = new.then(|| super::stun::with_use_candidate(bytes, conn.ufrag.as_bytes())).flatten();
+        let bytes = nominated.as_deref().unwrap_or(bytes);
+        // The first ClientHello is judged once: answered if a DTLS record goes back before the
+        // client sends it again (a retransmission starts the same message at offset 0 again).
+        let mut hello = HelloCheck::None;
+        if conn.hello == Hello::Waiting
+            && let Some(seq) = client_hello_start(bytes)
+        {
+            match conn.first_hello_seq {
+                None => {
+                    conn.first_hello_seq = Some(seq);
+                    Counters::add(&self.counters.first_hello_received, 1);
+                }
+                Some(first) if first == seq => hello = HelloCheck::Retransmitted,
+                Some(_) => {}
+            }
+        }
+        if conn.hello == Hello::Waiting && conn.first_hello_seq.is_some() && hello == HelloCheck::None {
+            hello = HelloCheck::Pending;
+        }
         let Ok(receive) = Receive::new(Protocol::Udp, from, conn.local, bytes) else {
             Counters::add(&self.counters.dropped, 1);
             return;
@@ -253,13 +310,14 @@ impl Driver {
         if new && sent.binding_responses > 0 {
             Counters::add(&self.counters.first_binding_answered, 1);
         }
-        if first_hello {
-            Counters::add(&self.counters.first_hello_received, 1);
-            if sent.dtls_records > 0 {
-                Counters::add(&self.counters.first_hello_answered, 1);
-            }
-            if let Some(conn) = self.conns.get_mut(&from) {
-                conn.hello_seen = true;
+        if let Some(conn) = self.conns.get_mut(&from) {
+            match hello {
+                HelloCheck::Retransmitted => conn.hello = Hello::Judged,
+                HelloCheck::Pending if sent.dtls_records > 0 => {
+                    conn.hello = Hello::Judged;
+                    Counters::add(&self.counters.first_hello_answered, 1);
+                }
+                _ => {}
             }
         }
     }
@@ -390,6 +448,7 @@ impl Driver {
 
 impl Conn {
     fn new(mut rtc: Rtc, shared: Arc<Shared>, local: SocketAddr, now: Instant) -> Self {
+        let rtc_ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let handshake = rtc.direct_api().create_data_channel(ChannelConfig {
             label: String::new(),
             negotiated: Some(0),
@@ -406,7 +465,9 @@ impl Conn {
             timer: None,
             blocked: false,
             connected: false,
-            hello_seen: false,
+            hello: Hello::Waiting,
+            first_hello_seq: None,
+            ufrag: rtc_ufrag,
         }
     }
 
@@ -600,5 +661,41 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DTLS record of `kind` at `epoch` holding a handshake message header and `body_len` bytes.
+    fn record(kind: u8, epoch: u16, msg_type: u8, message_seq: u16, offset: u32, body_len: usize) -> Vec<u8> {
+        let mut handshake = vec![msg_type, 0, 1, 0];
+        handshake.extend_from_slice(&message_seq.to_be_bytes());
+        handshake.extend_from_slice(&offset.to_be_bytes()[1..]);
+        handshake.extend_from_slice(&(body_len as u32).to_be_bytes()[1..]);
+        handshake.extend(std::iter::repeat_n(0, body_len));
+        let mut out = vec![kind, 0xfe, 0xfd];
+        out.extend_from_slice(&epoch.to_be_bytes());
+        out.extend_from_slice(&[0; 6]);
+        out.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+        out.extend(handshake);
+        out
+    }
+
+    #[test]
+    fn client_hello_starts_are_found_and_later_fragments_and_other_records_are_not() {
+        assert_eq!(client_hello_start(&record(22, 0, 1, 0, 0, 100)), Some(0));
+        assert_eq!(client_hello_start(&record(22, 0, 1, 1, 0, 100)), Some(1), "the hello after a cookie");
+        assert_eq!(client_hello_start(&record(22, 0, 1, 0, 1188, 100)), None, "a later fragment");
+        assert_eq!(client_hello_start(&record(22, 0, 11, 1, 0, 100)), None, "a Certificate");
+        assert_eq!(client_hello_start(&record(22, 1, 1, 0, 0, 100)), None, "encrypted");
+        assert_eq!(client_hello_start(&record(23, 0, 1, 0, 0, 100)), None, "application data");
+        let mut two = record(20, 0, 0, 0, 0, 0);
+        two.extend(record(22, 0, 1, 3, 0, 10));
+        assert_eq!(client_hello_start(&two), Some(3), "the second record of a datagram");
+        let whole = record(22, 0, 1, 0, 0, 100);
+        assert_eq!(client_hello_start(&whole[..50]), None, "a record cut short");
+        assert_eq!(client_hello_start(&[]), None);
     }
 }

@@ -15,6 +15,7 @@
 mod certificate;
 mod connection;
 mod driver;
+mod stun;
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -94,6 +95,12 @@ impl Transport {
     /// Sets what strangers may make a listener hold.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Counts into `counters` (to share them with `/metrics`).
+    pub fn with_counters(mut self, counters: Arc<Counters>) -> Self {
+        self.counters = counters;
         self
     }
 
