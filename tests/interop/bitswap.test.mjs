@@ -1,7 +1,8 @@
 // Bitswap interop with Helia (Node 22): Helia fetches from `antiphon-node serve`, and
-// `antiphon-node fetch` fetches from a Helia provider, over TCP and over WebSocket, for files
-// in both UnixFS layouts (CIDv1 with raw leaves, CIDv0 with dag-pb leaves). Every file is
-// random and checked by sha256. Loopback only.
+// `antiphon-node fetch` fetches from a Helia provider, over TCP, WebSocket and WebRTC-direct
+// (Helia's @libp2p/webrtc on node-datachannel; ours on str0m), for files in both UnixFS
+// layouts (CIDv1 with raw leaves, CIDv0 with dag-pb leaves). Every file is random and checked
+// by sha256. Loopback only.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, createCipheriv } from "node:crypto";
@@ -17,6 +18,9 @@ import { balanced } from "ipfs-unixfs-importer/layout";
 import { multiaddr } from "@multiformats/multiaddr";
 import { CID } from "multiformats/cid";
 import { CarWriter } from "@ipld/car";
+import { tcp } from "@libp2p/tcp";
+import { webSockets } from "@libp2p/websockets";
+import { webRTCDirect } from "@libp2p/webrtc";
 import { startHelia } from "./helia.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -49,7 +53,8 @@ const antiphonAsync = (args) =>
 /** Starts `antiphon-node serve` on ephemeral loopback ports; resolves with its multiaddrs. */
 async function serve(data) {
   const child = spawn(NODE_BIN, ["--data", data, "serve", "--http", "127.0.0.1:0",
-    "--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/tcp/0/ws"],
+    "--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/tcp/0/ws",
+    "--listen", "/ip4/127.0.0.1/udp/0/webrtc-direct"],
     { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: "warn" } });
   const line = await new Promise((resolve, reject) => {
     createInterface({ input: child.stdout }).once("line", resolve);
@@ -58,7 +63,7 @@ async function serve(data) {
   const http = line.match(/open (http:\/\/\S+)\//)[1];
   for (let i = 0; i < 50; i++) {
     const peer = await (await fetch(`${http}/peer`)).json();
-    if (peer.multiaddrs.length >= 2) return { child, multiaddrs: peer.multiaddrs };
+    if (peer.multiaddrs.length >= 3) return { child, multiaddrs: peer.multiaddrs };
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error("serve did not report its addresses");
@@ -114,11 +119,18 @@ after(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-for (const transport of ["tcp", "websocket"]) {
+const TRANSPORTS = {
+  tcp: { listen: "/ip4/127.0.0.1/tcp/0", matches: (a) => a.includes("/tcp/") && !a.includes("/ws/") },
+  websocket: { listen: "/ip4/127.0.0.1/tcp/0/ws", matches: (a) => a.includes("/ws/") },
+  "webrtc-direct": { listen: "/ip4/127.0.0.1/udp/0/webrtc-direct", matches: (a) => a.includes("/webrtc-direct/") },
+};
+const heliaTransports = () => [tcp(), webSockets(), webRTCDirect()];
+
+for (const transport of Object.keys(TRANSPORTS)) {
   for (const layout of Object.keys(LAYOUTS)) {
     test(`Helia fetches a ${layout} file from antiphon-node over ${transport}`, async () => {
-      const addr = server.multiaddrs.find((a) => (transport === "websocket" ? a.includes("/ws/") : !a.includes("/ws/")));
-      const helia = await startHelia();
+      const addr = server.multiaddrs.find(TRANSPORTS[transport].matches);
+      const helia = await startHelia({ transports: heliaTransports() });
       try {
         await helia.libp2p.dial(multiaddr(addr));
         const started = performance.now();
@@ -133,12 +145,11 @@ for (const transport of ["tcp", "websocket"]) {
     });
 
     test(`antiphon-node fetch gets a ${layout} file from Helia over ${transport}`, async () => {
-      const listen = transport === "websocket" ? "/ip4/127.0.0.1/tcp/0/ws" : "/ip4/127.0.0.1/tcp/0";
-      const helia = await startHelia({ listen: [listen] });
+      const helia = await startHelia({ listen: [TRANSPORTS[transport].listen], transports: heliaTransports() });
       try {
         const bytes = randomBytes(3 * MIB + 777, layout.length + transport.length);
         const cid = await unixfs(helia).addBytes(bytes, { ...LAYOUTS[layout], ...KUBO_SHAPE });
-        const addr = helia.libp2p.getMultiaddrs()[0].toString();
+        const addr = helia.libp2p.getMultiaddrs().map(String).find(TRANSPORTS[transport].matches);
         const started = performance.now();
         const got = await antiphonAsync(["fetch", cid.toString(), "--peer", addr]);
         assert.equal(sha256(got), sha256(bytes));
@@ -149,3 +160,22 @@ for (const transport of ["tcp", "websocket"]) {
     });
   }
 }
+
+// js-libp2p waits for the FIN_ACK after closing its write side (libp2p/specs webrtc.md). Before
+// our transport, nothing sent it and every close took Helia's full wait; now the close ends
+// as soon as the node acknowledges. The signal is only the bound on a hung test: a close that
+// waited for js-libp2p's own timeout would be aborted by it and fail.
+test("a stream Helia closes over WebRTC-direct is acknowledged by the node (FIN_ACK)", async () => {
+  const addr = server.multiaddrs.find(TRANSPORTS["webrtc-direct"].matches);
+  const helia = await startHelia({ transports: heliaTransports() });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const stream = await helia.libp2p.dialProtocol(multiaddr(addr), "/ipfs/bitswap/1.2.0");
+      // Resolves once the node's FIN_ACK arrives; a signal that fires first rejects it.
+      await stream.close({ signal: AbortSignal.timeout(4_000) });
+      assert.equal(stream.writeStatus, "closed");
+    }
+  } finally {
+    await helia.stop();
+  }
+});

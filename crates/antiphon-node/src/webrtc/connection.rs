@@ -43,6 +43,10 @@ pub(crate) struct Slot {
     pub(crate) dropped: bool,
     /// Keep the channel open after the handle is dropped (channel 0).
     pub(crate) hold: bool,
+    /// The remote opened the channel: the remote closes it too (see the driver).
+    pub(crate) inbound: bool,
+    /// When a finished stream's channel is closed by this side if the remote has not.
+    pub(crate) close_by: Option<std::time::Duration>,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
 }
@@ -54,6 +58,8 @@ impl Slot {
             channel_closed: false,
             dropped: false,
             hold: false,
+            inbound: false,
+            close_by: None,
             read_waker: None,
             write_waker: None,
         }

@@ -25,6 +25,9 @@ use super::connection::{HANDSHAKE, MAX_PENDING_INBOUND, MAX_QUEUED, MAX_STREAMS,
 
 /// How long a connection may take from its first packet to the end of the Noise handshake.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a finished stream the remote opened waits for the remote to close its channel
+/// before this side does.
+const REMOTE_CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// The longest ICE ufrag accepted in a first binding request.
 const MAX_UFRAG: usize = 256;
 /// Connections from one IP address still handshaking at once.
@@ -494,7 +497,7 @@ impl Conn {
             {
                 while let Some(message) = slot.framing.poll_transmit() {
                     match ch.write(true, &message) {
-                        Ok(true) => {}
+                        Ok(true) => tracing::trace!(key, len = message.len(), "WebRTC-direct: sent"),
                         Ok(false) => {
                             slot.framing.unsend(message);
                             self.blocked = true;
@@ -512,7 +515,17 @@ impl Conn {
                 slot.wake_writer();
             }
             if slot.dropped && !slot.hold && slot.finished() {
-                finished.push(*key);
+                // The side that opened a channel closes it. Closing a remote's channel here
+                // raced its own close, and str0m then refused the remote's next channel on
+                // the same SCTP stream id (libdatachannel reuses an id at once).
+                if !slot.inbound || slot.channel_closed {
+                    finished.push(*key);
+                } else {
+                    let close_by = *slot.close_by.get_or_insert(framing_now + REMOTE_CLOSE_GRACE);
+                    if close_by <= framing_now {
+                        finished.push(*key);
+                    }
+                }
             }
         }
         for key in finished {
@@ -595,7 +608,9 @@ impl Conn {
                     return false;
                 }
                 let key = state.new_key();
-                state.streams.insert(key, Slot::new());
+                let mut slot = Slot::new();
+                slot.inbound = true;
+                state.streams.insert(key, slot);
                 state.inbound.push_back(key);
                 state.wake_connection();
                 self.by_channel.insert(id, key);
@@ -603,7 +618,11 @@ impl Conn {
                 false
             }
             Event::ChannelData(data) => {
-                let Some(key) = self.by_channel.get(&data.id).copied() else { return false };
+                let Some(key) = self.by_channel.get(&data.id).copied() else {
+                    tracing::trace!(id = ?data.id, "WebRTC-direct: data on an unknown channel");
+                    return false;
+                };
+                tracing::trace!(key, len = data.data.len(), "WebRTC-direct: received");
                 let Some(slot) = state.streams.get_mut(&key) else { return false };
                 if let Err(e) = slot.framing.receive(&data.data) {
                     tracing::debug!(error = %e, "WebRTC-direct: the remote broke the framing; resetting the stream");
@@ -633,7 +652,13 @@ impl Conn {
     /// The earliest of str0m's timeout, the framing deadlines and the handshake's.
     fn next_deadline(&self) -> Option<Instant> {
         let state = self.shared.lock();
-        let framing = state.streams.values().filter_map(|s| s.framing.deadline()).min().map(|d| self.shared.instant(d));
+        let framing = state
+            .streams
+            .values()
+            .flat_map(|s| [s.framing.deadline(), s.close_by])
+            .flatten()
+            .min()
+            .map(|d| self.shared.instant(d));
         let handshake = (!state.established).then_some(self.handshake_deadline);
         [self.rtc_timeout, framing, handshake].into_iter().flatten().min()
     }

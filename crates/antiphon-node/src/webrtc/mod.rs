@@ -265,6 +265,7 @@ fn random_ufrag() -> String {
 async fn inbound(shared: Arc<Shared>, key: Keypair, local: Fingerprint) -> Result<(PeerId, StreamMuxerBox), Error> {
     let result = tokio::time::timeout(UPGRADE_TIMEOUT, async {
         let remote = Fingerprint::raw(futures::future::poll_fn(|cx| shared.poll_dtls(cx)).await?);
+        tracing::trace!(remote = %shared.remote, "WebRTC-direct: DTLS up, Noise starts");
         let stream = Substream::new(shared.clone(), HANDSHAKE);
         Ok::<_, Error>(libp2p_webrtc_utils::noise::inbound(key, stream, remote, local).await?)
     })
