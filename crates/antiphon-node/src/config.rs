@@ -51,6 +51,9 @@ pub struct Limits {
     /// Connections (established or handshaking) from one IP address: peer IDs cost nothing
     /// to make, addresses do.
     pub max_connections_per_ip: u32,
+    /// WebRTC-direct connections from one IP address still in their handshake (ICE, DTLS,
+    /// Noise): each costs DTLS work before the peer is known.
+    pub max_pending_incoming_per_ip: u32,
 }
 
 /// Circuit relay v2 server limits: small, since browsers only use it to exchange signalling.
@@ -150,6 +153,7 @@ impl Default for Limits {
             max_connections_per_peer: 4,
             max_pending_incoming: 128,
             max_connections_per_ip: 32,
+            max_pending_incoming_per_ip: 8,
         }
     }
 }

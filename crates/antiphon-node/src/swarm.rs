@@ -90,7 +90,8 @@ pub async fn build_swarm<S: Blockstore + Send>(
         counters: options.webrtc.clone(),
         limits: crate::webrtc::Limits {
             max_connections: options.limits.max_connections as usize,
-            ..Default::default()
+            max_handshaking: options.limits.max_pending_incoming as usize,
+            max_handshaking_per_ip: options.limits.max_pending_incoming_per_ip as usize,
         },
     };
     build(key, cert, webrtc, |key| NodeBehaviour {

@@ -22,6 +22,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::connection::{HANDSHAKE, MAX_PENDING_INBOUND, MAX_QUEUED, MAX_STREAMS, Shared, Slot};
+use super::pacer::{Pace, Pacer};
 
 /// How long a connection may take from its first packet to the end of the Noise handshake.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -30,8 +31,6 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 const REMOTE_CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// The longest ICE ufrag accepted in a first binding request.
 const MAX_UFRAG: usize = 256;
-/// Connections from one IP address still handshaking at once.
-const MAX_HANDSHAKING_PER_IP: usize = 8;
 
 /// Limits a listener applies to what strangers can make it hold.
 #[derive(Debug, Clone, Copy)]
@@ -40,11 +39,13 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections still handshaking at once.
     pub max_handshaking: usize,
+    /// Connections from one IP address still handshaking at once.
+    pub max_handshaking_per_ip: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_connections: 4096, max_handshaking: 256 }
+        Self { max_connections: 4096, max_handshaking: 256, max_handshaking_per_ip: 8 }
     }
 }
 
@@ -94,6 +95,8 @@ struct Conn {
     by_key: HashMap<u64, ChannelId>,
     /// Until the Noise handshake ends.
     handshake_deadline: Instant,
+    /// What the connection sends leaves through this (see `super::pacer`).
+    pacer: Pacer,
     /// When str0m wants its next timeout input.
     rtc_timeout: Option<Instant>,
     /// The time this connection holds in the driver's timer set.
@@ -338,7 +341,7 @@ impl Driver {
             self.conns.iter().filter(|(_, c)| !c.shared.lock().established).map(|(a, _)| a.ip()).collect();
         if self.conns.len() >= self.limits.max_connections
             || handshaking.len() >= self.limits.max_handshaking
-            || handshaking.iter().filter(|ip| **ip == from.ip()).count() >= MAX_HANDSHAKING_PER_IP
+            || handshaking.iter().filter(|ip| **ip == from.ip()).count() >= self.limits.max_handshaking_per_ip
         {
             tracing::debug!(%from, "WebRTC-direct: refused a new connection (limits)");
             return false;
@@ -465,6 +468,7 @@ impl Conn {
             by_key: HashMap::from([(HANDSHAKE, handshake)]),
             handshake_deadline: now + HANDSHAKE_TIMEOUT,
             rtc_timeout: None,
+            pacer: Pacer::new(now),
             timer: None,
             blocked: false,
             connected: false,
@@ -540,6 +544,9 @@ impl Conn {
     /// Sends what str0m has and takes its events. Returns (whether an event may have queued
     /// messages, whether the connection lives).
     fn drain(&mut self, socket: &UdpSocket, counters: &Counters, sent: &mut Sent) -> (bool, bool) {
+        for (to, datagram) in self.pacer.release(Instant::now()) {
+            send(socket, counters, to, &datagram);
+        }
         let mut more = false;
         loop {
             match guarded(|| self.rtc.poll_output()) {
@@ -553,8 +560,10 @@ impl Conn {
                         Some(22) => sent.dtls_records += 1,
                         _ => {}
                     }
-                    if socket.try_send_to(bytes, t.destination).is_err() {
-                        Counters::add(&counters.send_drops, 1);
+                    match self.pacer.offer(t.destination, bytes, Instant::now()) {
+                        Pace::Now => send(socket, counters, t.destination, bytes),
+                        Pace::Queued => {}
+                        Pace::Dropped => Counters::add(&counters.send_drops, 1),
                     }
                 }
                 Ok(Output::Event(event)) => more |= self.on_event(event),
@@ -660,7 +669,14 @@ impl Conn {
             .min()
             .map(|d| self.shared.instant(d));
         let handshake = (!state.established).then_some(self.handshake_deadline);
-        [self.rtc_timeout, framing, handshake].into_iter().flatten().min()
+        [self.rtc_timeout, framing, handshake, self.pacer.next_release()].into_iter().flatten().min()
+    }
+}
+
+/// Sends one datagram now; a full socket buffer drops it (counted; SCTP resends).
+fn send(socket: &UdpSocket, counters: &Counters, to: SocketAddr, datagram: &[u8]) {
+    if socket.try_send_to(datagram, to).is_err() {
+        Counters::add(&counters.send_drops, 1);
     }
 }
 

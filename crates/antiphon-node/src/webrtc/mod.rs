@@ -15,6 +15,7 @@
 mod certificate;
 mod connection;
 mod driver;
+mod pacer;
 mod stun;
 
 use std::net::{IpAddr, SocketAddr};
