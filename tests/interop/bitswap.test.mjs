@@ -3,6 +3,11 @@
 // (Helia's @libp2p/webrtc on node-datachannel; ours on str0m), for files in both UnixFS
 // layouts (CIDv1 with raw leaves, CIDv0 with dag-pb leaves). Every file is random and checked
 // by sha256. Loopback only.
+//
+// Over WebRTC-direct, Helia's fetch from the node needs the spec's FIN_ACK: Helia closes its
+// side of each stream the node opens before it reads, and js-libp2p waits for the
+// acknowledgement. Against the old listener (`--features libp2p-webrtc`, which never sends one)
+// the first of those tests fails ("Failed to load block", checked on 2026-12-06).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, createCipheriv } from "node:crypto";
@@ -161,21 +166,3 @@ for (const transport of Object.keys(TRANSPORTS)) {
   }
 }
 
-// js-libp2p waits for the FIN_ACK after closing its write side (libp2p/specs webrtc.md). Before
-// our transport, nothing sent it and every close took Helia's full wait; now the close ends
-// as soon as the node acknowledges. The signal is only the bound on a hung test: a close that
-// waited for js-libp2p's own timeout would be aborted by it and fail.
-test("a stream Helia closes over WebRTC-direct is acknowledged by the node (FIN_ACK)", async () => {
-  const addr = server.multiaddrs.find(TRANSPORTS["webrtc-direct"].matches);
-  const helia = await startHelia({ transports: heliaTransports() });
-  try {
-    for (let i = 0; i < 3; i++) {
-      const stream = await helia.libp2p.dialProtocol(multiaddr(addr), "/ipfs/bitswap/1.2.0");
-      // Resolves once the node's FIN_ACK arrives; a signal that fires first rejects it.
-      await stream.close({ signal: AbortSignal.timeout(4_000) });
-      assert.equal(stream.writeStatus, "closed");
-    }
-  } finally {
-    await helia.stop();
-  }
-});
