@@ -8,9 +8,8 @@
 //! (default `webrtc-direct,websocket`) change the run. Bounded: every listener stops after its
 //! seconds, every dial and block has a timeout. Prints one Markdown row per run.
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,25 +17,11 @@ use antiphon_core::Cid;
 use antiphon_node::client::Client;
 use libp2p::Multiaddr;
 
+mod support;
+
 struct Node {
-    child: Child,
+    child: support::Served,
     http: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http_get(addr: &str, path: &str) -> Vec<u8> {
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    raw[split + 4..].to_vec()
 }
 
 /// A segment: its CID and its duration.
@@ -72,7 +57,7 @@ fn start(bin: &Path, dir: &Path) -> (Node, Vec<Segment>, Vec<String>) {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
     let http = line.split("open http://").nth(1).unwrap().trim().trim_end_matches('/').to_string();
     let addrs = loop {
-        let peer: serde_json::Value = serde_json::from_slice(&http_get(&http, "/peer")).unwrap();
+        let peer: serde_json::Value = serde_json::from_slice(&support::http_get(&http, "/peer")).unwrap();
         let addrs: Vec<String> =
             peer["multiaddrs"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(String::from)).collect();
         if addrs.len() >= 2 {
@@ -80,14 +65,15 @@ fn start(bin: &Path, dir: &Path) -> (Node, Vec<Segment>, Vec<String>) {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let manifest: serde_json::Value = serde_json::from_slice(&http_get(&http, &format!("/tracks/{track}"))).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&support::http_get(&http, &format!("/tracks/{track}"))).unwrap();
     let segments = manifest["segments"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| (s["cid"].as_str().unwrap().parse().unwrap(), s["duration"].as_f64().unwrap_or(6.0)))
         .collect();
-    (Node { child, http }, segments, addrs)
+    (Node { child: support::Served(child), http }, segments, addrs)
 }
 
 /// CPU seconds (user + system) and resident bytes of a process, from /proc.
@@ -190,7 +176,7 @@ fn main() {
             let pattern = if transport == "websocket" { "/ws/" } else { "/webrtc-direct/" };
             let addr: Multiaddr = addrs.iter().find(|a| a.contains(pattern)).unwrap().parse().unwrap();
             let segments = Arc::new(segments);
-            let pid = node.child.id();
+            let pid = node.child.0.id();
             let (cpu0, rss0) = usage(pid);
             let began = Instant::now();
             let results = runtime.block_on(async {

@@ -4,9 +4,8 @@
 //! listener from 127.0.0.1), bounded in count and time. Prints a table and rewrites the
 //! `floods` section of BENCHMARKS.md.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use antiphon_core::Cid;
@@ -20,26 +19,13 @@ use libp2p::{Multiaddr, PeerId, noise, tcp, yamux};
 /// Blocks the listener asks for in each scenario, one after another.
 const GETS: usize = 300;
 
+mod support;
+
 struct Node {
-    child: Child,
+    /// Kept for its drop, which stops the node.
+    _served: support::Served,
     tcp: Multiaddr,
     peer: PeerId,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http_get(addr: &str, path: &str) -> Vec<u8> {
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    raw[split + 4..].to_vec()
 }
 
 /// Makes the default track, ingests it and serves it; returns the node and the track's
@@ -64,16 +50,17 @@ fn start(bin: &Path, dir: &Path) -> (Node, Vec<Cid>) {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
     let http = line.split("open http://").nth(1).unwrap().trim().trim_end_matches('/').to_string();
     let (tcp, peer) = loop {
-        let peer: serde_json::Value = serde_json::from_slice(&http_get(&http, "/peer")).unwrap();
+        let peer: serde_json::Value = serde_json::from_slice(&support::http_get(&http, "/peer")).unwrap();
         if let Some(addr) = peer["multiaddrs"].as_array().and_then(|a| a.first()).and_then(|a| a.as_str()) {
             break (addr.parse().unwrap(), peer["peer_id"].as_str().unwrap().parse().unwrap());
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let manifest: serde_json::Value = serde_json::from_slice(&http_get(&http, &format!("/tracks/{track}"))).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&support::http_get(&http, &format!("/tracks/{track}"))).unwrap();
     let segments =
         manifest["segments"].as_array().unwrap().iter().map(|s| s["cid"].as_str().unwrap().parse().unwrap()).collect();
-    (Node { child, tcp, peer }, segments)
+    (Node { _served: support::Served(child), tcp, peer }, segments)
 }
 
 /// The listener: connects, then fetches `GETS` blocks one after another; returns each
