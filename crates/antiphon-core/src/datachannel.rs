@@ -127,6 +127,64 @@ pub enum Read {
     Pending,
 }
 
+impl From<WriteError> for std::io::Error {
+    fn from(e: WriteError) -> Self {
+        let kind = match e {
+            WriteError::Closed | WriteError::Stopped => std::io::ErrorKind::BrokenPipe,
+            WriteError::Reset => std::io::ErrorKind::ConnectionReset,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
+impl Read {
+    /// The read as `AsyncRead::poll_read` reports it, `None` meaning "wait". A channel that
+    /// closed without a `FIN` (`channel_closed`) ends the stream as a `FIN` would.
+    pub fn into_io(self, channel_closed: bool) -> Option<std::io::Result<usize>> {
+        match self {
+            Read::Data(n) => Some(Ok(n)),
+            Read::Eof => Some(Ok(0)),
+            Read::Reset => Some(Err(std::io::ErrorKind::ConnectionReset.into())),
+            Read::Pending if channel_closed => Some(Ok(0)),
+            Read::Pending => None,
+        }
+    }
+}
+
+/// Encoded messages in order, with their total size kept (writers ask for it on every write).
+#[derive(Debug, Default)]
+struct Outbox {
+    queue: VecDeque<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Outbox {
+    fn push_back(&mut self, message: Vec<u8>) {
+        self.bytes += message.len();
+        self.queue.push_back(message);
+    }
+
+    fn push_front(&mut self, message: Vec<u8>) {
+        self.bytes += message.len();
+        self.queue.push_front(message);
+    }
+
+    fn pop_front(&mut self) -> Option<Vec<u8>> {
+        let message = self.queue.pop_front()?;
+        self.bytes -= message.len();
+        Some(message)
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+        self.bytes = 0;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
 /// One side of a libp2p stream on a data channel; see the module documentation.
 #[derive(Debug)]
 pub struct DataChannelStream {
@@ -138,7 +196,7 @@ pub struct DataChannelStream {
     read: ReadHalf,
     write: WriteHalf,
     /// Encoded messages waiting to be handed to the channel, in order.
-    outbox: VecDeque<Vec<u8>>,
+    outbox: Outbox,
     fin_ack_sent: bool,
 }
 
@@ -151,7 +209,7 @@ impl DataChannelStream {
             max_unread,
             read: ReadHalf::Open,
             write: WriteHalf::Open,
-            outbox: VecDeque::new(),
+            outbox: Outbox::default(),
             fin_ack_sent: false,
         }
     }
@@ -325,10 +383,9 @@ impl DataChannelStream {
         !self.outbox.is_empty()
     }
 
-    /// Bytes of the messages waiting to be sent (a writer's back-pressure measure; the queue
-    /// is short, so this walks it).
+    /// Bytes of the messages waiting to be sent (a writer's back-pressure measure).
     pub fn outgoing_bytes(&self) -> usize {
-        self.outbox.iter().map(Vec::len).sum()
+        self.outbox.bytes
     }
 
     /// When [`on_timeout`](Self::on_timeout) should be called next, if ever.
@@ -589,6 +646,28 @@ mod properties {
                 }
                 was_reset |= s.read_half() == ReadHalf::Reset;
                 read_ended |= s.read_half() != ReadHalf::Open;
+            }
+        }
+
+        /// The kept count of queued bytes is always the queue's size, whatever this side and
+        /// the remote do.
+        #[test]
+        fn the_outgoing_byte_count_matches_the_queue(
+            ops in proptest::collection::vec((0u8..7, proptest::collection::vec(any::<u8>(), 0..100)), 0..60),
+        ) {
+            let mut s = DataChannelStream::new(1 << 20);
+            let mut held = Vec::new();
+            for (op, data) in ops {
+                match op {
+                    0 => { let _ = s.write(&data); }
+                    1 => s.close_write(Duration::ZERO),
+                    2 => s.stop_reading(),
+                    3 => s.reset(),
+                    4 => held.extend(s.poll_transmit()),
+                    5 => if let Some(m) = held.pop() { s.unsend(m) },
+                    _ => { let _ = s.receive(&encode(Some(Flag::Fin), &data)); }
+                }
+                prop_assert_eq!(s.outgoing_bytes(), s.outbox.queue.iter().map(Vec::len).sum::<usize>());
             }
         }
     }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
-use antiphon_core::datachannel::{DataChannelStream, FIN_ACK_TIMEOUT, Read, WriteError, WriteHalf};
+use antiphon_core::datachannel::{DataChannelStream, FIN_ACK_TIMEOUT, WriteHalf};
 use futures::{AsyncRead, AsyncWrite, FutureExt};
 use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
@@ -200,24 +200,12 @@ impl Stream {
     }
 }
 
-fn write_error(e: WriteError) -> io::Error {
-    let kind = match e {
-        WriteError::Closed | WriteError::Stopped => io::ErrorKind::BrokenPipe,
-        WriteError::Reset => io::ErrorKind::ConnectionReset,
-    };
-    io::Error::new(kind, e)
-}
-
 impl AsyncRead for Stream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut state = self.shared.lock();
-        match state.framing.read(buf) {
-            Read::Data(n) => Poll::Ready(Ok(n)),
-            Read::Eof => Poll::Ready(Ok(0)),
-            Read::Reset => Poll::Ready(Err(io::ErrorKind::ConnectionReset.into())),
-            // A channel that ends without a FIN ends the stream as a FIN would.
-            Read::Pending if state.closed => Poll::Ready(Ok(0)),
-            Read::Pending => {
+        match state.framing.read(buf).into_io(state.closed) {
+            Some(result) => Poll::Ready(result),
+            None => {
                 state.read_waker = Some(cx.waker().clone());
                 Poll::Pending
             }
@@ -238,7 +226,7 @@ impl AsyncWrite for Stream {
             state.write_waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let n = state.framing.write(buf).map_err(write_error)?;
+        let n = state.framing.write(buf)?;
         shared.flush(&mut state)?;
         Poll::Ready(Ok(n))
     }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use antiphon_core::datachannel::{DataChannelStream, Read, WriteError, WriteHalf};
+use antiphon_core::datachannel::{DataChannelStream, WriteHalf};
 use futures::{AsyncRead, AsyncWrite};
 use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
 
@@ -251,27 +251,15 @@ impl Substream {
     }
 }
 
-fn write_error(e: WriteError) -> io::Error {
-    let kind = match e {
-        WriteError::Closed | WriteError::Stopped => io::ErrorKind::BrokenPipe,
-        WriteError::Reset => io::ErrorKind::ConnectionReset,
-    };
-    io::Error::new(kind, e)
-}
-
 impl AsyncRead for Substream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut state = self.shared.lock();
         let Some(slot) = state.streams.get_mut(&self.key) else {
             return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
         };
-        match slot.framing.read(buf) {
-            Read::Data(n) => Poll::Ready(Ok(n)),
-            Read::Eof => Poll::Ready(Ok(0)),
-            Read::Reset => Poll::Ready(Err(io::ErrorKind::ConnectionReset.into())),
-            // A channel that ends without a FIN ends the stream as a FIN would.
-            Read::Pending if slot.channel_closed => Poll::Ready(Ok(0)),
-            Read::Pending => {
+        match slot.framing.read(buf).into_io(slot.channel_closed) {
+            Some(result) => Poll::Ready(result),
+            None => {
                 slot.read_waker = Some(cx.waker().clone());
                 Poll::Pending
             }
@@ -292,7 +280,7 @@ impl AsyncWrite for Substream {
             slot.write_waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let n = slot.framing.write(buf).map_err(write_error)?;
+        let n = slot.framing.write(buf)?;
         drop(state);
         self.shared.mark_dirty();
         Poll::Ready(Ok(n))
