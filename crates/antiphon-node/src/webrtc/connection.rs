@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -132,7 +133,8 @@ impl State {
     }
 }
 
-/// Tells a socket's driver which connections need it.
+/// Tells a socket's driver which connections need it, each listed once until the driver
+/// looks at it ([`Shared::mark_dirty`]), so the list is never longer than the connections.
 pub(crate) struct DriverWake {
     dirty: Mutex<Vec<SocketAddr>>,
     notify: tokio::sync::Notify,
@@ -169,6 +171,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Shared {
     state: Mutex<State>,
     wake: Arc<DriverWake>,
+    /// In the driver's dirty list already: a connection is listed once however often its
+    /// handles write between two turns of the driver.
+    queued: AtomicBool,
     /// The remote's address: the driver's key for the connection.
     pub(crate) remote: SocketAddr,
     epoch: Instant,
@@ -193,6 +198,7 @@ impl Shared {
                 connection_waker: None,
             }),
             wake,
+            queued: AtomicBool::new(false),
             remote,
             epoch,
         })
@@ -204,7 +210,20 @@ impl Shared {
 
     /// Asks the driver to look at this connection.
     pub(crate) fn mark_dirty(&self) {
-        self.wake.mark(self.remote);
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.wake.mark(self.remote);
+        }
+    }
+
+    /// The driver is about to look at the connection: later changes list it again.
+    pub(crate) fn unqueue(&self) {
+        self.queued.store(false, Ordering::Release);
+    }
+
+    /// The Noise handshake succeeded: the driver stops counting the connection as handshaking.
+    pub(crate) fn set_established(&self) {
+        self.lock().established = true;
+        self.mark_dirty();
     }
 
     /// Time as the framing state machines count it.

@@ -103,31 +103,53 @@ struct Conn {
     timer: Option<Instant>,
     /// A channel refused a message for lack of room: retry after every input.
     blocked: bool,
-    /// Whether DTLS is up.
-    connected: bool,
-    /// Whether the first ClientHello's answer is still to be judged.
-    hello: Hello,
-    /// The handshake message sequence number of the first ClientHello.
-    first_hello_seq: Option<u16>,
+    /// Counted in the driver's [`Handshakes`] until the swarm has the connection.
+    handshaking: bool,
+    /// Where the judgement of the first ClientHello stands.
+    first_hello: FirstHello,
     /// The ICE ufrag, which is also the password.
     ufrag: String,
 }
 
-/// Whether a connection's first ClientHello has been judged answered or not.
+/// Whether a connection's first ClientHello was answered before the client sent it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hello {
-    Waiting,
+enum FirstHello {
+    /// None has arrived.
+    NotSeen,
+    /// It arrived (its handshake message sequence number) and no DTLS record went back yet.
+    Waiting(u16),
+    /// Answered, or sent again before it was.
     Judged,
 }
 
-/// What one datagram means for the first ClientHello's judgement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HelloCheck {
-    None,
-    /// Part of the first ClientHello, not answered yet.
-    Pending,
-    /// The client sent the first ClientHello again: it was not answered in time.
-    Retransmitted,
+/// Connections still handshaking, in all and per IP address, kept as connections come, get
+/// established and go (so a new one is checked against the limits without a scan).
+#[derive(Debug, Default)]
+struct Handshakes {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Handshakes {
+    fn allows(&self, ip: IpAddr, limits: &Limits) -> bool {
+        self.total < limits.max_handshaking
+            && self.per_ip.get(&ip).copied().unwrap_or(0) < limits.max_handshaking_per_ip
+    }
+
+    fn add(&mut self, ip: IpAddr) {
+        self.total += 1;
+        *self.per_ip.entry(ip).or_default() += 1;
+    }
+
+    fn release(&mut self, ip: IpAddr) {
+        self.total -= 1;
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
 }
 
 /// The handshake message sequence number of a ClientHello whose first fragment (offset 0) is
@@ -164,6 +186,7 @@ pub(crate) struct Driver {
     epoch: Instant,
     mode: Mode,
     limits: Limits,
+    handshakes: Handshakes,
     counters: Arc<Counters>,
 }
 
@@ -186,39 +209,35 @@ impl Driver {
             epoch: Instant::now(),
             mode,
             limits,
+            handshakes: Handshakes::default(),
             counters,
         })
     }
 
     /// A dialer's one connection to `server`, whose certificate hashes to `server_fingerprint`.
-    pub(crate) fn dial(&mut self, server: SocketAddr, server_fingerprint: [u8; 32], ufrag: &str) -> Arc<Shared> {
+    /// The socket must be bound to the address it reaches `server` from (see [`route_to`]).
+    pub(crate) fn dial(
+        &mut self,
+        server: SocketAddr,
+        server_fingerprint: [u8; 32],
+        ufrag: &str,
+    ) -> Result<Arc<Shared>, str0m::RtcError> {
         let now = Instant::now();
-        let shared = Shared::new(server, self.wake.clone(), self.epoch);
         let mut rtc = Rtc::builder().set_dtls_cert(self.cert.clone()).build(now);
-        let mut conn_local = self.local;
-        if let Ok(c) = Candidate::host(self.local, "udp") {
-            rtc.add_local_candidate(c);
-        } else if let Some(ip) = route_to(server) {
-            conn_local = SocketAddr::new(ip, self.local.port());
-            if let Ok(c) = Candidate::host(conn_local, "udp") {
-                rtc.add_local_candidate(c);
-            }
-        }
-        if let Ok(c) = Candidate::host(server, "udp") {
-            rtc.add_remote_candidate(c);
-        }
+        rtc.add_local_candidate(Candidate::host(self.local, "udp")?);
+        rtc.add_remote_candidate(Candidate::host(server, "udp")?);
         let creds = IceCreds { ufrag: ufrag.to_owned(), pass: ufrag.to_owned() };
         let mut api = rtc.direct_api();
         api.set_local_ice_credentials(creds.clone());
         api.set_remote_ice_credentials(creds);
         api.set_ice_controlling(true);
         api.set_remote_fingerprint(DtlsFingerprint { hash_func: "sha-256".into(), bytes: server_fingerprint.to_vec() });
-        let _ = api.start_dtls(true);
+        api.start_dtls(true)?;
         api.start_sctp(true);
-        let conn = Conn::new(rtc, shared.clone(), conn_local, now);
-        self.conns.insert(server, conn);
-        self.service(server, now);
-        shared
+        let shared = Shared::new(server, self.wake.clone(), self.epoch);
+        self.conns.insert(server, Conn::new(rtc, shared.clone(), self.local, now));
+        self.service(server);
+        Ok(shared)
     }
 
     /// The socket's address.
@@ -238,9 +257,8 @@ impl Driver {
         });
         let mut buf = vec![0u8; 2048];
         loop {
-            let now = Instant::now();
             for addr in self.wake.take() {
-                self.service(addr, now);
+                self.service(addr);
             }
             if matches!(self.mode, Mode::Dial) && self.conns.is_empty() {
                 return;
@@ -267,12 +285,16 @@ impl Driver {
     }
 
     fn receive(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
-        let is_binding_request = StunMessage::parse(bytes).is_ok_and(|m| m.is_binding_request());
-        if is_binding_request {
+        // Only STUN starts with 0 or 1 (DTLS is 20-63): the parse is skipped for the rest.
+        let request = match bytes.first() {
+            Some(0 | 1) => StunMessage::parse(bytes).ok().filter(|m| m.is_binding_request()),
+            _ => None,
+        };
+        if request.is_some() {
             Counters::add(&self.counters.binding_requests, 1);
         }
         let new = !self.conns.contains_key(&from);
-        if new && !(is_binding_request && self.accept(from, bytes, now)) {
+        if new && !request.as_ref().is_some_and(|r| self.accept(from, r, now)) {
             Counters::add(&self.counters.dropped, 1);
             return;
         }
@@ -282,22 +304,22 @@ impl Driver {
         let bytes = nominated.as_deref().unwrap_or(bytes);
         // The first ClientHello is judged once: answered if a DTLS record goes back before the
         // client sends it again (a retransmission starts the same message at offset 0 again).
-        let mut hello = HelloCheck::None;
-        if conn.hello == Hello::Waiting
-            && let Some(seq) = client_hello_start(bytes)
-        {
-            match conn.first_hello_seq {
-                None => {
-                    conn.first_hello_seq = Some(seq);
+        let judging = match conn.first_hello {
+            FirstHello::NotSeen => match client_hello_start(bytes) {
+                Some(seq) => {
+                    conn.first_hello = FirstHello::Waiting(seq);
                     Counters::add(&self.counters.first_hello_received, 1);
+                    true
                 }
-                Some(first) if first == seq => hello = HelloCheck::Retransmitted,
-                Some(_) => {}
+                None => false,
+            },
+            FirstHello::Waiting(seq) if client_hello_start(bytes) == Some(seq) => {
+                conn.first_hello = FirstHello::Judged;
+                false
             }
-        }
-        if conn.hello == Hello::Waiting && conn.first_hello_seq.is_some() && hello == HelloCheck::None {
-            hello = HelloCheck::Pending;
-        }
+            FirstHello::Waiting(_) => true,
+            FirstHello::Judged => false,
+        };
         let Ok(receive) = Receive::new(Protocol::Udp, from, conn.local, bytes) else {
             Counters::add(&self.counters.dropped, 1);
             return;
@@ -312,37 +334,28 @@ impl Driver {
             self.remove(from, "protocol error");
             return;
         }
-        let sent = self.service(from, now);
+        let sent = self.service(from);
         if new && sent.binding_responses > 0 {
             Counters::add(&self.counters.first_binding_answered, 1);
         }
-        if let Some(conn) = self.conns.get_mut(&from) {
-            match hello {
-                HelloCheck::Retransmitted => conn.hello = Hello::Judged,
-                HelloCheck::Pending if sent.dtls_records > 0 => {
-                    conn.hello = Hello::Judged;
-                    Counters::add(&self.counters.first_hello_answered, 1);
-                }
-                _ => {}
-            }
+        if judging
+            && sent.dtls_records > 0
+            && let Some(conn) = self.conns.get_mut(&from)
+        {
+            conn.first_hello = FirstHello::Judged;
+            Counters::add(&self.counters.first_hello_answered, 1);
         }
     }
 
     /// Creates a connection for a first binding request from `from`, if the limits allow.
-    fn accept(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) -> bool {
+    fn accept(&mut self, from: SocketAddr, request: &StunMessage<'_>, now: Instant) -> bool {
         let Mode::Listen(incoming) = &self.mode else { return false };
-        let Ok(message) = StunMessage::parse(bytes) else { return false };
         // The spec's ufrag is both ours and theirs: USERNAME is "ufrag:ufrag".
-        let Some((ours, theirs)) = message.split_username() else { return false };
+        let Some((ours, theirs)) = request.split_username() else { return false };
         if ours != theirs || ours.is_empty() || ours.len() > MAX_UFRAG {
             return false;
         }
-        let handshaking: Vec<_> =
-            self.conns.iter().filter(|(_, c)| !c.shared.lock().established).map(|(a, _)| a.ip()).collect();
-        if self.conns.len() >= self.limits.max_connections
-            || handshaking.len() >= self.limits.max_handshaking
-            || handshaking.iter().filter(|ip| **ip == from.ip()).count() >= self.limits.max_handshaking_per_ip
-        {
+        if self.conns.len() >= self.limits.max_connections || !self.handshakes.allows(from.ip(), &self.limits) {
             tracing::debug!(%from, "WebRTC-direct: refused a new connection (limits)");
             return false;
         }
@@ -355,11 +368,6 @@ impl Driver {
             self.local
         };
         let Ok(candidate) = Candidate::host(local, "udp") else { return false };
-        let shared = Shared::new(from, self.wake.clone(), self.epoch);
-        if incoming.try_send(shared.clone()).is_err() {
-            tracing::debug!(%from, "WebRTC-direct: refused a new connection (the swarm is behind)");
-            return false;
-        }
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
             .set_dtls_cert(self.cert.clone())
@@ -378,7 +386,15 @@ impl Driver {
             return false;
         }
         api.start_sctp(false);
-        self.conns.insert(from, Conn::new(rtc, shared, local, now));
+        let shared = Shared::new(from, self.wake.clone(), self.epoch);
+        if incoming.try_send(shared.clone()).is_err() {
+            tracing::debug!(%from, "WebRTC-direct: refused a new connection (the swarm is behind)");
+            return false;
+        }
+        let mut conn = Conn::new(rtc, shared, local, now);
+        conn.handshaking = true;
+        self.handshakes.add(from.ip());
+        self.conns.insert(from, conn);
         Counters::add(&self.counters.connections, 1);
         true
     }
@@ -400,16 +416,25 @@ impl Driver {
                 self.remove(addr, "protocol error");
                 continue;
             }
-            self.service(addr, now);
+            self.service(addr);
         }
     }
 
     /// Does what the connection's handles asked, sends what str0m has, and sets its timer.
-    fn service(&mut self, addr: SocketAddr, _now: Instant) -> Sent {
+    fn service(&mut self, addr: SocketAddr) -> Sent {
         let Some(conn) = self.conns.get_mut(&addr) else { return Sent::default() };
-        if conn.shared.lock().close_requested {
+        conn.shared.unqueue();
+        let (close_requested, established) = {
+            let state = conn.shared.lock();
+            (state.close_requested, state.established)
+        };
+        if close_requested {
             self.remove(addr, "closed");
             return Sent::default();
+        }
+        if conn.handshaking && established {
+            conn.handshaking = false;
+            self.handshakes.release(addr.ip());
         }
         let mut sent = Sent::default();
         // Sending can free room and events can queue messages (a FIN_ACK): go round until
@@ -441,6 +466,9 @@ impl Driver {
     /// Ends a connection: str0m's goodbyes are sent and every handle fails from now on.
     fn remove(&mut self, addr: SocketAddr, why: &'static str) {
         let Some(mut conn) = self.conns.remove(&addr) else { return };
+        if conn.handshaking {
+            self.handshakes.release(addr.ip());
+        }
         if let Some(at) = conn.timer.take() {
             self.timers.remove(&(at, addr));
         }
@@ -471,9 +499,8 @@ impl Conn {
             pacer: Pacer::new(now),
             timer: None,
             blocked: false,
-            connected: false,
-            hello: Hello::Waiting,
-            first_hello_seq: None,
+            handshaking: false,
+            first_hello: FirstHello::NotSeen,
             ufrag: rtc_ufrag,
         }
     }
@@ -586,7 +613,6 @@ impl Conn {
         let mut state = shared.lock();
         match event {
             Event::Connected => {
-                self.connected = true;
                 let fingerprint = self
                     .rtc
                     .direct_api()
@@ -680,18 +706,29 @@ fn send(socket: &UdpSocket, counters: &Counters, to: SocketAddr, datagram: &[u8]
     }
 }
 
+/// Why a call into str0m failed.
+#[derive(Debug, thiserror::Error)]
+enum RtcFailure {
+    /// str0m refused the input or gave up on the connection.
+    #[error(transparent)]
+    Rtc(#[from] str0m::RtcError),
+    /// str0m panicked.
+    #[error("str0m panicked")]
+    Panicked,
+}
+
 /// Runs a call into str0m; a panic in it (a bug some input reached) ends that connection as an
 /// error instead of the task with every connection on the socket.
-fn guarded<T>(call: impl FnOnce() -> Result<T, str0m::RtcError>) -> Result<T, String> {
+fn guarded<T>(call: impl FnOnce() -> Result<T, str0m::RtcError>) -> Result<T, RtcFailure> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err("str0m panicked".into()),
+        Ok(result) => Ok(result?),
+        Err(_) => Err(RtcFailure::Panicked),
     }
 }
 
 /// The local address the kernel would send to `remote` from (the destination of what the
 /// remote sends, on a socket bound to an unspecified address).
-fn route_to(remote: SocketAddr) -> Option<IpAddr> {
+pub(crate) fn route_to(remote: SocketAddr) -> Option<IpAddr> {
     let unspecified: SocketAddr = if remote.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
     let probe = std::net::UdpSocket::bind(unspecified).ok()?;
     probe.connect(remote).ok()?;
@@ -722,6 +759,25 @@ mod tests {
         out.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
         out.extend(handshake);
         out
+    }
+
+    #[test]
+    fn handshakes_are_counted_per_address_and_released() {
+        let limits = Limits { max_connections: 100, max_handshaking: 3, max_handshaking_per_ip: 2 };
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut h = Handshakes::default();
+        h.add(a);
+        h.add(a);
+        assert!(!h.allows(a, &limits), "two from one address");
+        assert!(h.allows(b, &limits));
+        h.add(b);
+        assert!(!h.allows(b, &limits), "three in all");
+        h.release(a);
+        assert!(h.allows(a, &limits) && h.allows(b, &limits));
+        h.release(a);
+        h.release(b);
+        assert_eq!(h.total, 0);
+        assert!(h.per_ip.is_empty(), "no entry left for an address with none");
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub enum Error {
     /// No connection within the handshake timeout.
     #[error("no WebRTC-direct connection within {UPGRADE_TIMEOUT:?}")]
     Timeout,
+    /// The kernel has no route to the server's address.
+    #[error("no route to {0}")]
+    NoRoute(SocketAddr),
+    /// str0m refused the connection's setup.
+    #[error("WebRTC setup: {0}")]
+    Setup(#[from] str0m::RtcError),
     /// Not inside a tokio runtime.
     #[error("the WebRTC-direct transport needs a tokio runtime")]
     NoRuntime,
@@ -82,6 +88,8 @@ struct Listener {
 pub struct Transport {
     key: Keypair,
     cert: Certificate,
+    /// The certificate's, hashed once.
+    fingerprint: Fingerprint,
     limits: Limits,
     counters: Arc<Counters>,
     listeners: Vec<Listener>,
@@ -90,7 +98,8 @@ pub struct Transport {
 impl Transport {
     /// A transport authenticating as `key`, presenting `cert` in DTLS.
     pub fn new(key: Keypair, cert: Certificate) -> Self {
-        Self { key, cert, limits: Limits::default(), counters: Arc::default(), listeners: Vec::new() }
+        let fingerprint = cert.fingerprint();
+        Self { key, cert, fingerprint, limits: Limits::default(), counters: Arc::default(), listeners: Vec::new() }
     }
 
     /// Sets what strangers may make a listener hold.
@@ -185,7 +194,7 @@ impl libp2p::core::Transport for Transport {
         let local = driver.local();
         let (stop, stopped) = oneshot::channel();
         runtime.spawn(driver.run(Some(stopped)));
-        let fingerprint = self.cert.fingerprint();
+        let fingerprint = self.fingerprint;
         let unreported = reachable_at(local).into_iter().map(|s| dial_address(s, fingerprint)).collect();
         tracing::info!(%local, certhash = %fingerprint.to_sdp_format(), "WebRTC-direct listening (str0m)");
         self.listeners.push(Listener { id, unreported, local, incoming, _stop: stop });
@@ -206,17 +215,16 @@ impl libp2p::core::Transport for Transport {
             return Err(TransportError::MultiaddrNotSupported(addr));
         };
         let (key, cert, limits, counters) = (self.key.clone(), self.cert.clone(), self.limits, self.counters.clone());
+        let local = self.fingerprint;
         Ok(async move {
-            let unspecified: SocketAddr =
-                if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("an address");
-            let socket = tokio::net::UdpSocket::bind(unspecified).await?;
+            // Bound to the address the server is reached from, which is also the ICE candidate.
+            let ip = driver::route_to(server).ok_or(Error::NoRoute(server))?;
+            let socket = tokio::net::UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
             let mut driver = Driver::new(socket, cert.dtls().clone(), Mode::Dial, limits, counters)?;
-            let ufrag = random_ufrag();
-            let shared =
-                driver.dial(server, server_fingerprint.to_multihash().digest().try_into().unwrap_or([0; 32]), &ufrag);
+            let digest = server_fingerprint.to_multihash().digest().try_into().unwrap_or([0; 32]);
+            let shared = driver.dial(server, digest, &random_ufrag())?;
             // A dialer's driver ends with its one connection.
             tokio::spawn(driver.run(None));
-            let local = cert.fingerprint();
             let result = tokio::time::timeout(UPGRADE_TIMEOUT, async {
                 futures::future::poll_fn(|cx| shared.poll_dtls(cx)).await?;
                 let stream = Substream::new(shared.clone(), HANDSHAKE);
@@ -229,8 +237,9 @@ impl libp2p::core::Transport for Transport {
     }
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TransportEvent<Upgrade, Error>> {
-        let (key, local_fingerprint) = (self.key.clone(), self.cert.fingerprint());
-        for listener in &mut self.listeners {
+        let local_fingerprint = self.fingerprint;
+        let this = &mut *self;
+        for listener in &mut this.listeners {
             if let Some(address) = listener.unreported.pop() {
                 return Poll::Ready(TransportEvent::NewAddress { listener_id: listener.id, listen_addr: address });
             }
@@ -241,7 +250,7 @@ impl libp2p::core::Transport for Transport {
                     .with(Protocol::Udp(remote.port()))
                     .with(Protocol::WebRTCDirect);
                 let local_addr = dial_address(listener.local, local_fingerprint);
-                let upgrade = inbound(shared, key.clone(), local_fingerprint).boxed();
+                let upgrade = inbound(shared, this.key.clone(), local_fingerprint).boxed();
                 return Poll::Ready(TransportEvent::Incoming {
                     listener_id: listener.id,
                     upgrade,
@@ -281,7 +290,7 @@ fn finish(
 ) -> Result<(PeerId, StreamMuxerBox), Error> {
     match result.map_err(|_| Error::Timeout).and_then(|r| r) {
         Ok(peer) => {
-            shared.lock().established = true;
+            shared.set_established();
             Ok((peer, StreamMuxerBox::new(Connection::new(shared))))
         }
         Err(e) => {
