@@ -9,7 +9,6 @@
 //! seconds, every dial and block has a timeout. Prints one Markdown row per run.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,61 +18,32 @@ use libp2p::Multiaddr;
 
 mod support;
 
-struct Node {
-    child: support::Served,
-    http: String,
-}
-
 /// A segment: its CID and its duration.
 type Segment = (Cid, f64);
 
-fn start(bin: &Path, dir: &Path) -> (Node, Vec<Segment>, Vec<String>) {
+/// Makes a 90 s 320 kb/s track, ingests it and serves it over WebRTC-direct and WebSocket with
+/// the per-address caps lifted (every listener here comes from one address); returns the node,
+/// the track's segments and the node's addresses.
+fn start(bin: &Path, dir: &Path) -> (support::Served, Vec<Segment>, Vec<String>) {
     let data = dir.join("data");
     let mp3 = dir.join("track.mp3");
-    let run = |args: &[&str]| {
-        let out = Command::new(bin).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
-    run(&["demo-track", "-o", mp3.to_str().unwrap(), "--seconds", "90", "--kbps", "320"]);
-    let track = run(&["--data", data.to_str().unwrap(), "ingest", mp3.to_str().unwrap()]).trim().to_string();
-    // Everything comes from one address here, so the per-address caps are lifted.
+    support::cli(bin, &["demo-track", "-o", mp3.to_str().unwrap(), "--seconds", "90", "--kbps", "320"]);
+    let track = support::cli(bin, &["--data", data.to_str().unwrap(), "ingest", mp3.to_str().unwrap()]);
     let config = dir.join("node.toml");
     std::fs::write(
         &config,
         "[limits]\nmax_connections = 5000\nmax_connections_per_ip = 5000\nmax_pending_incoming = 1024\nmax_pending_incoming_per_ip = 1024\n",
     )
     .unwrap();
-    let mut child = Command::new(bin)
-        .args(["--data", data.to_str().unwrap(), "serve", "--config", config.to_str().unwrap()])
-        .args(["--http", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/udp/0/webrtc-direct"])
-        .args(["--listen", "/ip4/127.0.0.1/tcp/0/ws"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let http = line.split("open http://").nth(1).unwrap().trim().trim_end_matches('/').to_string();
-    let addrs = loop {
-        let peer: serde_json::Value = serde_json::from_slice(&support::http_get(&http, "/peer")).unwrap();
-        let addrs: Vec<String> =
-            peer["multiaddrs"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(String::from)).collect();
-        if addrs.len() >= 2 {
-            break addrs;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&support::http_get(&http, &format!("/tracks/{track}"))).unwrap();
-    let segments = manifest["segments"]
-        .as_array()
-        .unwrap()
+    let args = ["--config", config.to_str().unwrap(), "--http", "127.0.0.1:0"];
+    let listen = ["--listen", "/ip4/127.0.0.1/udp/0/webrtc-direct", "--listen", "/ip4/127.0.0.1/tcp/0/ws"];
+    let (served, http, peer) = support::serve(bin, &data, &[&args[..], &listen[..]].concat(), 2);
+    let addrs = peer["multiaddrs"].as_array().unwrap().iter().filter_map(|a| a.as_str().map(String::from)).collect();
+    let segments = support::segments(&http, &track)
         .iter()
         .map(|s| (s["cid"].as_str().unwrap().parse().unwrap(), s["duration"].as_f64().unwrap_or(6.0)))
         .collect();
-    (Node { child: support::Served(child), http }, segments, addrs)
+    (served, segments, addrs)
 }
 
 /// CPU seconds (user + system) and resident bytes of a process, from /proc.
@@ -176,7 +146,7 @@ fn main() {
             let pattern = if transport == "websocket" { "/ws/" } else { "/webrtc-direct/" };
             let addr: Multiaddr = addrs.iter().find(|a| a.contains(pattern)).unwrap().parse().unwrap();
             let segments = Arc::new(segments);
-            let pid = node.child.0.id();
+            let pid = node.0.id();
             let (cpu0, rss0) = usage(pid);
             let began = Instant::now();
             let results = runtime.block_on(async {
@@ -221,7 +191,6 @@ fn main() {
                 (cpu1 - cpu0) / wall * 100.0,
                 per_conn,
             );
-            let _ = node.http.len();
             drop(node);
         }
     }

@@ -5,7 +5,6 @@
 //! `floods` section of BENCHMARKS.md.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use antiphon_core::Cid;
@@ -33,34 +32,15 @@ struct Node {
 fn start(bin: &Path, dir: &Path) -> (Node, Vec<Cid>) {
     let data = dir.join("data");
     let mp3 = dir.join("track.mp3");
-    let run = |args: &[&str]| {
-        let out = Command::new(bin).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
-    run(&["demo-track", "-o", mp3.to_str().unwrap(), "--seconds", "120"]);
-    let track = run(&["--data", data.to_str().unwrap(), "ingest", mp3.to_str().unwrap()]).trim().to_string();
-    let mut child = Command::new(bin)
-        .args(["--data", data.to_str().unwrap(), "serve", "--http", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let http = line.split("open http://").nth(1).unwrap().trim().trim_end_matches('/').to_string();
-    let (tcp, peer) = loop {
-        let peer: serde_json::Value = serde_json::from_slice(&support::http_get(&http, "/peer")).unwrap();
-        if let Some(addr) = peer["multiaddrs"].as_array().and_then(|a| a.first()).and_then(|a| a.as_str()) {
-            break (addr.parse().unwrap(), peer["peer_id"].as_str().unwrap().parse().unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&support::http_get(&http, &format!("/tracks/{track}"))).unwrap();
+    support::cli(bin, &["demo-track", "-o", mp3.to_str().unwrap(), "--seconds", "120"]);
+    let track = support::cli(bin, &["--data", data.to_str().unwrap(), "ingest", mp3.to_str().unwrap()]);
+    let (served, http, peer) =
+        support::serve(bin, &data, &["--http", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"], 1);
+    let tcp = peer["multiaddrs"][0].as_str().unwrap().parse().unwrap();
+    let peer = peer["peer_id"].as_str().unwrap().parse().unwrap();
     let segments =
-        manifest["segments"].as_array().unwrap().iter().map(|s| s["cid"].as_str().unwrap().parse().unwrap()).collect();
-    (Node { _served: support::Served(child), tcp, peer }, segments)
+        support::segments(&http, &track).iter().map(|s| s["cid"].as_str().unwrap().parse().unwrap()).collect();
+    (Node { _served: served, tcp, peer }, segments)
 }
 
 /// The listener: connects, then fetches `GETS` blocks one after another; returns each
