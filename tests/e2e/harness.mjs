@@ -96,11 +96,13 @@ function playwrightDisabledFeatures() {
 /** The page that runs Helia's browser bundle (tests/e2e/helia-browser.test.mjs, and
  * bench/browser-bitswap.mjs, which never runs beside the tests). */
 export const HELIA_PAGE_PORT = 18710;
+/** The page that runs Helia with the relay and `/webrtc` transports (tests/e2e/helia-relay.test.mjs). */
+export const HELIA_RELAY_PAGE_PORT = 18730;
 
 /** The creator nodes' pages the play tests open (ports 18080-18150 in steps of 10). Chromium
  * treats them as secure contexts, as a dapp served over HTTPS would be, so that the browser
  * peer hashes with WebCrypto there; pages on other ports exercise its Rust fallback. */
-const SECURE_ORIGINS = [...Array.from({ length: 8 }, (_, i) => `http://${HOST}:${18080 + 10 * i}`), `http://${HOST}:${HELIA_PAGE_PORT}`];
+const SECURE_ORIGINS = [...Array.from({ length: 8 }, (_, i) => `http://${HOST}:${18080 + 10 * i}`), `http://${HOST}:${HELIA_PAGE_PORT}`, `http://${HOST}:${HELIA_RELAY_PAGE_PORT}`];
 
 /**
  * A track as the node at `nodeUrl` lists it (`GET /tracks/<cid>`: its manifest's segments, each

@@ -63,7 +63,7 @@ async function playOver(transport, port, dataDir = join(work, "good"), pastSecs 
       webCrypto: window.isSecureContext && !!(window.crypto && window.crypto.subtle),
     }));
     await page.screenshot({ path: join(outDir, `playing-${transport}.png`) });
-    state.metrics = await (await fetch(`${node.url}/metrics`)).text();
+    state.metrics = await settledMetrics(node.url);
     return state;
   } finally {
     await browser.close();
@@ -87,6 +87,19 @@ for (const [transport, port] of [["webrtc-direct", 18080], ["websocket", 18090]]
   });
 }
 
+/** The node's `/metrics` once every WebRTC-direct stream close it began has ended (with
+ * the remote's FIN_ACK, a timeout, or the channel going), or after 10 s. */
+async function settledMetrics(url) {
+  let text;
+  for (let i = 0; i < 100; i++) {
+    text = await (await fetch(`${url}/metrics`)).text();
+    const closes = (result) => Number(text.match(new RegExp(`antiphon_webrtc_direct_stream_closes_total\\{result="${result}"\\} (\\d+)`))?.[1] ?? 0);
+    if (closes("acked") + closes("timed_out") + closes("cut") >= closes("fin_sent")) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return text;
+}
+
 /** Chromium's first STUN binding request and first DTLS ClientHello were each answered at once
  * (the old listener dropped both, and the browser retransmitted), and no datagram was dropped. */
 function assertFirstPacketsAnswered(metrics) {
@@ -103,6 +116,12 @@ function assertFirstPacketsAnswered(metrics) {
   }
   assert.equal(value('antiphon_webrtc_direct_datagrams_dropped_total{direction="in"}'), 0, "no datagram was dropped");
   assert.equal(value('antiphon_webrtc_direct_stun_total{kind="response"}'), value('antiphon_webrtc_direct_stun_total{kind="request"}'));
+  // No stream the node closed waited out the FIN_ACK timeout: the browser acknowledged each
+  // FIN, or closed the channel first (a request stream it had read its answer from).
+  const closes = (result) => value(`antiphon_webrtc_direct_stream_closes_total{result="${result}"}`);
+  assert.ok(closes("acked") >= 1, "the browser acknowledged a FIN");
+  assert.equal(closes("timed_out"), 0, "no close waited for a FIN_ACK that never came");
+  assert.equal(closes("acked") + closes("cut"), closes("fin_sent"));
 }
 
 test("multi-block segments are fetched, verified block by block and reassembled", async () => {

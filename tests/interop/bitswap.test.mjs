@@ -68,7 +68,7 @@ async function serve(data) {
   const http = line.match(/open (http:\/\/\S+)\//)[1];
   for (let i = 0; i < 50; i++) {
     const peer = await (await fetch(`${http}/peer`)).json();
-    if (peer.multiaddrs.length >= 3) return { child, multiaddrs: peer.multiaddrs };
+    if (peer.multiaddrs.length >= 3) return { child, http, multiaddrs: peer.multiaddrs };
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error("serve did not report its addresses");
@@ -99,6 +99,13 @@ async function carOf(helia, root, path) {
 
 let server;
 const files = {};
+
+/** The node's WebRTC-direct stream closes from `/metrics`: FINs sent and how they ended. */
+async function streamCloses() {
+  const text = await (await fetch(`${server.http}/metrics`)).text();
+  const count = (result) => Number(text.match(new RegExp(`antiphon_webrtc_direct_stream_closes_total\\{result="${result}"\\} (\\d+)`))[1]);
+  return { sent: count("fin_sent"), acked: count("acked"), timedOut: count("timed_out"), cut: count("cut") };
+}
 
 before(async () => {
   mkdirSync(OUT, { recursive: true });
@@ -144,6 +151,18 @@ for (const transport of Object.keys(TRANSPORTS)) {
         const got = Buffer.concat(parts);
         assert.equal(sha256(got), files[layout].sha);
         matrix.push({ fetcher: "Helia", provider: "antiphon-node", transport, layout, bytes: got.length, ms: Math.round(performance.now() - started), pass: true });
+        if (transport === "webrtc-direct") {
+          // No stream the node closed on this connection waits out the FIN_ACK timeout: Helia
+          // acknowledges each FIN (or closes the channel first), and the connection is up.
+          let closes = await streamCloses();
+          for (let i = 0; i < 100 && closes.acked + closes.timedOut + closes.cut < closes.sent; i++) {
+            await new Promise((r) => setTimeout(r, 100));
+            closes = await streamCloses();
+          }
+          assert.ok(closes.acked > 0, "Helia acknowledged no FIN");
+          assert.equal(closes.timedOut, 0);
+          assert.equal(closes.acked + closes.cut, closes.sent);
+        }
       } finally {
         await helia.stop();
       }

@@ -221,6 +221,15 @@ fn render_webrtc(out: &mut String, w: &crate::webrtc::Counters) {
         v(&w.dropped),
         v(&w.send_drops)
     );
+    let _ = writeln!(
+        out,
+        "# HELP antiphon_webrtc_direct_stream_closes_total Streams whose write side this node closed (FIN sent), and how those closes ended: acknowledged (FIN_ACK), timed out, or cut by the channel or connection ending first.\n# TYPE antiphon_webrtc_direct_stream_closes_total counter"
+    );
+    for (result, counter) in
+        [("fin_sent", &w.fins_sent), ("acked", &w.fins_acked), ("timed_out", &w.fins_timed_out), ("cut", &w.fins_cut)]
+    {
+        let _ = writeln!(out, "antiphon_webrtc_direct_stream_closes_total{{result=\"{result}\"}} {}", v(counter));
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ use antiphon_core::datachannel::{DataChannelStream, WriteHalf};
 use futures::{AsyncRead, AsyncWrite};
 use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
 
+use super::driver::Counters;
+
 /// Bytes received and not read that one stream may hold; a remote past it has the stream reset.
 pub(crate) const MAX_READ_BUFFER: usize = 1024 * 1024;
 /// Framed bytes one stream may queue before its writes wait for the driver to send them.
@@ -48,6 +50,8 @@ pub(crate) struct Slot {
     pub(crate) inbound: bool,
     /// When a finished stream's channel is closed by this side if the remote has not.
     pub(crate) close_by: Option<std::time::Duration>,
+    /// How this side's close ended is counted already.
+    pub(crate) close_counted: bool,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
 }
@@ -61,6 +65,7 @@ impl Slot {
             hold: false,
             inbound: false,
             close_by: None,
+            close_counted: false,
             read_waker: None,
             write_waker: None,
         }
@@ -177,10 +182,12 @@ pub(crate) struct Shared {
     /// The remote's address: the driver's key for the connection.
     pub(crate) remote: SocketAddr,
     epoch: Instant,
+    /// The socket's counters (stream closes are counted here).
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl Shared {
-    pub(crate) fn new(remote: SocketAddr, wake: Arc<DriverWake>, epoch: Instant) -> Arc<Self> {
+    pub(crate) fn new(remote: SocketAddr, wake: Arc<DriverWake>, epoch: Instant, counters: Arc<Counters>) -> Arc<Self> {
         let mut streams = HashMap::new();
         let mut handshake = Slot::new();
         handshake.hold = true;
@@ -201,6 +208,7 @@ impl Shared {
             queued: AtomicBool::new(false),
             remote,
             epoch,
+            counters,
         })
     }
 
@@ -319,8 +327,11 @@ impl AsyncWrite for Substream {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let now = self.shared.now();
-        if let Some(slot) = self.shared.lock().streams.get_mut(&self.key) {
+        if let Some(slot) = self.shared.lock().streams.get_mut(&self.key)
+            && matches!(slot.framing.write_half(), WriteHalf::Open)
+        {
             slot.framing.close_write(now);
+            Counters::add(&self.shared.counters.fins_sent, 1);
         }
         self.shared.mark_dirty();
         self.poll_flush(cx)

@@ -21,6 +21,8 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use antiphon_core::datachannel::WriteHalf;
+
 use super::connection::{HANDSHAKE, MAX_PENDING_INBOUND, MAX_QUEUED, MAX_STREAMS, Shared, Slot};
 use super::pacer::{Pace, Pacer};
 
@@ -69,10 +71,18 @@ pub struct Counters {
     pub dropped: AtomicU64,
     /// Datagrams the socket could not send at once (its buffer was full).
     pub send_drops: AtomicU64,
+    /// Streams whose write side this node closed (a FIN sent).
+    pub fins_sent: AtomicU64,
+    /// Of those, closes the remote acknowledged with a FIN_ACK.
+    pub fins_acked: AtomicU64,
+    /// Of those, closes given up after the FIN_ACK wait timed out.
+    pub fins_timed_out: AtomicU64,
+    /// Of those, closes whose channel or connection ended before any FIN_ACK came.
+    pub fins_cut: AtomicU64,
 }
 
 impl Counters {
-    fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 }
@@ -234,7 +244,7 @@ impl Driver {
         api.set_remote_fingerprint(DtlsFingerprint { hash_func: "sha-256".into(), bytes: server_fingerprint.to_vec() });
         api.start_dtls(true)?;
         api.start_sctp(true);
-        let shared = Shared::new(server, self.wake.clone(), self.epoch);
+        let shared = Shared::new(server, self.wake.clone(), self.epoch, self.counters.clone());
         self.conns.insert(server, Conn::new(rtc, shared.clone(), self.local, now));
         self.service(server);
         Ok(shared)
@@ -386,7 +396,7 @@ impl Driver {
             return false;
         }
         api.start_sctp(false);
-        let shared = Shared::new(from, self.wake.clone(), self.epoch);
+        let shared = Shared::new(from, self.wake.clone(), self.epoch, self.counters.clone());
         if incoming.try_send(shared.clone()).is_err() {
             tracing::debug!(%from, "WebRTC-direct: refused a new connection (the swarm is behind)");
             return false;
@@ -475,7 +485,11 @@ impl Driver {
         let _ = conn.rtc.close();
         let mut sent = Sent::default();
         let _ = conn.drain(&self.socket, &self.counters, &mut sent);
-        conn.shared.lock().close(why);
+        let mut state = conn.shared.lock();
+        for slot in state.streams.values_mut() {
+            count_close(&self.counters, slot, true);
+        }
+        state.close(why);
         tracing::debug!(%addr, why, "WebRTC-direct connection ended");
     }
 }
@@ -522,6 +536,7 @@ impl Conn {
             if slot.framing.deadline().is_some_and(|at| at <= framing_now) {
                 slot.framing.on_timeout(framing_now);
             }
+            count_close(&shared.counters, slot, false);
             let channel = self.by_key.get(key).copied();
             if let Some(id) = channel
                 && let Some(mut ch) = self.rtc.channel(id)
@@ -560,7 +575,9 @@ impl Conn {
             }
         }
         for key in finished {
-            state.streams.remove(&key);
+            if let Some(mut slot) = state.streams.remove(&key) {
+                count_close(&shared.counters, &mut slot, true);
+            }
             if let Some(id) = self.by_key.remove(&key) {
                 self.by_channel.remove(&id);
                 self.rtc.direct_api().close_data_channel(id);
@@ -672,8 +689,10 @@ impl Conn {
                     if let Some(slot) = state.streams.get_mut(&key) {
                         slot.channel_closed = true;
                         slot.wake();
-                        if slot.dropped {
-                            state.streams.remove(&key);
+                        if slot.dropped
+                            && let Some(mut slot) = state.streams.remove(&key)
+                        {
+                            count_close(&shared.counters, &mut slot, true);
                         }
                     }
                 }
@@ -697,6 +716,22 @@ impl Conn {
         let handshake = (!state.established).then_some(self.handshake_deadline);
         [self.rtc_timeout, framing, handshake, self.pacer.next_release()].into_iter().flatten().min()
     }
+}
+
+/// Counts how this side's close of a stream ended, once: when its FIN is acknowledged or its
+/// wait times out, or (`ending`) when the stream goes with its FIN still unanswered.
+fn count_close(counters: &Counters, slot: &mut Slot, ending: bool) {
+    if slot.close_counted {
+        return;
+    }
+    let counter = match slot.framing.write_half() {
+        WriteHalf::Closed { acked: true } => &counters.fins_acked,
+        WriteHalf::Closed { acked: false } => &counters.fins_timed_out,
+        WriteHalf::FinSent { .. } if ending => &counters.fins_cut,
+        _ => return,
+    };
+    slot.close_counted = true;
+    Counters::add(counter, 1);
 }
 
 /// Sends one datagram now; a full socket buffer drops it (counted; SCTP resends).
