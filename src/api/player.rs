@@ -640,7 +640,7 @@ struct Sources {
     list: Vec<(Source, SourceKind)>,
     nodes_seen: usize,
     /// Browsers already made sources. One that reconnects keeps its source (and its score).
-    browsers_seen: std::collections::HashSet<libp2p::PeerId>,
+    browsers_seen: std::collections::HashMap<libp2p::PeerId, SourceId>,
 }
 
 impl Sources {
@@ -667,17 +667,33 @@ impl Sources {
         self.nodes_seen = nodes.len();
         let browsers = shared.network.browsers.borrow();
         for browser in browsers.iter() {
-            if self.browsers_seen.insert(browser.peer) {
+            if !self.browsers_seen.contains_key(&browser.peer) {
                 let source = Source::Bitswap { net: shared.network.net.clone(), peer: browser.peer };
-                self.add(scheduler, source, SourceKind::Peer);
+                let id = self.add(scheduler, source, SourceKind::Peer);
+                self.browsers_seen.insert(browser.peer, id);
             }
+        }
+        // A browser that left is neither asked nor waited for until it is back. When all
+        // have left, others are looked up.
+        let mut any = false;
+        for (peer, id) in &self.browsers_seen {
+            let connected = shared.network.net.is_connected(peer);
+            scheduler.set_connected(*id, connected);
+            any |= connected;
+        }
+        if !any
+            && !self.browsers_seen.is_empty()
+            && let Some(track) = shared.state.borrow().track
+        {
+            shared.network.look_up_again(track);
         }
     }
 
-    fn add(&mut self, scheduler: &mut Scheduler, source: Source, kind: SourceKind) {
+    fn add(&mut self, scheduler: &mut Scheduler, source: Source, kind: SourceKind) -> SourceId {
         let id = scheduler.add_source(kind);
         debug_assert_eq!(id.0 as usize, self.list.len());
         self.list.push((source, kind));
+        id
     }
 }
 
@@ -697,6 +713,10 @@ fn kind_name(kind: SourceKind) -> &'static str {
 }
 
 type Outcome = (usize, SourceId, Result<FetchedSegment, Error>);
+
+/// How long after a load the scheduler may leave segments with time to spare for the browsers
+/// a lookup may find (the lookup starts once playback has, within 3 s).
+const AWAIT_PEERS_AT_MOST: Duration = Duration::from_secs(8);
 
 /// Records and announces that a source sent bytes that do not verify and is never asked again.
 fn banned(shared: &Shared, (source, kind): &(Source, SourceKind)) {
@@ -821,6 +841,7 @@ impl Pump {
         if self.shared.state.borrow().time_to_first_audio.is_some() {
             self.scheduler.playback_started();
         }
+        self.scheduler.await_peers(self.shared.network.discovering() && now < AWAIT_PEERS_AT_MOST);
         let mut actions = self.scheduler.set_playhead(playhead, rate, now);
         actions.extend(self.scheduler.poll(now));
         for action in actions {

@@ -43,6 +43,11 @@ pub(crate) struct Network {
     pub(crate) held: RefCell<crate::network::announce::Held>,
     /// Until when a player is starting playback (see [`Network::starting`]).
     pub(crate) starting_until: std::cell::Cell<Option<web_time::Instant>>,
+    /// Lookups of browsers that hold a track, begun and not finished
+    /// ([`Network::discover_once_started`]).
+    discoveries: std::cell::Cell<u32>,
+    /// When browsers were last looked up again after every one had left.
+    looked_up_again: std::cell::Cell<Option<web_time::Instant>>,
     /// Each dial reports here when it settles, until `first_connected` takes it.
     dials_settled: RefCell<Option<mpsc::Receiver<()>>>,
 }
@@ -57,6 +62,8 @@ const RESERVE_AFTER: Duration = Duration::from_secs(1);
 const START_GRACE: Duration = Duration::from_secs(3);
 /// The reservation waits for starting players at most this long after the first connection.
 const RESERVE_AT_MOST_AFTER: Duration = Duration::from_secs(10);
+/// Lookups made because every browser left are at least this far apart.
+const LOOK_UP_AGAIN_AFTER: Duration = Duration::from_secs(10);
 /// Browsers found through routing that one lookup connects to at most.
 const DISCOVER_AT_MOST: usize = 3;
 /// How often work waiting for a starting player looks again.
@@ -83,6 +90,8 @@ impl Network {
             serving_error: RefCell::new(None),
             held: RefCell::new(crate::network::announce::Held::default()),
             starting_until: std::cell::Cell::new(None),
+            discoveries: std::cell::Cell::new(0),
+            looked_up_again: std::cell::Cell::new(None),
             dials_settled: RefCell::new(None),
         });
         if !serve {
@@ -197,6 +206,7 @@ impl Network {
     /// otherwise share the page's main thread with the first segment.
     pub(crate) fn discover_once_started(self: &Rc<Self>, cid: antiphon_core::Cid) {
         let weak = Rc::downgrade(self);
+        self.discoveries.set(self.discoveries.get() + 1);
         wasm_bindgen_futures::spawn_local(async move {
             if !while_starting(&weak, web_time::Instant::now() + START_GRACE).await {
                 return;
@@ -204,9 +214,35 @@ impl Network {
             let Some(network) = weak.upgrade() else { return };
             network.prune_browsers();
             if network.browsers.borrow().is_empty() {
-                network.discover(cid).await;
+                network.clone().discover(cid).await;
             }
+            network.discoveries.set(network.discoveries.get().saturating_sub(1));
         });
+    }
+
+    /// Every browser a player fetched from has left: looks up others that hold `cid`, unless
+    /// a lookup is under way or one was made less than [`LOOK_UP_AGAIN_AFTER`] ago.
+    pub(crate) fn look_up_again(self: &Rc<Self>, cid: antiphon_core::Cid) {
+        let recent = self.looked_up_again.get().is_some_and(|at| at.elapsed() < LOOK_UP_AGAIN_AFTER);
+        if self.discovering() || recent {
+            return;
+        }
+        self.looked_up_again.set(Some(web_time::Instant::now()));
+        self.discoveries.set(self.discoveries.get() + 1);
+        let network = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            network.prune_browsers();
+            if network.browsers.borrow().is_empty() {
+                network.clone().discover(cid).await;
+            }
+            network.discoveries.set(network.discoveries.get().saturating_sub(1));
+        });
+    }
+
+    /// Whether a lookup of browsers is under way: players then leave what can wait for the
+    /// browsers it may find (`Scheduler::await_peers`).
+    pub(crate) fn discovering(&self) -> bool {
+        self.discoveries.get() > 0
     }
 
     /// Forgets the browsers whose connection has closed.

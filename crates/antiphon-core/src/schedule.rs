@@ -4,7 +4,10 @@
 //! It keeps a window of segments ahead of the playhead and fetches them in deadline order (a
 //! segment's deadline is when the playhead reaches it). Each source (creator node, peer that
 //! answered HAVE, HTTP gateway) has a score: the time it is expected to take for a segment,
-//! from its measured latency and throughput plus a penalty per recent failure. A request that
+//! from its measured latency and throughput plus a penalty per recent failure. Browser peers
+//! are asked first whenever they can meet the deadline, since the node's bytes are what the
+//! platform pays for; the node takes what is urgent or what no peer has (see
+//! `Scheduler::best_source`). A request that
 //! runs late for its deadline is hedged to the next best source; a request that makes no
 //! progress for too long is abandoned and its source penalised; a source that sent bytes that
 //! failed verification is banned for the scheduler's life. Until playback has started, once the
@@ -124,6 +127,8 @@ pub enum Failure {
 struct Source {
     kind: SourceKind,
     banned: bool,
+    /// Disconnected: not asked until it is back ([`Scheduler::set_connected`]).
+    gone: bool,
     latency: Duration,
     bytes_per_sec: f64,
     failures: u32,
@@ -149,6 +154,9 @@ struct Segment {
     attempts: Vec<Attempt>,
     /// Sources that failed this segment; not asked again for it.
     failed: Vec<SourceId>,
+    /// Peers that did not have this segment, and when they may be asked again: a listener
+    /// ahead of this one fetches it later.
+    peer_retry: Vec<(SourceId, Duration)>,
 }
 
 /// The scheduler of one track. Times are offsets from any fixed origin the caller chooses.
@@ -167,7 +175,12 @@ pub struct Scheduler {
     started: bool,
     /// When new fetches began to wait for playback to start (see [`Config::start_hold`]).
     held_since: Option<Duration>,
+    /// Browser peers are being looked up (see [`Scheduler::await_peers`]).
+    awaiting_peers: bool,
 }
+
+/// How long after asking a browser peer that lacked a segment it may be asked again.
+pub const PEER_RETRY: Duration = Duration::from_secs(2);
 
 /// Weight of a new measurement in the moving averages.
 const EWMA: f64 = 0.3;
@@ -191,14 +204,31 @@ impl Scheduler {
             rate: 0.0,
             started: false,
             held_since: None,
+            awaiting_peers: false,
         }
     }
 
     /// Adds a source; returns its id.
     pub fn add_source(&mut self, kind: SourceKind) -> SourceId {
         let (latency, bytes_per_sec) = kind.prior();
-        self.sources.push(Source { kind, banned: false, latency, bytes_per_sec, failures: 0, in_flight: 0 });
+        self.sources.push(Source {
+            kind,
+            banned: false,
+            gone: false,
+            latency,
+            bytes_per_sec,
+            failures: 0,
+            in_flight: 0,
+        });
         SourceId(self.sources.len() as u32 - 1)
+    }
+
+    /// Whether `source` is connected. A source that is not is never asked; requests already
+    /// running at it fail or stall on their own.
+    pub fn set_connected(&mut self, source: SourceId, connected: bool) {
+        if let Some(s) = self.sources.get_mut(source.0 as usize) {
+            s.gone = !connected;
+        }
     }
 
     /// Whether `source` is banned.
@@ -246,6 +276,13 @@ impl Scheduler {
         out
     }
 
+    /// Whether browser peers are being looked up. While they are and none is a source yet, a
+    /// segment with time to spare (twice [`Config::hedge_margin`] beyond the fastest source's
+    /// expected time) waits for them instead of going to the node.
+    pub fn await_peers(&mut self, yes: bool) {
+        self.awaiting_peers = yes;
+    }
+
     /// Playback has started: fetches held for it (see [`Config::start_hold`]) go ahead.
     pub fn playback_started(&mut self) {
         self.started = true;
@@ -281,15 +318,59 @@ impl Scheduler {
         }
     }
 
-    /// The best source for `segment` not already trying it and not excluded, with room.
-    fn best_source(&self, segment: usize, skip: &[SourceId]) -> Option<SourceId> {
+    /// Where `segment` goes now, among the sources not excluded by `skip`, or `None` to wait.
+    ///
+    /// The cost model: a creator node's or gateway's bytes are the platform's egress, a
+    /// listener's upload is free. So a segment goes to a browser peer whenever that can still
+    /// meet its deadline: when the peer's expected time plus [`Config::hedge_margin`] fits
+    /// before it. Among peers with room, the least loaded (then the fastest) is asked, which
+    /// spreads requests over uploaders. A segment with time to spare whose peers are all busy
+    /// waits for one rather than going to the node; as its deadline nears it becomes urgent.
+    /// An urgent segment (the playhead's, as at the start or after a seek; a hedge; one whose
+    /// deadline no peer can meet) and one no peer can serve go to the source expected to
+    /// finish first, whatever its kind.
+    fn best_source(
+        &self,
+        segment: usize,
+        skip: &[SourceId],
+        cooling: &[SourceId],
+        now: Duration,
+        hedge: bool,
+    ) -> Option<SourceId> {
         let bytes = self.bytes[segment];
-        self.sources
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (SourceId(i as u32), s))
-            .filter(|(id, s)| !s.banned && s.in_flight < self.config.per_source && !skip.contains(id))
-            .min_by_key(|(_, s)| s.expected(bytes, self.config.failure_penalty))
+        let penalty = self.config.failure_penalty;
+        let usable = || {
+            self.sources
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (SourceId(i as u32), s))
+                .filter(|(id, s)| !s.banned && !s.gone && !skip.contains(id))
+        };
+        let urgent = hedge || segment == self.segment_at(self.playhead.0);
+        let deadline = self.deadline(segment);
+        if !urgent {
+            let in_time = |s: &Source| now + s.expected(bytes, penalty) + self.config.hedge_margin < deadline;
+            let peers: Vec<(SourceId, &Source)> =
+                usable().filter(|(_, s)| s.kind == SourceKind::Peer && in_time(s)).collect();
+            if !peers.is_empty() {
+                return peers
+                    .iter()
+                    .filter(|(_, s)| s.in_flight < self.config.per_source)
+                    .min_by_key(|(_, s)| (s.in_flight, s.expected(bytes, penalty)))
+                    .map(|(id, _)| *id);
+            }
+            // Peers may yet serve it: being looked up, or one that lacked it asked again soon.
+            let no_peers = !self.sources.iter().any(|s| s.kind == SourceKind::Peer && !s.banned && !s.gone);
+            let cooling_live = cooling.iter().any(|id| self.sources.get(id.0 as usize).is_some_and(|s| !s.gone));
+            let later = (self.awaiting_peers && no_peers) || cooling_live;
+            let fastest = usable().map(|(_, s)| s.expected(bytes, penalty)).min();
+            if later && fastest.is_some_and(|f| now + f + self.config.hedge_margin * 2 < deadline) {
+                return None;
+            }
+        }
+        usable()
+            .filter(|(_, s)| s.in_flight < self.config.per_source)
+            .min_by_key(|(_, s)| s.expected(bytes, penalty))
             .map(|(id, _)| id)
     }
 
@@ -326,6 +407,9 @@ impl Scheduler {
             let trying: Vec<SourceId> = self.segments[i].attempts.iter().map(|a| a.source).collect();
             let mut skip = trying.clone();
             skip.extend(&self.segments[i].failed);
+            self.segments[i].peer_retry.retain(|(_, at)| *at > now);
+            let cooling: Vec<SourceId> = self.segments[i].peer_retry.iter().map(|(id, _)| *id).collect();
+            skip.extend(&cooling);
             let hedge = match self.segments[i].attempts.iter().map(|a| a.started).min() {
                 None => false,
                 Some(started) => {
@@ -354,7 +438,7 @@ impl Scheduler {
                 self.segments[i].failed.clear();
                 skip.clear();
             }
-            let Some(source) = self.best_source(i, &skip) else { continue };
+            let Some(source) = self.best_source(i, &skip, &cooling, now, hedge) else { continue };
             self.sources[source.0 as usize].in_flight += 1;
             self.segments[i].attempts.push(Attempt { source, started: now, progress: now });
             in_flight += 1;
@@ -397,20 +481,28 @@ impl Scheduler {
         out
     }
 
-    /// `source` failed `segment`. A corrupt delivery bans the source; otherwise the source is
+    /// `source` failed `segment`. A corrupt delivery bans the source. A browser peer that did
+    /// not have it may be asked again [`PEER_RETRY`] after the request began (it may fetch it
+    /// meanwhile), unpenalised: lacking a segment is not being slow. Any other source is
     /// penalised and not asked for this segment again until every other source has failed it
     /// too.
     pub fn on_failure(&mut self, segment: usize, source: SourceId, failure: Failure) -> Vec<Action> {
         let mut out = Vec::new();
+        let lacked = failure == Failure::Unavailable && self.kind(source) == Some(SourceKind::Peer);
         if let Some(seg) = self.segments.get_mut(segment)
             && let Some(pos) = seg.attempts.iter().position(|a| a.source == source)
         {
-            seg.attempts.remove(pos);
-            seg.failed.push(source);
+            let attempt = seg.attempts.remove(pos);
+            if lacked {
+                seg.peer_retry.push((source, attempt.started + PEER_RETRY));
+            } else {
+                seg.failed.push(source);
+            }
             self.sources[source.0 as usize].in_flight -= 1;
         }
         let s = &mut self.sources[source.0 as usize];
         match failure {
+            Failure::Unavailable if lacked => {}
             Failure::Unavailable => s.failures += 1,
             Failure::Corrupt if !s.banned => {
                 // Never asked again. Requests already running may finish: their blocks are
@@ -581,6 +673,117 @@ mod tests {
         let mut retried = fetches(&later);
         retried.extend(fetches(&s.poll(Duration::from_secs(12))));
         assert!(retried.contains(&(0, b.0, false)), "{retried:?}");
+    }
+
+    #[test]
+    fn peers_take_what_they_can_serve_in_time_and_the_node_only_the_playhead_segment() {
+        let mut s = sched(20);
+        let node = s.add_source(SourceKind::CreatorNode);
+        let peer = s.add_source(SourceKind::Peer);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        // Segment 0 is due now: the fastest source. Segments 1 and 2 have seconds to spare:
+        // the peer, up to its two at a time. Segments 3 and 4 wait for the peer, not the node.
+        assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(0, node.0, false), (1, peer.0, false), (2, peer.0, false)]);
+        s.on_success(0, node, 150 * MS);
+        assert!(fetches(&s.poll(150 * MS)).is_empty(), "the node is idle, yet nothing goes to it");
+        s.on_success(1, peer, 300 * MS);
+        assert_eq!(fetches(&s.poll(300 * MS)), vec![(3, peer.0, false)]);
+    }
+
+    #[test]
+    fn requests_spread_over_peers_least_loaded_first() {
+        let mut s = sched(20);
+        let _node = s.add_source(SourceKind::CreatorNode);
+        let (a, b) = (s.add_source(SourceKind::Peer), s.add_source(SourceKind::Peer));
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        let got = fetches(&s.poll(Duration::ZERO));
+        assert_eq!(got[1..], [(1, a.0, false), (2, b.0, false), (3, a.0, false), (4, b.0, false)]);
+    }
+
+    #[test]
+    fn a_segment_no_peer_can_deliver_in_time_goes_to_the_node() {
+        let mut s = sched(20);
+        let node = s.add_source(SourceKind::CreatorNode);
+        let peer = s.add_source(SourceKind::Peer);
+        // At 4.9 s segment 1 is due in 1.1 s: less than the peer's 0.3 s plus the margin.
+        let now = Duration::from_millis(4900);
+        s.set_playhead(4.9, 1.0, now);
+        assert_eq!(
+            fetches(&s.poll(now)),
+            vec![(0, node.0, false), (1, node.0, false), (2, peer.0, false), (3, peer.0, false)]
+        );
+    }
+
+    #[test]
+    fn a_peer_that_lacks_a_segment_is_asked_again_and_the_node_takes_it_only_when_it_must() {
+        let mut s = sched(20);
+        let node = s.add_source(SourceKind::CreatorNode);
+        let peer = s.add_source(SourceKind::Peer);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        assert!(fetches(&s.poll(Duration::ZERO)).contains(&(1, peer.0, false)));
+        s.on_success(0, node, 100 * MS);
+        s.on_failure(1, peer, Failure::Unavailable);
+        // Segment 1 (due at 6 s) waits: the peer, ahead of us, may fetch it meanwhile.
+        assert!(!fetches(&s.poll(100 * MS)).iter().any(|f| f.0 == 1), "not to the node yet");
+        for segment in [2, 3] {
+            s.on_success(segment, peer, Duration::from_secs(1));
+        }
+        assert!(fetches(&s.poll(Duration::from_secs(2))).contains(&(1, peer.0, false)), "asked again");
+        s.on_failure(1, peer, Failure::Unavailable);
+        // At 3 s it can wait no longer: 0.15 s for the node plus twice the margin reaches 6 s.
+        assert!(fetches(&s.poll(Duration::from_secs(3))).contains(&(1, node.0, false)));
+    }
+
+    #[test]
+    fn a_peer_request_running_late_is_hedged_to_the_node() {
+        let mut s = sched(20);
+        let node = s.add_source(SourceKind::CreatorNode);
+        let peer = s.add_source(SourceKind::Peer);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        s.poll(Duration::ZERO);
+        s.on_success(0, node, 200 * MS);
+        // At 4.6 s segment 1 (due at 6 s) is still coming from the peer: within the margin.
+        let got = fetches(&s.poll(Duration::from_millis(4600)));
+        assert!(got.contains(&(1, node.0, true)), "{got:?}");
+    }
+
+    #[test]
+    fn while_peers_are_looked_up_only_what_cannot_wait_goes_to_the_node() {
+        let mut s = sched(20);
+        let node = s.add_source(SourceKind::CreatorNode);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        s.await_peers(true);
+        // Segment 0 is due now; segment 1 (due at 6 s) can wait 6 - 0.15 - 3 s.
+        assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(0, node.0, false)]);
+        s.on_success(0, node, 150 * MS);
+        assert!(fetches(&s.poll(Duration::from_secs(2))).is_empty());
+        assert_eq!(fetches(&s.poll(Duration::from_secs(3))), vec![(1, node.0, false)], "it can wait no longer");
+        // A peer arrives: what has time goes to it.
+        let peer = s.add_source(SourceKind::Peer);
+        assert_eq!(fetches(&s.poll(Duration::from_secs(3))), vec![(2, peer.0, false), (3, peer.0, false)]);
+        // Nobody looked up: the node takes the window as before.
+        let mut lone = sched(20);
+        let n = lone.add_source(SourceKind::CreatorNode);
+        lone.set_playhead(0.0, 1.0, Duration::ZERO);
+        assert_eq!(fetches(&lone.poll(Duration::ZERO)), vec![(0, n.0, false), (1, n.0, false)], "nobody awaited");
+    }
+
+    #[test]
+    fn a_peer_that_left_is_not_asked_or_waited_for() {
+        let mut s = sched(20);
+        let node = s.add_source(SourceKind::CreatorNode);
+        let peer = s.add_source(SourceKind::Peer);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        assert!(fetches(&s.poll(Duration::ZERO)).contains(&(1, peer.0, false)));
+        s.on_success(0, node, 100 * MS);
+        s.on_failure(1, peer, Failure::Unavailable);
+        s.on_failure(2, peer, Failure::Unavailable);
+        s.set_connected(peer, false);
+        let got = fetches(&s.poll(200 * MS));
+        assert_eq!(got, vec![(1, node.0, false), (2, node.0, false)], "straight to the node");
+        s.set_connected(peer, true);
+        s.on_success(1, node, 300 * MS);
+        assert_eq!(fetches(&s.poll(300 * MS)), vec![(3, peer.0, false), (4, peer.0, false)], "back");
     }
 
     #[test]

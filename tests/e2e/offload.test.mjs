@@ -1,0 +1,105 @@
+// Listeners carry the load: four listeners join a track a few seconds apart, the creator node
+// up the whole time, each page with its own wasm peer, through the documented API
+// (`Peer.start` -> `attach` -> `load`). Later listeners find earlier ones through the node's
+// routing, and the scheduler asks a browser first whenever it can still meet the segment's
+// deadline (`antiphon_core::schedule`). Before it did, every byte of every listener came from
+// the node. Runs only inside scripts/netns.sh.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { assertInNamespace, launchBrowser, nodeCli, removeDir, ROOT, startNode, stopNode, tempDir, waitInPage } from "./harness.mjs";
+
+assertInNamespace();
+
+const LISTENERS = 4;
+const JOIN_EVERY_MS = 3000;
+/** Share of bytes listeners 2..4 must each get from browsers. */
+const MIN_PEER_SHARE = 0.5;
+
+async function listen({ leave, port }) {
+  const work = tempDir("e2e-offload");
+  const outDir = join(ROOT, "tests", "e2e", "out");
+  mkdirSync(outDir, { recursive: true });
+  const mp3 = join(work, "track.mp3");
+  nodeCli(["demo-track", "-o", mp3, "--seconds", "48"]);
+  mkdirSync(join(work, "data"));
+  const track = nodeCli(["--data", join(work, "data"), "ingest", mp3]);
+  const node = await startNode(join(work, "data"), port);
+  const profile = tempDir("chromium");
+  const browser = await launchBrowser(profile);
+  const pages = [];
+  const explain = (e) => {
+    throw new Error(`${e.message}\n${pages.map((p, i) => `listener ${i + 1} console:\n${p.lines.slice(-25).join("\n")}`).join("\n")}`);
+  };
+  try {
+    for (let i = 0; i < LISTENERS; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, JOIN_EVERY_MS));
+      const page = await browser.newPage();
+      page.lines = [];
+      page.on("console", (m) => page.lines.push(m.text()));
+      pages.push(page);
+      await page.goto(`${node.url}/?track=${track}`);
+      await waitInPage(page, () => window.antiphon && window.antiphon.Peer, null, 30_000).catch(explain);
+      await page.evaluate(async ({ url, track }) => {
+        const peer = await window.antiphon.Peer.start({ creatorNodes: [url] });
+        const audio = document.getElementById("audio");
+        const player = peer.attach(audio);
+        window.listener = { peer, player, events: [] };
+        player.onEvent((e) => window.listener.events.push(e));
+        await player.load(track);
+        await audio.play();
+      }, { url: node.url, track }).catch(explain);
+    }
+    // With `leave`, once every later listener has found a browser, the first listener leaves
+    // mid-track, while the others may be fetching from it.
+    const [first, ...rest] = pages;
+    if (leave) {
+      for (const page of rest) {
+        await waitInPage(page, () => window.listener.peer.browsers.length > 0, null, 30_000).catch(explain);
+      }
+    }
+    const firstStats = await first.evaluate(() => {
+      const stats = window.listener.player.stats();
+      return { peerId: window.listener.peer.localPeerId, bytesBySourceKind: stats.bytesBySourceKind, rebuffers: stats.rebuffers, played: document.getElementById("audio").currentTime };
+    });
+    if (leave) {
+      assert.ok(firstStats.played < 40, `the first listener is mid-track (${firstStats.played} s)`);
+      await first.close();
+    }
+    // Each other listener plays on until its whole track is appended.
+    for (const page of rest) {
+      await waitInPage(page, () => window.listener.player.stats().segments.every((s) => s === "appended"), null, 90_000).catch(explain);
+    }
+    const listeners = [{ ...firstStats, browsers: [], segments: [], left: true }];
+    for (const page of rest) {
+      listeners.push(await page.evaluate(() => {
+        const stats = window.listener.player.stats();
+        return {
+          peerId: window.listener.peer.localPeerId,
+          browsers: window.listener.peer.browsers.map((b) => b.peerId),
+          bytesBySourceKind: stats.bytesBySourceKind,
+          rebuffers: stats.rebuffers,
+          timeToFirstAudioMs: stats.timeToFirstAudioMs,
+          segments: window.listener.events.filter((e) => e.type === "segment").map((e) => `${e.index}:${e.sourceKind}`),
+        };
+      }));
+    }
+    const share = (l) => l.bytesBySourceKind.peer / (l.bytesBySourceKind.node + l.bytesBySourceKind.peer + l.bytesBySourceKind.gateway);
+    writeFileSync(join(outDir, `offload-${leave ? "leave" : "stay"}.json`), JSON.stringify(listeners.map((l) => ({ ...l, peerShare: share(l) })), null, 2));
+    const report = JSON.stringify(listeners.map((l) => ({ share: share(l).toFixed(2), segments: l.segments.join(" "), browsers: l.browsers.length })));
+    for (const [i, l] of listeners.entries()) {
+      assert.equal(l.rebuffers, 0, `listener ${i + 1} rebuffered: ${report}`);
+      if (i > 0 && !leave) assert.ok(share(l) >= MIN_PEER_SHARE, `listener ${i + 1} got ${(100 * share(l)).toFixed(0)}% from browsers: ${report}`);
+    }
+  } finally {
+    await browser.close();
+    removeDir(profile);
+    await stopNode(node);
+    removeDir(work);
+  }
+}
+
+test("later listeners get most of their bytes from earlier listeners' browsers, with no rebuffer", () => listen({ leave: false, port: 18740 }));
+
+test("a serving browser that leaves mid-track costs its listeners no rebuffer", () => listen({ leave: true, port: 18750 }));
