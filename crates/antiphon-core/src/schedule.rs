@@ -740,7 +740,7 @@ mod tests {
         let node = s.add_source(SourceKind::CreatorNode);
         let peer = s.add_source(SourceKind::Peer);
         s.set_playhead(0.0, 1.0, Duration::ZERO);
-        s.poll(Duration::ZERO);
+        assert!(fetches(&s.poll(Duration::ZERO)).contains(&(1, peer.0, false)));
         s.on_success(0, node, 200 * MS);
         // At 4.6 s segment 1 (due at 6 s) is still coming from the peer: within the margin.
         let got = fetches(&s.poll(Duration::from_millis(4600)));
