@@ -224,6 +224,11 @@ impl DataChannelStream {
         self.write
     }
 
+    /// Bytes received and not read yet.
+    pub fn unread_bytes(&self) -> usize {
+        self.unread.len()
+    }
+
     /// Takes bytes the channel delivered: whole messages, or parts of one. Flags take effect
     /// at once; data waits for [`read`](Self::read). An error leaves the stream reset (the
     /// caller should close the channel).

@@ -22,7 +22,13 @@ use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
 use super::driver::Counters;
 
 /// Bytes received and not read that one stream may hold; a remote past it has the stream reset.
-pub(crate) const MAX_READ_BUFFER: usize = 1024 * 1024;
+/// One whole message of the largest the node's protocols take (a Bitswap message, 4 MiB) must
+/// fit: a reader that lags while a peer sends one is slow, not attacked (at 1 MiB, Helia's
+/// Bitswap replies were reset).
+pub(crate) const MAX_READ_BUFFER: usize = antiphon_core::limits::MAX_MESSAGE_BYTES;
+/// Bytes received and not read that all of one connection's streams may hold together; past
+/// it, the stream that received them is reset.
+pub(crate) const MAX_CONNECTION_UNREAD: usize = 2 * MAX_READ_BUFFER;
 /// Framed bytes one stream may queue before its writes wait for the driver to send them.
 pub(crate) const MAX_QUEUED: usize = 64 * 1024;
 /// Streams one connection may hold open at once, both directions together.
@@ -114,6 +120,11 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Whether the streams hold more unread bytes together than a connection may.
+    pub(crate) fn over_unread_budget(&self) -> bool {
+        self.streams.values().map(|s| s.framing.unread_bytes()).sum::<usize>() > MAX_CONNECTION_UNREAD
+    }
+
     pub(crate) fn new_key(&mut self) -> u64 {
         self.next_key += 1;
         self.next_key
@@ -416,5 +427,34 @@ impl StreamMuxer for Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.shared.request_close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use antiphon_core::datachannel::{MAX_PAYLOAD_BYTES, encode};
+
+    use super::*;
+
+    /// `n` bytes of data messages, as a remote sends them on one channel.
+    fn fill(slot: &mut Slot, n: usize) {
+        let message = encode(None, &vec![7; MAX_PAYLOAD_BYTES]);
+        for _ in 0..n / MAX_PAYLOAD_BYTES {
+            slot.framing.receive(&message).expect("within the stream's bound");
+        }
+    }
+
+    #[test]
+    fn a_connection_holds_at_most_its_unread_budget_over_all_streams() {
+        let shared =
+            Shared::new("127.0.0.1:9".parse().unwrap(), Arc::new(DriverWake::new()), Instant::now(), Arc::default());
+        let mut state = shared.lock();
+        // Each stream just under its own bound: two fit the connection's budget, three do not.
+        for key in 1..=3 {
+            let mut slot = Slot::new();
+            fill(&mut slot, MAX_READ_BUFFER - MAX_PAYLOAD_BYTES);
+            state.streams.insert(key, slot);
+            assert_eq!(state.over_unread_budget(), key == 3, "{key} streams");
+        }
     }
 }

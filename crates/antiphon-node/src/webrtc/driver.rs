@@ -679,6 +679,14 @@ impl Conn {
                 if let Err(e) = slot.framing.receive(&data.data) {
                     tracing::debug!(error = %e, "WebRTC-direct: the remote broke the framing; resetting the stream");
                 }
+                let over = state.over_unread_budget();
+                let Some(slot) = state.streams.get_mut(&key) else { return false };
+                if over {
+                    tracing::debug!(
+                        "WebRTC-direct: the connection's streams hold too much unread; resetting the stream"
+                    );
+                    slot.framing.reset();
+                }
                 slot.wake();
                 // A FIN_ACK or a RESET_STREAM may be owed.
                 slot.framing.has_outgoing()
