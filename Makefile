@@ -79,13 +79,15 @@ fuzz: ## Each cargo-fuzz target under libFuzzer for FUZZ_SECONDS (default 60); i
 	    -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 || exit 1; \
 	done
 
-bench: setup pkg ## Verification throughput; a listener's latency under floods; listeners per node; Bitswap transfers, Antiphon vs Helia; time to first audio and module size; updates BENCHMARKS.md
+bench: setup pkg ## Verification throughput; offload in a simulated swarm; a listener's latency under floods; listeners per node; Bitswap transfers, Antiphon vs Helia; time to first audio and module size; updates BENCHMARKS.md
 	mkdir -p bench/out
 	cargo bench -p antiphon-core --bench verify > bench/out/native-verify.jsonl
 	wasm-bindgen --target web --out-dir bench/out/web $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/wasm-release/antiphon.wasm
 	scripts/wasm-opt.sh bench/out/web/antiphon_bg.wasm $(CARGO_TARGET_DIR)/wasm-opt -Oz $(WASM_OPT_FEATURES)
 	node bench/verify.mjs bench/out/native-verify.jsonl bench/out/web
 	cargo build --release -p antiphon-node
+	# Offload in a simulated swarm of one popular track, driving the player's real scheduler.
+	cargo run --release -p antiphon-sim | tee bench/out/sim.md
 	# An honest listener's block latency alone and under each flood (SECURITY.md).
 	cargo bench -p antiphon-node --bench floods -- $(CARGO_TARGET_DIR)/release/antiphon-node
 	# How many listeners one node carries over WebRTC-direct and WebSocket (native dialers as the

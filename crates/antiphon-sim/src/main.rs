@@ -1,0 +1,78 @@
+//! `antiphon-sim`: runs the swarm simulator for several listener counts and prints a Markdown
+//! table. `antiphon-sim --help` lists the options.
+
+use antiphon_sim::{Params, Report, run};
+
+const HELP: &str = "antiphon-sim: Antiphon's scheduler in a simulated swarm of one popular track
+
+Usage: antiphon-sim [--listeners 10,100,1000] [--seed N] [--churn F] [--unreachable F]
+                    [--node-mbit N] [--arrival-secs N]
+
+Each listener count runs twice: with peers (the scheduler as shipped) and without (every byte
+from the node, as before browsers served). Defaults: listeners 10,100,1000,10000; seed 1;
+churn 0.2; unreachable 0.3; node egress 100 Mbit/s; arrivals over 120 s, half in the first 10.";
+
+fn main() {
+    let mut counts = vec![10, 100, 1000, 10_000];
+    let mut params = Params::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| fail(&format!("{arg} needs a value")));
+        match arg.as_str() {
+            "--listeners" => counts = value().split(',').map(|n| parse(n, "--listeners")).collect(),
+            "--seed" => params.seed = parse(&value(), "--seed"),
+            "--churn" => params.churn = parse(&value(), "--churn"),
+            "--unreachable" => params.unreachable = parse(&value(), "--unreachable"),
+            "--node-mbit" => params.node_egress = parse::<f64>(&value(), "--node-mbit") * 1e6 / 8.0,
+            "--arrival-secs" => params.arrival_secs = parse(&value(), "--arrival-secs"),
+            "-h" | "--help" => {
+                println!("{HELP}");
+                return;
+            }
+            other => fail(&format!("unknown option {other}")),
+        }
+    }
+    println!(
+        "Seed {}; churn {:.0}%; unreachable {:.0}%; node egress {:.0} Mbit/s; arrivals over {:.0} s, {:.0}% in the first {:.0} s; {} segments of {} s and {} B.\n",
+        params.seed,
+        params.churn * 100.0,
+        params.unreachable * 100.0,
+        params.node_egress * 8.0 / 1e6,
+        params.arrival_secs,
+        params.burst_share * 100.0,
+        params.burst_secs,
+        params.segments,
+        params.segment_secs,
+        params.segment_bytes
+    );
+    println!("| listeners | peers | offload | node egress | rebuffers per listener-hour | start p50 / p95 |");
+    println!("|---:|---|---:|---:|---:|---:|");
+    for n in counts {
+        for peers in [params.peers_per_listener, 0] {
+            let report = run(&Params { listeners: n, peers_per_listener: peers, ..params.clone() });
+            row(n, peers, &report);
+        }
+    }
+}
+
+fn row(n: usize, peers: usize, r: &Report) {
+    let label = if peers == 0 { "none (node only)".to_owned() } else { format!("up to {peers}") };
+    println!(
+        "| {n} | {label} | {:.1}% | {:.1} MB ({:.1}% of bytes) | {:.2} | {:.0} / {:.0} ms |",
+        r.offload() * 100.0,
+        r.node_bytes as f64 / 1e6,
+        (1.0 - r.offload()) * 100.0,
+        r.rebuffers_per_hour(),
+        r.start_p50 * 1000.0,
+        r.start_p95 * 1000.0
+    );
+}
+
+fn parse<T: std::str::FromStr>(s: &str, what: &str) -> T {
+    s.trim().parse().unwrap_or_else(|_| fail(&format!("{what}: cannot read {s:?}")))
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("antiphon-sim: {message}\n\n{HELP}");
+    std::process::exit(2)
+}
