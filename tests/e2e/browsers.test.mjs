@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { assertInNamespace, launchBrowser, nodeCli, removeDir, ROOT, startNode, stopNode, tempDir, trackManifest, waitInPage } from "./harness.mjs";
+import { assertInNamespace, ingestDemoTrack, launchBrowser, removeDir, ROOT, startNode, stopNode, tempDir, trackManifest, waitInPage } from "./harness.mjs";
 
 assertInNamespace();
 
@@ -45,11 +45,8 @@ test("a browser that played a track serves it to another browser directly over W
   const work = tempDir("e2e-browsers");
   const outDir = join(ROOT, "tests", "e2e", "out");
   mkdirSync(outDir, { recursive: true });
-  const mp3 = join(work, "default.mp3");
-  nodeCli(["demo-track", "-o", mp3]);
-  mkdirSync(join(work, "data"));
-  const track = nodeCli(["--data", join(work, "data"), "ingest", mp3]);
-  const node = await startNode(join(work, "data"), 18400);
+  const { data, track } = ingestDemoTrack(work);
+  const node = await startNode(data, 18400);
   const profile = tempDir("chromium");
   const browser = await launchBrowser(profile);
   const pages = [];
@@ -148,11 +145,8 @@ test("a browser that played a track serves it to another browser directly over W
 test("a later listener finds an earlier one through the node's routing and plays on from it when the node stops", async () => {
   const work = tempDir("e2e-discovery");
   const outDir = join(ROOT, "tests", "e2e", "out");
-  const mp3 = join(work, "default.mp3");
-  nodeCli(["demo-track", "-o", mp3]);
-  mkdirSync(join(work, "data"));
-  const track = nodeCli(["--data", join(work, "data"), "ingest", mp3]);
-  const node = await startNode(join(work, "data"), 18410);
+  const { data, track } = ingestDemoTrack(work);
+  const node = await startNode(data, 18410);
   const profile = tempDir("chromium");
   const browser = await launchBrowser(profile);
   const pages = [];

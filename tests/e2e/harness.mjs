@@ -2,7 +2,7 @@
 // Debian's Chromium driven by Playwright, both inside the private network namespace that
 // scripts/netns.sh creates.
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,6 +33,18 @@ export function removeDir(dir) {
 /** Runs antiphon-node to completion and returns its stdout. */
 export function nodeCli(args) {
   return execFileSync(NODE_BIN, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+}
+
+/**
+ * Writes the demo track into `work` (`demoArgs` are more `demo-track` options, such as
+ * `--seconds`) and ingests it into `work/data`; returns that directory and the track's CID.
+ */
+export function ingestDemoTrack(work, demoArgs = []) {
+  const mp3 = join(work, "demo.mp3");
+  nodeCli(["demo-track", "-o", mp3, ...demoArgs]);
+  const data = join(work, "data");
+  mkdirSync(data, { recursive: true });
+  return { data, track: nodeCli(["--data", data, "ingest", mp3]) };
 }
 
 /**

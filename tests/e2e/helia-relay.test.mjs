@@ -7,10 +7,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { createServer } from "node:http";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
-import { HELIA_RELAY_PAGE_PORT, HOST, ROOT, assertInNamespace, launchBrowser, nodeCli, removeDir, startNode, stopNode, tempDir, trackManifest, waitInPage } from "./harness.mjs";
+import { HELIA_RELAY_PAGE_PORT, HOST, ROOT, assertInNamespace, ingestDemoTrack, launchBrowser, removeDir, startNode, stopNode, tempDir, trackManifest, waitInPage } from "./harness.mjs";
 
 assertInNamespace();
 
@@ -24,11 +24,8 @@ test("a Helia page fetches a block from an Antiphon browser over /webrtc, signal
     res.end(`<!doctype html><meta charset="utf-8"><script type="module">import * as helia from "/helia.js"; window.helia = helia; window.ready = true;</script>`);
   });
   await new Promise((r) => site.listen(HELIA_RELAY_PAGE_PORT, HOST, r));
-  const mp3 = join(work, "default.mp3");
-  nodeCli(["demo-track", "-o", mp3]);
-  mkdirSync(join(work, "data"));
-  const track = nodeCli(["--data", join(work, "data"), "ingest", mp3]);
-  const node = await startNode(join(work, "data"), 18720);
+  const { data, track } = ingestDemoTrack(work);
+  const node = await startNode(data, 18720);
   const profile = tempDir("chromium");
   const browser = await launchBrowser(profile);
   const lines = [];

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { assertInNamespace, launchBrowser, nodeCli, removeDir, ROOT, startNode, stopNode, tempDir, waitInPage } from "./harness.mjs";
+import { assertInNamespace, ingestDemoTrack, launchBrowser, removeDir, ROOT, startNode, stopNode, tempDir, waitInPage } from "./harness.mjs";
 
 assertInNamespace();
 
@@ -21,11 +21,8 @@ async function listen({ leave, port }) {
   const work = tempDir("e2e-offload");
   const outDir = join(ROOT, "tests", "e2e", "out");
   mkdirSync(outDir, { recursive: true });
-  const mp3 = join(work, "track.mp3");
-  nodeCli(["demo-track", "-o", mp3, "--seconds", "48"]);
-  mkdirSync(join(work, "data"));
-  const track = nodeCli(["--data", join(work, "data"), "ingest", mp3]);
-  const node = await startNode(join(work, "data"), port);
+  const { data, track } = ingestDemoTrack(work, ["--seconds", "48"]);
+  const node = await startNode(data, port);
   const profile = tempDir("chromium");
   const browser = await launchBrowser(profile);
   const pages = [];

@@ -539,6 +539,16 @@ mod tests {
         s
     }
 
+    /// A started scheduler of 20 segments with a creator node and a browser peer, playing
+    /// from 0 at wall time 0.
+    fn node_and_peer_playing() -> (Scheduler, SourceId, SourceId) {
+        let mut s = sched(20);
+        let node = s.add_source(SourceKind::CreatorNode);
+        let peer = s.add_source(SourceKind::Peer);
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        (s, node, peer)
+    }
+
     fn fetches(actions: &[Action]) -> Vec<(usize, u32, bool)> {
         actions
             .iter()
@@ -677,10 +687,7 @@ mod tests {
 
     #[test]
     fn peers_take_what_they_can_serve_in_time_and_the_node_only_the_playhead_segment() {
-        let mut s = sched(20);
-        let node = s.add_source(SourceKind::CreatorNode);
-        let peer = s.add_source(SourceKind::Peer);
-        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        let (mut s, node, peer) = node_and_peer_playing();
         // Segment 0 is due now: the fastest source. Segments 1 and 2 have seconds to spare:
         // the peer, up to its two at a time. Segments 3 and 4 wait for the peer, not the node.
         assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(0, node.0, false), (1, peer.0, false), (2, peer.0, false)]);
@@ -716,10 +723,7 @@ mod tests {
 
     #[test]
     fn a_peer_that_lacks_a_segment_is_asked_again_and_the_node_takes_it_only_when_it_must() {
-        let mut s = sched(20);
-        let node = s.add_source(SourceKind::CreatorNode);
-        let peer = s.add_source(SourceKind::Peer);
-        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        let (mut s, node, peer) = node_and_peer_playing();
         assert!(fetches(&s.poll(Duration::ZERO)).contains(&(1, peer.0, false)));
         s.on_success(0, node, 100 * MS);
         s.on_failure(1, peer, Failure::Unavailable);
@@ -736,10 +740,7 @@ mod tests {
 
     #[test]
     fn a_peer_request_running_late_is_hedged_to_the_node() {
-        let mut s = sched(20);
-        let node = s.add_source(SourceKind::CreatorNode);
-        let peer = s.add_source(SourceKind::Peer);
-        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        let (mut s, node, peer) = node_and_peer_playing();
         assert!(fetches(&s.poll(Duration::ZERO)).contains(&(1, peer.0, false)));
         s.on_success(0, node, 200 * MS);
         // At 4.6 s segment 1 (due at 6 s) is still coming from the peer: within the margin.
@@ -770,10 +771,7 @@ mod tests {
 
     #[test]
     fn a_peer_that_left_is_not_asked_or_waited_for() {
-        let mut s = sched(20);
-        let node = s.add_source(SourceKind::CreatorNode);
-        let peer = s.add_source(SourceKind::Peer);
-        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        let (mut s, node, peer) = node_and_peer_playing();
         assert!(fetches(&s.poll(Duration::ZERO)).contains(&(1, peer.0, false)));
         s.on_success(0, node, 100 * MS);
         s.on_failure(1, peer, Failure::Unavailable);
