@@ -205,19 +205,7 @@ impl Network {
     /// if none is connected by then: the lookup's answer and the dials it leads to would
     /// otherwise share the page's main thread with the first segment.
     pub(crate) fn discover_once_started(self: &Rc<Self>, cid: antiphon_core::Cid) {
-        let weak = Rc::downgrade(self);
-        self.discoveries.set(self.discoveries.get() + 1);
-        wasm_bindgen_futures::spawn_local(async move {
-            if !while_starting(&weak, web_time::Instant::now() + START_GRACE).await {
-                return;
-            }
-            let Some(network) = weak.upgrade() else { return };
-            network.prune_browsers();
-            if network.browsers.borrow().is_empty() {
-                network.clone().discover(cid).await;
-            }
-            network.discoveries.set(network.discoveries.get().saturating_sub(1));
-        });
+        self.spawn_lookup(cid, true);
     }
 
     /// Every browser a player fetched from has left: looks up others that hold `cid`, unless
@@ -228,9 +216,20 @@ impl Network {
             return;
         }
         self.looked_up_again.set(Some(web_time::Instant::now()));
+        self.spawn_lookup(cid, false);
+    }
+
+    /// Looks up browsers that hold `cid` (with `after_start`, once no player is starting) if
+    /// none is connected by then; counted as under way ([`Network::discovering`]) from now
+    /// until it ends.
+    fn spawn_lookup(self: &Rc<Self>, cid: antiphon_core::Cid, after_start: bool) {
+        let weak = Rc::downgrade(self);
         self.discoveries.set(self.discoveries.get() + 1);
-        let network = self.clone();
         wasm_bindgen_futures::spawn_local(async move {
+            if after_start && !while_starting(&weak, web_time::Instant::now() + START_GRACE).await {
+                return;
+            }
+            let Some(network) = weak.upgrade() else { return };
             network.prune_browsers();
             if network.browsers.borrow().is_empty() {
                 network.clone().discover(cid).await;
