@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { assertInNamespace, ingestDemoTrack, launchBrowser, removeDir, ROOT, startNode, stopNode, tempDir, trackManifest, waitInPage } from "./harness.mjs";
+import { assertInNamespace, ingestDemoTrack, launchBrowser, removeDir, ROOT, startNode, startServingListener, stopNode, tempDir, trackManifest, waitInPage } from "./harness.mjs";
 
 assertInNamespace();
 
@@ -57,15 +57,7 @@ test("a browser that played a track serves it to another browser directly over W
     // The first listener plays the whole track (fetching it all at once) over WebSocket.
     const first = await openPage(browser, `${node.url}/?track=${track}`);
     pages.push(first);
-    const served = await first.evaluate(async ({ url, track }) => {
-      const peer = await window.antiphon.Peer.start({ creatorNodes: [url], transport: "websocket" });
-      const player = peer.attach(document.getElementById("audio"), { windowSecs: 600 });
-      await player.load(track);
-      Object.assign(window, { servingPeer: peer, servingPlayer: player });
-      return { peerId: peer.localPeerId };
-    }, { url: node.url, track }).catch(explain);
-    await waitInPage(first, () => window.servingPlayer.stats().segments.every((s) => s === "appended" || s === "verified"), null, 30_000).catch(explain);
-    const address = await waitInPage(first, () => window.servingPeer.addresses[0], null, 15_000).catch(explain);
+    const { address, ...served } = await startServingListener(first, node.url, track).catch(explain);
     assert.match(address, new RegExp(`/p2p-circuit/webrtc/p2p/${served.peerId}$`));
 
     // The later listener connects to the first browser, through the node's relay.
@@ -157,13 +149,7 @@ test("a later listener finds an earlier one through the node's routing and plays
   try {
     const first = await openPage(browser, `${node.url}/?track=${track}`);
     pages.push(first);
-    const firstId = await first.evaluate(async ({ url, track }) => {
-      const peer = await window.antiphon.Peer.start({ creatorNodes: [url], transport: "websocket" });
-      const player = peer.attach(document.getElementById("audio"), { windowSecs: 600 });
-      await player.load(track);
-      Object.assign(window, { servingPeer: peer, servingPlayer: player });
-      return peer.localPeerId;
-    }, { url: node.url, track }).catch(explain);
+    const { peerId: firstId } = await startServingListener(first, node.url, track).catch(explain);
     await waitInPage(first, () => window.servingPlayer.stats().segments.every((s) => s === "appended"), null, 30_000).catch(explain);
 
     // The node lists the browser as a provider of the track and of its last segment.

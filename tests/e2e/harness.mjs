@@ -167,6 +167,25 @@ export async function openPlayer(browser, url) {
   return page;
 }
 
+/**
+ * In `page` (a creator node's demo page), starts a peer over WebSocket that fetches all of
+ * `track` (a 600 s window) and so can serve every segment to other browsers; resolves once every
+ * segment is in, with the peer's ID and its browser address (once the node's relay holds a
+ * reservation for it). The page keeps them as `window.servingPeer` and `window.servingPlayer`.
+ */
+export async function startServingListener(page, nodeUrl, track) {
+  const peerId = await page.evaluate(async ({ url, track }) => {
+    const peer = await window.antiphon.Peer.start({ creatorNodes: [url], transport: "websocket" });
+    const player = peer.attach(document.getElementById("audio"), { windowSecs: 600 });
+    await player.load(track);
+    Object.assign(window, { servingPeer: peer, servingPlayer: player });
+    return peer.localPeerId;
+  }, { url: nodeUrl, track });
+  await waitInPage(page, () => window.servingPlayer.stats().segments.every((s) => s === "appended" || s === "verified"), null, 30_000);
+  const address = await waitInPage(page, () => window.servingPeer.addresses[0], null, 15_000);
+  return { peerId, address };
+}
+
 /** Polls `fn` in the page until it returns a truthy value or `ms` pass. */
 export async function waitInPage(page, fn, arg, ms) {
   const handle = await page.waitForFunction(fn, arg, { timeout: ms, polling: 100 });

@@ -10,7 +10,7 @@ import { createServer } from "node:http";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
-import { HELIA_RELAY_PAGE_PORT, HOST, ROOT, assertInNamespace, ingestDemoTrack, launchBrowser, removeDir, startNode, stopNode, tempDir, trackManifest, waitInPage } from "./harness.mjs";
+import { HELIA_RELAY_PAGE_PORT, HOST, ROOT, assertInNamespace, ingestDemoTrack, launchBrowser, removeDir, startNode, startServingListener, stopNode, tempDir, trackManifest, waitInPage } from "./harness.mjs";
 
 assertInNamespace();
 
@@ -49,15 +49,7 @@ test("a Helia page fetches a block from an Antiphon browser over /webrtc, signal
     });
     await antiphon.goto(`${node.url}/?track=${track}`);
     await waitInPage(antiphon, () => window.antiphon && window.antiphon.Peer, null, 30_000);
-    const peerId = await antiphon.evaluate(async ({ url, track }) => {
-      const peer = await window.antiphon.Peer.start({ creatorNodes: [url], transport: "websocket" });
-      const player = peer.attach(document.getElementById("audio"), { windowSecs: 600 });
-      await player.load(track);
-      Object.assign(window, { servingPeer: peer, servingPlayer: player });
-      return peer.localPeerId;
-    }, { url: node.url, track }).catch(explain);
-    await waitInPage(antiphon, () => window.servingPlayer.stats().segments.every((s) => s === "appended" || s === "verified"), null, 30_000).catch(explain);
-    const address = await waitInPage(antiphon, () => window.servingPeer.addresses[0], null, 15_000).catch(explain);
+    const { peerId, address } = await startServingListener(antiphon, node.url, track).catch(explain);
     assert.match(address, new RegExp(`/p2p-circuit/webrtc/p2p/${peerId}$`));
 
     // The block Helia will ask for, as the node serves it.
