@@ -37,6 +37,7 @@ pub mod limits;
 pub mod liveness;
 pub mod manifest;
 pub mod provide;
+pub mod receipt;
 pub mod schedule;
 pub mod segment;
 pub mod store;

@@ -9,6 +9,7 @@
 //! - [`swarm`]: the libp2p swarm the node serves with (and the transports any client uses);
 //! - [`network`]: the loop that runs it (listeners, relay reservations, browsers'
 //!   announcements, replication);
+//! - [`receipts`]: the ledger of listeners' signed receipts, credited per serving peer;
 //! - [`replication`]: asking replicas to pull tracks, and pulling them as a replica;
 //! - [`http`]: the HTTP API (trustless gateway, tracks, HLS, uploads, metrics, delegated
 //!   routing) and the demo page;
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod mp3_encoder;
 pub mod network;
 pub mod progress;
+pub mod receipts;
 pub mod replication;
 pub mod store;
 pub mod swarm;

@@ -459,6 +459,7 @@ async fn serve(data: &Path, settings: antiphon_node::config::Config) -> anyhow::
         upload_dir: data.join(UPLOAD_DIR),
         browsers: browsers.clone(),
         catalog: catalog.clone(),
+        ledger: antiphon_node::receipts::Ledger::open(store.clone(), Default::default())?,
     };
     let app = http::router(state, settings.http.www.clone());
 

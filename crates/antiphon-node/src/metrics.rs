@@ -36,6 +36,9 @@ pub struct Metrics {
     replications_ok: AtomicU64,
     replications_failed: AtomicU64,
     ingests: Mutex<Histogram>,
+    receipts_accepted: AtomicU64,
+    receipts_refused: [AtomicU64; crate::receipts::REFUSAL_KINDS.len()],
+    receipt_bytes: AtomicU64,
     webrtc: Option<std::sync::Arc<crate::webrtc::Counters>>,
 }
 
@@ -102,6 +105,19 @@ impl Metrics {
         }
         h.count += 1;
         h.sum += secs;
+    }
+
+    /// Counts a receipt taken, crediting `bytes` to its server.
+    pub fn receipt_accepted(&self, bytes: u64) {
+        self.receipts_accepted.fetch_add(1, Ordering::Relaxed);
+        self.receipt_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts a receipt refused, by [`crate::receipts::Refusal::kind`].
+    pub fn receipt_refused(&self, kind: &str) {
+        let kinds = crate::receipts::REFUSAL_KINDS;
+        let i = kinds.iter().position(|k| *k == kind).unwrap_or(kinds.len() - 1);
+        self.receipts_refused[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -176,10 +192,41 @@ impl Metrics {
         let _ = writeln!(out, "antiphon_ingest_duration_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
         let _ = writeln!(out, "antiphon_ingest_duration_seconds_sum {}", h.sum);
         let _ = writeln!(out, "antiphon_ingest_duration_seconds_count {}", h.count);
+        let _ = writeln!(
+            out,
+            "# HELP antiphon_receipts_total Signed receipts received from listeners, by result.\n# TYPE antiphon_receipts_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "antiphon_receipts_total{{result=\"accepted\"}} {}",
+            self.receipts_accepted.load(Ordering::Relaxed)
+        );
+        for (kind, v) in crate::receipts::REFUSAL_KINDS.iter().zip(&self.receipts_refused) {
+            let _ = writeln!(out, "antiphon_receipts_total{{result=\"{kind}\"}} {}", v.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP antiphon_receipt_credited_bytes_total Bytes credited to serving peers by accepted receipts.\n# TYPE antiphon_receipt_credited_bytes_total counter\nantiphon_receipt_credited_bytes_total {}",
+            self.receipt_bytes.load(Ordering::Relaxed)
+        );
         if let Some(w) = &self.webrtc {
             render_webrtc(&mut out, w);
         }
         out
+    }
+}
+
+/// Most servers `/metrics` lists by peer ID (the rest are at `GET /receipts`).
+pub const TOP_SERVERS: usize = 10;
+
+/// The servers credited most, one series each: at most [`TOP_SERVERS`].
+pub fn render_top_servers(out: &mut String, servers: &[crate::receipts::ServerTotal]) {
+    let _ = writeln!(
+        out,
+        "# HELP antiphon_receipt_server_bytes Bytes credited by receipts to each of the {TOP_SERVERS} peers credited most (all of them: GET /receipts).\n# TYPE antiphon_receipt_server_bytes gauge"
+    );
+    for s in servers.iter().take(TOP_SERVERS) {
+        let _ = writeln!(out, "antiphon_receipt_server_bytes{{peer=\"{}\"}} {}", s.peer_id, s.bytes);
     }
 }
 

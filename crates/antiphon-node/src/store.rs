@@ -161,6 +161,21 @@ impl Store {
         Ok(table.get(cid.to_bytes().as_slice())?.map(|v| Bytes::copy_from_slice(v.value())))
     }
 
+    /// The database, for other tables of the node's (`crate::receipts`).
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The length of the stored block `cid`, read inside `txn`.
+    pub(crate) fn block_len_in(&self, txn: &redb::WriteTransaction, cid: &Cid) -> Result<Option<u64>, StoreError> {
+        Ok(txn.open_table(BLOCKS)?.get(cid.to_bytes().as_slice())?.map(|v| v.value().len() as u64))
+    }
+
+    /// Whether `track` is stored, read inside `txn`.
+    pub(crate) fn has_track_in(&self, txn: &redb::WriteTransaction, track: &Cid) -> Result<bool, StoreError> {
+        Ok(txn.open_table(TRACKS)?.get(track.to_bytes().as_slice())?.is_some())
+    }
+
     /// Number of blocks stored.
     pub fn block_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;

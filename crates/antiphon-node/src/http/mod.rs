@@ -4,9 +4,11 @@
 //! - [`tracks`]: `GET /tracks`, `GET /tracks/{cid}`, `GET /tracks/{cid}/playlist.m3u8`,
 //!   `POST /tracks`;
 //! - [`routing`]: delegated routing v1, `GET /routing/v1/providers/{cid}`;
+//! - [`receipts`]: listeners' signed receipts, `POST /receipts`, `GET /receipts[/{peer}]`;
 //! - `GET /peer` and `GET /metrics` here; the demo page's static files as the fallback.
 
 pub mod gateway;
+pub mod receipts;
 pub mod routing;
 pub mod tracks;
 pub mod traversal;
@@ -60,6 +62,8 @@ pub struct AppState {
     pub browsers: Arc<crate::browsers::BrowserProviders>,
     /// The tracks held, decoded once.
     pub catalog: Arc<crate::catalog::Catalog>,
+    /// Listeners' signed receipts, credited per serving peer.
+    pub ledger: crate::receipts::Ledger,
 }
 
 /// Who may `POST /tracks`. Whatever the mode, a request a browser marks as coming from another
@@ -100,6 +104,8 @@ async fn peer(State(state): State<AppState>) -> Json<PeerInfo> {
 async fn metrics(State(state): State<AppState>) -> Response {
     let store = state.store.clone();
     let blocks = tokio::task::spawn_blocking(move || store.block_count()).await;
+    let ledger = state.ledger.clone();
+    let top = tokio::task::spawn_blocking(move || ledger.servers(crate::metrics::TOP_SERVERS)).await;
     let gauges = blocks.map(|b| {
         b.map(|blocks| StoreGauges {
             blocks,
@@ -109,7 +115,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
     });
     match gauges {
         Ok(Ok(g)) => {
-            let mut r = state.metrics.render(g).into_response();
+            let mut text = state.metrics.render(g);
+            if let Ok(Ok(top)) = top {
+                crate::metrics::render_top_servers(&mut text, &top);
+            }
+            let mut r = text.into_response();
             r.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             r
@@ -121,6 +131,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
 /// The router: the API, and the static files of `www` (the built demo page) when given.
 pub fn router(state: AppState, www: Option<PathBuf>) -> Router {
     let upload_limit = usize::try_from(state.ingest.max_upload_bytes).unwrap_or(usize::MAX);
+    // Any page may read (the player fetches blocks, manifests and routing answers from other
+    // origins); no page may write, but for receipts: other POSTs get no CORS grant, and
+    // `tracks::upload` refuses requests browsers mark as cross-site.
+    let read_only = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::HEAD])
+        .allow_headers(Any)
+        .expose_headers(Any);
     let api = Router::new()
         .route("/peer", get(peer))
         .route("/metrics", get(metrics))
@@ -130,21 +148,27 @@ pub fn router(state: AppState, www: Option<PathBuf>) -> Router {
         .route("/ipfs/{cid}", get(gateway::root))
         .route("/ipfs/{cid}/{*path}", get(gateway::with_path))
         .route("/routing/v1/providers/{cid}", get(routing::providers))
-        .with_state(state);
-    let app = match www {
+        .route("/receipts/{peer}", get(receipts::one))
+        .with_state(state.clone())
+        .layer(read_only.clone());
+    // Receipts carry their own signatures: any page may post them.
+    let receipts = Router::new()
+        .route(
+            "/receipts",
+            get(receipts::list)
+                .post(receipts::post)
+                .layer(DefaultBodyLimit::max(antiphon_core::receipt::MAX_BATCH_BYTES)),
+        )
+        .with_state(state)
+        .layer(read_only.clone().allow_methods([Method::GET, Method::HEAD, Method::POST]));
+    let app = api.merge(receipts);
+    match www {
         // A `.br` or `.gz` file beside a static file is sent instead to clients that accept
         // that encoding (`make www` writes them): the demo's wasm module is 1.6 MB, 0.5 MB in
         // brotli.
-        Some(dir) => api.fallback_service(ServeDir::new(dir).precompressed_br().precompressed_gzip()),
-        None => api,
-    };
-    // Any page may read (the player fetches blocks, manifests and routing answers from other
-    // origins); no page may write: POST gets no CORS grant, and `tracks::upload` refuses
-    // requests browsers mark as cross-site.
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::GET, Method::HEAD])
-        .allow_headers(Any)
-        .expose_headers(Any);
-    app.layer(cors)
+        Some(dir) => app.merge(
+            Router::new().fallback_service(ServeDir::new(dir).precompressed_br().precompressed_gzip()).layer(read_only),
+        ),
+        None => app,
+    }
 }
