@@ -37,6 +37,9 @@ struct StartOptions {
     stagger_ms: Option<u32>,
     /// Serve verified blocks to other browsers (default true).
     serve: Option<bool>,
+    /// Sign receipts for blocks other browsers sent and post them to a creator node
+    /// (default true).
+    receipts: Option<bool>,
     /// What the module writes to the console (see `setLogLevel`); it applies to the whole
     /// module, not only to this peer.
     log_level: Option<String>,
@@ -97,8 +100,9 @@ impl Peer {
     }
 
     async fn start_with(nodes: Vec<String>, options: StartOptions) -> Result<Peer, Error> {
+        let receipts = options.receipts.unwrap_or(true);
         let (plan, gateways, serve) = check_start(&nodes, options)?;
-        let network = Network::start(&nodes, plan, gateways, serve)?;
+        let network = Network::start(&nodes, plan, gateways, serve, receipts)?;
         network.first_connected(nodes.len()).await?;
         Ok(Peer { network })
     }
@@ -233,6 +237,31 @@ impl Peer {
         self.network.gateways.clone()
     }
 
+    /// What became of the receipts this peer signed for blocks other browsers sent it
+    /// (`docs/receipts.md`): signed, accepted and refused by the creator node, dropped unsent,
+    /// still pending, and the milliseconds spent signing.
+    #[wasm_bindgen(getter, unchecked_return_type = "ReceiptCounts")]
+    pub fn receipts(&self) -> JsValue {
+        let c = self.network.receipts.borrow().counts();
+        crate::js::object(&[
+            ("signed", (c.signed as f64).into()),
+            ("accepted", (c.accepted as f64).into()),
+            ("refused", (c.refused as f64).into()),
+            ("dropped", (c.dropped as f64).into()),
+            ("pending", (c.pending as f64).into()),
+            ("signMs", c.sign_ms.into()),
+        ])
+    }
+
+    /// Posts the receipts waiting now to the creator node without waiting for the next batch
+    /// (a page about to unload, or a test). Resolves once the node answered or the post failed.
+    #[wasm_bindgen(js_name = flushReceipts)]
+    pub async fn flush_receipts(&self) {
+        let network = Rc::downgrade(&self.network);
+        let weak = Rc::downgrade(&self.network.receipts);
+        crate::network::receipts::flush_once(&weak, &|| network.upgrade().and_then(|n| n.receipts_url())).await;
+    }
+
     /// Closes every connection and data channel of this peer and stops its network task.
     /// Players attached to it stop too; destroy them first to release their media sources.
     /// Afterwards `transport`, `remotePeerId`, `remoteAddr` and `dialMs` are `undefined`,
@@ -305,7 +334,7 @@ const DEFAULT_CAT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Keys of `Peer.start`'s and `Peer.connect`'s options.
 const START_KEYS: &[&str] =
-    &["creatorNodes", "gateways", "transport", "dialTimeoutMs", "staggerMs", "serve", "logLevel"];
+    &["creatorNodes", "gateways", "transport", "dialTimeoutMs", "staggerMs", "serve", "receipts", "logLevel"];
 /// Keys of `peer.attach`'s options.
 const ATTACH_KEYS: &[&str] = &["windowSecs"];
 /// Keys of `peer.cat`'s options.

@@ -902,13 +902,22 @@ impl Pump {
             return;
         }
         self.shared.set_segment(self.generation, segment, SegmentState::Verified);
-        {
+        let track = {
             let mut state = self.shared.state.borrow_mut();
             let at = now.as_secs_f64() * 1000.0;
             for (cid, bytes) in &fetched.block_list {
                 if state.provenance.len() < MAX_PROVENANCE {
                     state.provenance.push((*cid, fetched.from.clone(), *bytes, at));
                 }
+            }
+            state.track
+        };
+        // Another browser served these blocks: sign a receipt for each.
+        if let ((Source::Bitswap { peer, .. }, SourceKind::Peer), Some(track)) =
+            (&self.sources.list[source.0 as usize], track)
+        {
+            for (cid, bytes) in &fetched.block_list {
+                self.shared.network.receipt(*cid, *bytes, *peer, track);
             }
         }
         self.ready.insert(segment, (fetched, source));

@@ -48,6 +48,11 @@ export interface StartOptions {
   staggerMs?: number;
   /** Serve verified blocks to other browsers (default true). */
   serve?: boolean;
+  /**
+   * Sign a receipt for every block another browser sent and post them to a creator node, so
+   * that serving can be credited (default true; `docs/receipts.md`).
+   */
+  receipts?: boolean;
   /** Sets the module's console level (see `setLogLevel`). */
   logLevel?: LogLevel;
 }
@@ -135,6 +140,20 @@ export interface Stats {
   bytesBySource: Record<string, number>;
   errorCode?: ErrorCode;
   error?: string;
+}
+
+/** What became of a peer's receipts (`peer.receipts`). */
+export interface ReceiptCounts {
+  signed: number;
+  /** Taken by the creator node. */
+  accepted: number;
+  /** Refused by the creator node (its log and `/metrics` say why). */
+  refused: number;
+  /** Dropped unsent: the queue was full, or no node took the batch. */
+  dropped: number;
+  pending: number;
+  /** Time spent signing, in milliseconds. */
+  signMs: number;
 }
 
 /** One verified block (`player.provenance()`). */

@@ -13,6 +13,7 @@ use futures::channel::mpsc;
 
 use crate::error::{Error, NodeFailure};
 use crate::network::dial::{DialPlan, NodeLink, dial_node, resolve};
+use crate::network::receipts::{Receipts, spawn_flush};
 use crate::network::swarm::NetHandle;
 
 /// Where one configured creator node stands.
@@ -50,6 +51,8 @@ pub(crate) struct Network {
     looked_up_again: std::cell::Cell<Option<web_time::Instant>>,
     /// Each dial reports here when it settles, until `first_connected` takes it.
     dials_settled: RefCell<Option<mpsc::Receiver<()>>>,
+    /// Receipts for blocks other browsers sent, waiting to be posted to a creator node.
+    pub(crate) receipts: Rc<RefCell<Receipts>>,
 }
 
 /// How often the announcer looks for something new to announce.
@@ -77,11 +80,14 @@ impl Network {
         plan: DialPlan,
         gateways: Vec<String>,
         serve: bool,
+        receipts: bool,
     ) -> Result<Rc<Self>, Error> {
         // Each node's `/peer` request travels while the network is built (~20 ms on a cold page).
         let lookups: Vec<_> = nodes.iter().map(|target| resolve(target)).collect();
+        let net = NetHandle::spawn()?;
+        let receipts = Rc::new(RefCell::new(Receipts::new(net.key().clone(), receipts)));
         let network = Rc::new(Network {
-            net: NetHandle::spawn()?,
+            net,
             connected: RefCell::new(Vec::new()),
             gateways,
             states: RefCell::new(nodes.iter().map(|t| (t.clone(), NodeState::Dialling)).collect()),
@@ -93,6 +99,7 @@ impl Network {
             discoveries: std::cell::Cell::new(0),
             looked_up_again: std::cell::Cell::new(None),
             dials_settled: RefCell::new(None),
+            receipts,
         });
         if !serve {
             *network.serving_error.borrow_mut() = Some("serving is off (serve: false)".into());
@@ -182,6 +189,29 @@ impl Network {
                 *state = NodeState::Closed;
             }
         }
+    }
+
+    /// Signs a receipt for `bytes` of `block` (of `track`) that the browser `server` sent and
+    /// this peer verified; it is posted to a creator node with others within a few seconds.
+    pub(crate) fn receipt(
+        self: &Rc<Self>,
+        block: antiphon_core::Cid,
+        bytes: usize,
+        server: libp2p::PeerId,
+        track: antiphon_core::Cid,
+    ) {
+        if self.receipts.borrow_mut().sign(block, bytes, server, track) {
+            spawn_flush(&self.receipts, Rc::downgrade(self));
+        }
+    }
+
+    /// The first connected creator node given as an HTTP URL: where receipts are posted.
+    pub(crate) fn receipts_url(&self) -> Option<String> {
+        self.states
+            .borrow()
+            .iter()
+            .find(|(t, s)| t.starts_with("http") && matches!(s, NodeState::Connected(_)))
+            .map(|(t, _)| t.trim_end_matches('/').to_owned())
     }
 
     /// Records that this peer holds `cid` (verified), so that it is announced.

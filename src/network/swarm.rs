@@ -178,6 +178,8 @@ pub(crate) struct NetHandle {
     connections: Rc<RefCell<HashMap<PeerId, u32>>>,
     /// The verified blocks this peer serves (shared with its Bitswap behaviour).
     store: MemoryBlockstore,
+    /// This peer's identity, which also signs its receipts.
+    key: libp2p::identity::Keypair,
 }
 
 impl NetHandle {
@@ -186,7 +188,7 @@ impl NetHandle {
         let store = MemoryBlockstore::new(CACHE_BYTES);
         let key = libp2p::identity::Keypair::generate_ed25519();
         let public_key = key.public().encode_protobuf();
-        let swarm = build_swarm(key, store.clone())?;
+        let swarm = build_swarm(key.clone(), store.clone())?;
         let local_peer_id = *swarm.local_peer_id();
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let connections = Rc::new(RefCell::new(HashMap::new()));
@@ -200,7 +202,12 @@ impl NetHandle {
             listen_addrs: addrs.borrow().clone(),
         }));
         wasm_bindgen_futures::spawn_local(NetTask::new(swarm, connections.clone(), listen_addrs).run(rx));
-        Ok(Self { commands, local_peer_id, connections, store })
+        Ok(Self { commands, local_peer_id, connections, store, key })
+    }
+
+    /// This peer's identity key.
+    pub(crate) fn key(&self) -> &libp2p::identity::Keypair {
+        &self.key
     }
 
     /// Keeps a block verified elsewhere (from a gateway) so that it is served to others too.

@@ -3,7 +3,9 @@
 // (`Peer.start` -> `attach` -> `load`). Later listeners find earlier ones through the node's
 // routing, and the scheduler asks a browser first whenever it can still meet the segment's
 // deadline (`antiphon_core::schedule`). Before it did, every byte of every listener came from
-// the node. Runs only inside scripts/netns.sh.
+// the node. Each listener signs a receipt for every block a browser sent it, and the node's
+// per-server totals must match what the listeners' `provenance()` says browsers sent. Runs
+// only inside scripts/netns.sh.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -89,12 +91,43 @@ async function listen({ leave, port }) {
       assert.equal(l.rebuffers, 0, `listener ${i + 1} rebuffered: ${report}`);
       if (i > 0 && !leave) assert.ok(share(l) >= MIN_PEER_SHARE, `listener ${i + 1} got ${(100 * share(l)).toFixed(0)}% from browsers: ${report}`);
     }
+    if (!leave) await checkReceipts(pages, node.url);
   } finally {
     await browser.close();
     removeDir(profile);
     await stopNode(node);
     removeDir(work);
   }
+}
+
+/**
+ * Every listener posts its receipts; the node's per-server totals then equal, server by server,
+ * the bytes the listeners' `provenance()` says each browser sent them.
+ */
+async function checkReceipts(pages, nodeUrl) {
+  const ids = await Promise.all(pages.map((p) => p.evaluate(() => window.listener.peer.localPeerId)));
+  const expected = {};
+  for (const page of pages) {
+    const counts = await page.evaluate(async () => {
+      await window.listener.peer.flushReceipts();
+      const settled = () => {
+        const r = window.listener.peer.receipts;
+        return r.pending === 0 && r.accepted + r.refused + r.dropped === r.signed;
+      };
+      for (let i = 0; i < 100 && !settled(); i++) await new Promise((r) => setTimeout(r, 100));
+      return window.listener.peer.receipts;
+    });
+    const provenance = await page.evaluate(() => window.listener.player.provenance());
+    const fromBrowsers = provenance.filter((e) => ids.includes(e.from));
+    assert.equal(counts.signed, fromBrowsers.length, `one receipt per block a browser sent: ${JSON.stringify(counts)}`);
+    assert.equal(counts.accepted, counts.signed, `the node took every receipt: ${JSON.stringify(counts)}`);
+    for (const e of fromBrowsers) expected[e.from] = (expected[e.from] ?? 0) + e.bytes;
+  }
+  assert.ok(Object.keys(expected).length > 0, "browsers served something");
+  const { servers } = await (await fetch(`${nodeUrl}/receipts`)).json();
+  const credited = Object.fromEntries(servers.map((s) => [s.peerId, s.bytes]));
+  assert.deepEqual(credited, expected, "the node's totals are what the listeners verified from each browser");
+  writeFileSync(join(ROOT, "tests", "e2e", "out", "offload-receipts.json"), JSON.stringify({ servers }, null, 2));
 }
 
 test("later listeners get most of their bytes from earlier listeners' browsers, with no rebuffer", () => listen({ leave: false, port: 18740 }));
