@@ -15,7 +15,7 @@ use crate::api::player::{Player, PlayerOptions};
 use crate::error::Error;
 use crate::js::object;
 use crate::network::dial::{DialPlan, NodeLink};
-use crate::network::session::{Network, NodeState};
+use crate::network::session::{Network, NodeState, Serving};
 
 const DEFAULT_DIAL_TIMEOUT_MS: u32 = 10_000;
 /// Head start of each address over the next one when dialling.
@@ -40,9 +40,45 @@ struct StartOptions {
     /// Sign receipts for blocks other browsers sent and post them to a creator node
     /// (default true).
     receipts: Option<bool>,
+    /// What this peer uploads to other browsers at most ([`UploadOptions`], read by
+    /// [`check_upload`] so that its keys are checked too).
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    upload: JsValue,
     /// What the module writes to the console (see `setLogLevel`); it applies to the whole
     /// module, not only to this peer.
     log_level: Option<String>,
+}
+
+/// `Peer.start`'s `upload`: the serving browser's upload budget.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UploadOptions {
+    /// Bytes per second one peer may be sent (default 262144: 2 Mbit/s).
+    per_peer_bytes_per_sec: Option<f64>,
+    /// Peers served at once (default 4).
+    max_peers: Option<f64>,
+}
+
+/// Most peers a page may serve at once.
+const MAX_UPLOAD_PEERS: f64 = 64.0;
+
+/// The upload budget `options` asks for, checked.
+fn check_upload(options: JsValue) -> Result<antiphon_core::bitswap::UploadBudget, Error> {
+    let defaults = antiphon_core::bitswap::UploadBudget::default();
+    let o: UploadOptions = parse_options(Some(options), UPLOAD_KEYS).map_err(|e| match e {
+        Error::InvalidArgument { reason, .. } => Error::InvalidArgument { what: "upload".into(), reason },
+        e => e,
+    })?;
+    let invalid = |what: &str, reason: String| Error::InvalidArgument { what: format!("upload.{what}"), reason };
+    let rate = o.per_peer_bytes_per_sec.unwrap_or(defaults.bytes_per_sec_per_peer as f64);
+    if !(1024.0..=1e10).contains(&rate) {
+        return Err(invalid("perPeerBytesPerSec", format!("{rate}: expected 1024 to 1e10 bytes per second")));
+    }
+    let peers = o.max_peers.unwrap_or(defaults.max_peers as f64);
+    if !(peers.fract() == 0.0 && (0.0..=MAX_UPLOAD_PEERS).contains(&peers)) {
+        return Err(invalid("maxPeers", format!("{peers}: expected a whole number from 0 to {MAX_UPLOAD_PEERS}")));
+    }
+    Ok(antiphon_core::bitswap::UploadBudget { bytes_per_sec_per_peer: rate as u64, max_peers: peers as usize })
 }
 
 /// An IPFS peer in the page, connected to creator nodes.
@@ -99,10 +135,11 @@ impl Peer {
         }
     }
 
-    async fn start_with(nodes: Vec<String>, options: StartOptions) -> Result<Peer, Error> {
+    async fn start_with(nodes: Vec<String>, mut options: StartOptions) -> Result<Peer, Error> {
         let receipts = options.receipts.unwrap_or(true);
-        let (plan, gateways, serve) = check_start(&nodes, options)?;
-        let network = Network::start(&nodes, plan, gateways, serve, receipts)?;
+        let upload = check_upload(std::mem::take(&mut options.upload))?;
+        let (plan, gateways, on) = check_start(&nodes, options)?;
+        let network = Network::start(&nodes, plan, gateways, Serving { on, receipts, upload })?;
         network.first_connected(nodes.len()).await?;
         Ok(Peer { network })
     }
@@ -334,7 +371,9 @@ const DEFAULT_CAT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Keys of `Peer.start`'s and `Peer.connect`'s options.
 const START_KEYS: &[&str] =
-    &["creatorNodes", "gateways", "transport", "dialTimeoutMs", "staggerMs", "serve", "receipts", "logLevel"];
+    &["creatorNodes", "gateways", "transport", "dialTimeoutMs", "staggerMs", "serve", "receipts", "upload", "logLevel"];
+/// Keys of `Peer.start`'s `upload` option.
+const UPLOAD_KEYS: &[&str] = &["perPeerBytesPerSec", "maxPeers"];
 /// Keys of `peer.attach`'s options.
 const ATTACH_KEYS: &[&str] = &["windowSecs"];
 /// Keys of `peer.cat`'s options.

@@ -53,6 +53,13 @@ export interface StartOptions {
    * that serving can be credited (default true; `docs/receipts.md`).
    */
   receipts?: boolean;
+  /**
+   * What this peer uploads to other browsers at most: `perPeerBytesPerSec` (default 262144,
+   * 2 Mbit/s, six times a 320 kb/s stream; averaged over a second) and `maxPeers` served at
+   * once (default 4; 0 serves nobody). A peer past `maxPeers` is told DONT_HAVE and asks
+   * elsewhere.
+   */
+  upload?: { perPeerBytesPerSec?: number; maxPeers?: number };
   /** Sets the module's console level (see `setLogLevel`). */
   logLevel?: LogLevel;
 }

@@ -16,6 +16,16 @@ use crate::network::dial::{DialPlan, NodeLink, dial_node, resolve};
 use crate::network::receipts::{Receipts, spawn_flush};
 use crate::network::swarm::NetHandle;
 
+/// How a peer serves other browsers (`Peer.start`'s `serve`, `receipts` and `upload`).
+pub(crate) struct Serving {
+    /// Serve verified blocks to other browsers.
+    pub(crate) on: bool,
+    /// Sign receipts for blocks other browsers sent.
+    pub(crate) receipts: bool,
+    /// What this peer uploads at most.
+    pub(crate) upload: antiphon_core::bitswap::UploadBudget,
+}
+
 /// Where one configured creator node stands.
 pub(crate) enum NodeState {
     Dialling,
@@ -79,12 +89,12 @@ impl Network {
         nodes: &[String],
         plan: DialPlan,
         gateways: Vec<String>,
-        serve: bool,
-        receipts: bool,
+        serving: Serving,
     ) -> Result<Rc<Self>, Error> {
+        let Serving { on: serve, receipts, upload } = serving;
         // Each node's `/peer` request travels while the network is built (~20 ms on a cold page).
         let lookups: Vec<_> = nodes.iter().map(|target| resolve(target)).collect();
-        let net = NetHandle::spawn()?;
+        let net = NetHandle::spawn(upload)?;
         let receipts = Rc::new(RefCell::new(Receipts::new(net.key().clone(), receipts)));
         let network = Rc::new(Network {
             net,

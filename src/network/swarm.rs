@@ -184,11 +184,11 @@ pub(crate) struct NetHandle {
 
 impl NetHandle {
     /// Builds the swarm and starts its task on the page's event loop.
-    pub(crate) fn spawn() -> Result<Self, Error> {
+    pub(crate) fn spawn(upload: bitswap::UploadBudget) -> Result<Self, Error> {
         let store = MemoryBlockstore::new(CACHE_BYTES);
         let key = libp2p::identity::Keypair::generate_ed25519();
         let public_key = key.public().encode_protobuf();
-        let swarm = build_swarm(key.clone(), store.clone())?;
+        let swarm = build_swarm(key.clone(), store.clone(), upload)?;
         let local_peer_id = *swarm.local_peer_id();
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let connections = Rc::new(RefCell::new(HashMap::new()));
@@ -362,7 +362,11 @@ const MAX_INBOUND_CONNECTIONS: u32 = 32;
 const MAX_PENDING_INBOUND: u32 = 8;
 
 /// Builds the swarm of the peer whose identity is `key`.
-fn build_swarm(key: libp2p::identity::Keypair, store: MemoryBlockstore) -> Result<Swarm<BrowserBehaviour>, Error> {
+fn build_swarm(
+    key: libp2p::identity::Keypair,
+    store: MemoryBlockstore,
+    upload: bitswap::UploadBudget,
+) -> Result<Swarm<BrowserBehaviour>, Error> {
     let (relay_transport, relay_client) = relay::client::new(key.public().to_peer_id());
     let streams = libp2p_stream::Behaviour::new();
     let signaling = streams.new_control();
@@ -374,7 +378,10 @@ fn build_swarm(key: libp2p::identity::Keypair, store: MemoryBlockstore) -> Resul
         .with_behaviour(|_| BrowserBehaviour {
             limits: connection_limits::Behaviour::new(limits()),
             // sha2-256 is hashed by WebCrypto: several times faster than sha2 in wasm.
-            bitswap: bitswap::Behaviour::new(store.clone(), bitswap::Config::default().with_external_sha2_256(true)),
+            bitswap: bitswap::Behaviour::new(
+                store.clone(),
+                bitswap::Config::default().with_external_sha2_256(true).with_upload_budget(Some(upload)),
+            ),
             ping: ping::Behaviour::new(
                 ping::Config::new().with_interval(liveness::PING_INTERVAL).with_timeout(liveness::PING_TIMEOUT),
             ),

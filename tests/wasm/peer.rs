@@ -26,6 +26,13 @@ async fn bad_start_options_are_invalid_arguments() {
         r#"{"gateways": ["ftp://example.org"]}"#,
         r#"{"gateways": ["not a url"]}"#,
         r#"{"creatorNodes": "http://one.example.org"}"#,
+        r#"{"gateways": ["http://127.0.0.1:9"], "upload": {"maxPeers": -1}}"#,
+        r#"{"gateways": ["http://127.0.0.1:9"], "upload": {"maxPeers": 2.5}}"#,
+        r#"{"gateways": ["http://127.0.0.1:9"], "upload": {"maxPeers": 65}}"#,
+        r#"{"gateways": ["http://127.0.0.1:9"], "upload": {"perPeerBytesPerSec": 10}}"#,
+        r#"{"gateways": ["http://127.0.0.1:9"], "upload": {"perPeerBytesPerSec": "fast"}}"#,
+        r#"{"gateways": ["http://127.0.0.1:9"], "upload": {"bandwidth": 1}}"#,
+        r#"{"gateways": ["http://127.0.0.1:9"], "receipts": "yes"}"#,
     ] {
         let e = start_error(options).await;
         assert_eq!(e.code(), ErrorCode::InvalidArgument, "{options}: {e}");
@@ -47,7 +54,9 @@ async fn unreachable_creator_nodes_without_gateways_are_dial_failed_naming_each(
 
 #[wasm_bindgen_test]
 async fn a_gateway_alone_starts_a_peer_and_failed_nodes_are_reported() {
-    let peer = Peer::start(json(r#"{"creatorNodes": ["not a multiaddr"], "gateways": ["http://127.0.0.1:9/"]}"#))
+    let peer = Peer::start(json(
+        r#"{"creatorNodes": ["not a multiaddr"], "gateways": ["http://127.0.0.1:9/"], "upload": {"maxPeers": 2, "perPeerBytesPerSec": 65536}, "receipts": false}"#,
+    ))
         .await
         .expect("a gateway is enough to start");
     assert_eq!(peer.transport(), None, "no creator node connected");

@@ -401,3 +401,60 @@ async fn a_block_over_2_mib_is_refused() {
     assert!(violation, "the oversized block was reported as a protocol violation");
     assert_eq!(client.behaviour().stats().blocks_received, 0);
 }
+
+/// The client's next Bitswap event, within 10 s.
+async fn own_event(client: &mut Swarm<bitswap::Behaviour<MemoryBlockstore>>) -> Event {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let SwarmEvent::Behaviour(e) = client.select_next_some().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("an event within 10 s")
+}
+
+#[tokio::test]
+async fn an_upload_budget_turns_away_peers_past_its_cap_and_paces_the_one_it_serves() {
+    let store = MemoryBlockstore::new(8 << 20);
+    let blocks: Vec<Block> = (0..4u8).map(|i| Block::from_data(RAW, vec![i; 100_000]).unwrap()).collect();
+    for b in &blocks {
+        store.put(b).unwrap();
+    }
+    let budget = bitswap::UploadBudget { bytes_per_sec_per_peer: 200_000, max_peers: 1 };
+    let mut server = swarm_with(store, bitswap::Config::default().with_upload_budget(Some(budget)));
+    let addr = listen(&mut server, 901).await;
+    let mut first = swarm(MemoryBlockstore::new(1 << 20));
+    let mut second = swarm(MemoryBlockstore::new(1 << 20));
+    let peer = connect(&mut first, &mut server, addr.clone()).await;
+    connect(&mut second, &mut server, addr).await;
+    tokio::spawn(async move {
+        loop {
+            server.select_next_some().await;
+        }
+    });
+
+    // The first peer is served; while it is, the second is told DONT_HAVE at once.
+    first.behaviour_mut().get(*blocks[0].cid(), Source::Peers(vec![peer]));
+    assert!(matches!(own_event(&mut first).await, Event::Block { .. }));
+    second.behaviour_mut().get(*blocks[0].cid(), Source::Peers(vec![peer]));
+    loop {
+        match own_event(&mut second).await {
+            Event::DontHave { .. } => {}
+            Event::Failed { error: RequestError::NotFound, .. } => break,
+            other => panic!("the second peer was served past the cap: {other:?}"),
+        }
+    }
+
+    // 300 kB more to the first peer at 200 kB/s. What is left of its one-second burst (100 kB)
+    // and one block of debt go at once; the last 100 kB wait for the debt to be paid: at least
+    // half a second, where the in-memory transport alone takes milliseconds.
+    let started = std::time::Instant::now();
+    for b in &blocks[1..] {
+        first.behaviour_mut().get(*b.cid(), Source::Peers(vec![peer]));
+        assert!(matches!(own_event(&mut first).await, Event::Block { .. }));
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(450), "300 kB at 200 kB/s took {took:?}");
+}

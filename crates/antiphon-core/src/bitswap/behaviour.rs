@@ -19,6 +19,7 @@ use web_time::Instant;
 
 use super::handler::{FromBehaviour, Handler, InboundError, ToBehaviour};
 use super::message::{CidPrefix, Message, Presence, ReceivedBlock, WantEntry, WantType};
+use super::upload::{Admission, UploadBudget, Uploads};
 use crate::block::{Block, VerifyError};
 use crate::limits::{MAX_BLOCK_BYTES, MAX_CID_BYTES, MAX_MESSAGE_BYTES, MAX_WANTLIST_ENTRIES};
 use crate::store::{Blockstore, BlockstoreError, Lookup, LookupFuture};
@@ -44,6 +45,9 @@ pub struct Config {
     /// [`Behaviour::deliver_hashed`]) instead of hashing them here. The browser uses this to
     /// hash with WebCrypto, which is several times faster than sha2 compiled to wasm.
     pub external_sha2_256: bool,
+    /// Limits on what this peer uploads ([`UploadBudget`]); `None` (the default, a creator
+    /// node's) serves every peer as fast as the budgets above allow.
+    pub upload: Option<UploadBudget>,
 }
 
 impl Default for Config {
@@ -55,6 +59,7 @@ impl Default for Config {
             max_outstanding_bytes: 128 * 1024 * 1024,
             write_timeout: super::handler::WRITE_TIMEOUT,
             external_sha2_256: false,
+            upload: None,
         }
     }
 }
@@ -76,6 +81,12 @@ impl Config {
     pub fn with_max_outstanding_bytes(mut self, per_peer: usize, total: usize) -> Self {
         self.max_outstanding_bytes_per_peer = per_peer;
         self.max_outstanding_bytes = total;
+        self
+    }
+
+    /// Sets [`Config::upload`].
+    pub fn with_upload_budget(mut self, budget: Option<UploadBudget>) -> Self {
+        self.upload = budget;
         self
     }
 
@@ -386,13 +397,17 @@ pub struct Behaviour<S: Blockstore> {
     pending_hashes: usize,
     /// Bytes of replies handed to connections and not yet written, every peer's together.
     outstanding: usize,
+    /// The upload budget's state, when there is one.
+    uploads: Option<Uploads>,
+    /// Wakes the behaviour when a peer's upload budget lets it be served again.
+    upload_wake: Option<Delay>,
 }
 
 impl<S: Blockstore> Behaviour<S> {
     /// A behaviour serving from and fetching for `store`.
     pub fn new(store: S, config: Config) -> Self {
         Self {
-            config,
+            config: config.clone(),
             store,
             connections: HashMap::new(),
             next_request: 0,
@@ -410,6 +425,8 @@ impl<S: Blockstore> Behaviour<S> {
             recent: VecDeque::new(),
             pending_hashes: 0,
             outstanding: 0,
+            uploads: config.upload.map(Uploads::new),
+            upload_wake: None,
         }
     }
 
@@ -739,6 +756,9 @@ impl<S: Blockstore> Behaviour<S> {
     /// batch being read, and room under their outstanding-bytes budget (and the total's).
     fn start_reads(&mut self) {
         let max_out = self.config.max_outstanding_bytes_per_peer;
+        let now = Instant::now();
+        let mut busy: Vec<(PeerId, Vec<WantEntry>)> = Vec::new();
+        let mut wake: Option<Duration> = None;
         for _ in 0..self.serve_order.len() {
             if self.reading.len() >= MAX_BATCHES || self.outstanding >= self.config.max_outstanding_bytes {
                 return;
@@ -748,6 +768,19 @@ impl<S: Blockstore> Behaviour<S> {
             if self.reading_for.contains(&peer) || ledger.outstanding >= max_out {
                 self.serve_order.push_back(peer);
                 continue;
+            }
+            match self.uploads.as_mut().map_or(Admission::Serve, |u| u.admit(peer, now)) {
+                Admission::Serve => {}
+                Admission::Wait(after) => {
+                    self.serve_order.push_back(peer);
+                    wake = Some(wake.map_or(after, |w| w.min(after)));
+                    continue;
+                }
+                Admission::Busy => {
+                    // Told at once, so that it asks elsewhere.
+                    busy.push((peer, std::iter::from_fn(|| ledger.pop()).collect()));
+                    continue;
+                }
             }
             let entries: Vec<WantEntry> = std::iter::from_fn(|| ledger.pop()).take(LOOKUPS_PER_BATCH).collect();
             if !ledger.is_empty() {
@@ -770,6 +803,16 @@ impl<S: Blockstore> Behaviour<S> {
                 let found = futures::future::join_all(lookups).await;
                 (peer, entries.into_iter().zip(found).collect())
             }));
+        }
+        for (peer, entries) in busy {
+            let presences =
+                entries.iter().filter(|e| e.send_dont_have).map(|e| Presence { cid: e.cid, have: false }).collect();
+            self.send_reply(peer, Message { presences, ..Message::default() });
+        }
+        if let Some(after) = wake
+            && self.upload_wake.is_none()
+        {
+            self.upload_wake = Some(Delay::new(after));
         }
     }
 
@@ -821,6 +864,11 @@ impl<S: Blockstore> Behaviour<S> {
             ledger.outstanding += bytes;
         }
         self.outstanding += bytes;
+        if let Some(uploads) = self.uploads.as_mut()
+            && bytes > 0
+        {
+            uploads.sent(peer, bytes, Instant::now());
+        }
         self.stats.blocks_sent += reply.blocks.len() as u64;
         self.stats.bytes_sent += bytes as u64;
         if !reply.blocks.is_empty() {
@@ -832,8 +880,16 @@ impl<S: Blockstore> Behaviour<S> {
     /// Starts lookups while there is room and takes in the batches that are read.
     fn serve(&mut self, cx: &mut Context<'_>) {
         loop {
+            if let Some(wake) = self.upload_wake.as_mut()
+                && wake.poll_unpin(cx).is_ready()
+            {
+                self.upload_wake = None;
+            }
             if self.outbox.len() < MAX_OUTBOX_WHILE_SERVING {
                 self.start_reads();
+            }
+            if let Some(wake) = self.upload_wake.as_mut() {
+                let _ = wake.poll_unpin(cx);
             }
             match self.reading.poll_next_unpin(cx) {
                 Poll::Ready(Some((peer, found))) => self.on_read(peer, found),
@@ -904,6 +960,9 @@ impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
                     self.connections.remove(&e.peer_id);
                     if let Some(ledger) = self.ledgers.remove(&e.peer_id) {
                         self.outstanding = self.outstanding.saturating_sub(ledger.outstanding);
+                    }
+                    if let Some(uploads) = self.uploads.as_mut() {
+                        uploads.forget(&e.peer_id);
                     }
                     self.serve_order.retain(|p| *p != e.peer_id);
                     self.suspicions.retain(|s| s.peer != e.peer_id);

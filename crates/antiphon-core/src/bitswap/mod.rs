@@ -17,9 +17,11 @@ mod behaviour;
 mod handler;
 pub mod message;
 pub mod protocol;
+pub mod upload;
 
 pub use crate::store::{Blockstore, BlockstoreError, Lookup, LookupFuture, MemoryBlockstore, lookup_now};
 pub use behaviour::{Behaviour, Config, Event, INLINE_HAVE_BYTES, RequestError, RequestId, Source, Stats, WantMode};
 pub use handler::{FromBehaviour, Handler, InboundError, ToBehaviour};
 pub use libp2p::PeerId;
 pub use protocol::{PROTOCOL, PROTOCOL_1_1_0};
+pub use upload::UploadBudget;
