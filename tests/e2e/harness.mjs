@@ -129,8 +129,21 @@ export async function trackManifest(nodeUrl, track) {
 
 /** Launches headless Chromium with the flags that keep it off any outside network. */
 export async function launchBrowser(userDataDir) {
+  return chromium.launchPersistentContext(userDataDir, chromiumOptions());
+}
+
+/**
+ * Launches headless Chromium with the same flags, without a profile, for pages that each need
+ * a browser context of their own (`browser.newContext()`): separate storage, as separate
+ * listeners have.
+ */
+export async function launchIsolatingBrowser() {
+  return chromium.launch(chromiumOptions());
+}
+
+function chromiumOptions() {
   const ours = playwrightDisabledFeatures();
-  return chromium.launchPersistentContext(userDataDir, {
+  return {
     executablePath: CHROMIUM,
     headless: true,
     ignoreDefaultArgs: [`--disable-features=${ours.join(",")}`],
@@ -141,7 +154,7 @@ export async function launchBrowser(userDataDir) {
       `--unsafely-treat-insecure-origin-as-secure=${SECURE_ORIGINS.join(",")}`,
       `--disable-features=${[...ours, "WebRtcHideLocalIpsWithMdns"].join(",")}`,
     ],
-  });
+  };
 }
 
 /**

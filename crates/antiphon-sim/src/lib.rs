@@ -48,8 +48,16 @@ pub struct Params {
     pub segment_bytes: u64,
     /// Earlier listeners one listener connects to at most (0: no peers, the node serves all).
     pub peers_per_listener: usize,
-    /// Uploads a listener serves at once at most.
+    /// Uploads a listener serves at once at most (the browser's `upload.maxPeers`).
     pub uploads_at_once: usize,
+    /// Bytes per second one upload gets at most (the browser's `upload.perPeerBytesPerSec`).
+    pub per_peer_cap: f64,
+    /// Listeners join this many seconds apart, in place of the burst and Poisson arrivals.
+    pub join_every: Option<f64>,
+    /// Every listener's upload and download, in place of the drawn capacities (bytes/s).
+    pub link: Option<f64>,
+    /// Every round trip, in place of the drawn ones (seconds).
+    pub rtt: Option<f64>,
     /// Seconds from a listener's first audio to its connected peers.
     pub discovery_secs: f64,
     /// The simulation step.
@@ -72,6 +80,10 @@ impl Default for Params {
             segment_bytes: 96_000,
             peers_per_listener: 3,
             uploads_at_once: 4,
+            per_peer_cap: 256.0 * 1024.0,
+            join_every: None,
+            link: None,
+            rtt: None,
             discovery_secs: 1.0,
             step: 0.05,
         }
@@ -207,6 +219,9 @@ impl<'a> Sim<'a> {
             t += rng.exponential(mean_gap);
             joins.push(t);
         }
+        if let Some(gap) = p.join_every {
+            joins = (0..p.listeners).map(|k| k as f64 * gap).collect();
+        }
         joins.sort_by(f64::total_cmp);
         for join in joins {
             let leave_at = rng.chance(p.churn).then(|| join + rng.range(0.0, duration));
@@ -214,9 +229,9 @@ impl<'a> Sim<'a> {
                 join,
                 leave_at,
                 reachable: !rng.chance(p.unreachable),
-                up: rng.weighted(&UPLOAD),
-                down: rng.weighted(&DOWNLOAD),
-                rtt: rng.range(RTT.0, RTT.1),
+                up: p.link.unwrap_or_else(|| rng.weighted(&UPLOAD)),
+                down: p.link.unwrap_or_else(|| rng.weighted(&DOWNLOAD)),
+                rtt: p.rtt.unwrap_or_else(|| rng.range(RTT.0, RTT.1)),
                 phase: Phase::Waiting,
                 sched: None,
                 node: SourceId(0),
@@ -438,7 +453,7 @@ impl<'a> Sim<'a> {
             }
             let supply = match t.from {
                 From::Node => self.p.node_egress / node as f64,
-                From::Peer(j) => self.listeners[j].up / uploads[j] as f64,
+                From::Peer(j) => (self.listeners[j].up / uploads[j] as f64).min(self.p.per_peer_cap),
             };
             let rate = supply.min(self.listeners[t.to].down / downloads[t.to] as f64);
             t.remaining -= rate * self.p.step;

@@ -6,15 +6,20 @@ use antiphon_sim::{Params, Report, run};
 const HELP: &str = "antiphon-sim: Antiphon's scheduler in a simulated swarm of one popular track
 
 Usage: antiphon-sim [--listeners 10,100,1000] [--seed N] [--churn F] [--unreachable F]
-                    [--node-mbit N] [--arrival-secs N]
+                    [--node-mbit N] [--arrival-secs N] [--segments N] [--segment-bytes N]
+                    [--join-every SECS] [--link-mbit N] [--rtt-ms N] [--per-peer-kib N] [--json]
 
 Each listener count runs twice: with peers (the scheduler as shipped) and without (every byte
 from the node, as before browsers served). Defaults: listeners 10,100,1000,10000; seed 1;
-churn 0.2; unreachable 0.3; node egress 100 Mbit/s; arrivals over 120 s, half in the first 10.";
+churn 0.2; unreachable 0.3; node egress 100 Mbit/s; arrivals over 120 s, half in the first 10;
+11 segments of 96000 B; capacities and round trips drawn per listener; 256 KiB/s per upload.
+--join-every, --link-mbit and --rtt-ms fix what is otherwise drawn (to calibrate against a
+real-browser swarm); --json prints one JSON object per run instead of the table.";
 
 fn main() {
     let mut counts = vec![10, 100, 1000, 10_000];
     let mut params = Params::default();
+    let mut json = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| fail(&format!("{arg} needs a value")));
@@ -25,12 +30,36 @@ fn main() {
             "--unreachable" => params.unreachable = parse(&value(), "--unreachable"),
             "--node-mbit" => params.node_egress = parse::<f64>(&value(), "--node-mbit") * 1e6 / 8.0,
             "--arrival-secs" => params.arrival_secs = parse(&value(), "--arrival-secs"),
+            "--segments" => params.segments = parse(&value(), "--segments"),
+            "--segment-bytes" => params.segment_bytes = parse(&value(), "--segment-bytes"),
+            "--join-every" => params.join_every = Some(parse(&value(), "--join-every")),
+            "--link-mbit" => params.link = Some(parse::<f64>(&value(), "--link-mbit") * 1e6 / 8.0),
+            "--rtt-ms" => params.rtt = Some(parse::<f64>(&value(), "--rtt-ms") / 1000.0),
+            "--per-peer-kib" => params.per_peer_cap = parse::<f64>(&value(), "--per-peer-kib") * 1024.0,
+            "--json" => json = true,
             "-h" | "--help" => {
                 println!("{HELP}");
                 return;
             }
             other => fail(&format!("unknown option {other}")),
         }
+    }
+    if json {
+        for n in counts {
+            for peers in [params.peers_per_listener, 0] {
+                let r = run(&Params { listeners: n, peers_per_listener: peers, ..params.clone() });
+                println!(
+                    "{{\"listeners\":{n},\"peers\":{peers},\"offload\":{:.4},\"node_bytes\":{},\"peer_bytes\":{},\"rebuffers\":{},\"start_p50_ms\":{:.0},\"start_p95_ms\":{:.0}}}",
+                    r.offload(),
+                    r.node_bytes,
+                    r.peer_bytes,
+                    r.rebuffers,
+                    r.start_p50 * 1000.0,
+                    r.start_p95 * 1000.0
+                );
+            }
+        }
+        return;
     }
     println!(
         "Seed {}; churn {:.0}%; unreachable {:.0}%; node egress {:.0} Mbit/s; arrivals over {:.0} s, {:.0}% in the first {:.0} s; {} segments of {} s and {} B.\n",
