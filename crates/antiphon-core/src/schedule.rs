@@ -133,9 +133,23 @@ struct Source {
     bytes_per_sec: f64,
     failures: u32,
     in_flight: usize,
+    /// The segments it said it holds (HAVE), once it tells ([`Scheduler::peer_holds`]);
+    /// `None` while unknown: it is asked like any source, and a DONT_HAVE cools it.
+    holds: Option<Vec<bool>>,
 }
 
 impl Source {
+    /// Whether it may hold `segment`: it said so, or it has not said what it holds.
+    fn may_hold(&self, segment: usize) -> bool {
+        self.holds.as_ref().is_none_or(|h| h.get(segment).copied().unwrap_or(false))
+    }
+
+    /// Whether it said it holds a segment after `segment`: it is ahead, and will likely hold
+    /// `segment` too before long.
+    fn ahead_of(&self, segment: usize) -> bool {
+        self.holds.as_ref().is_some_and(|h| h.iter().skip(segment + 1).any(|x| *x))
+    }
+
     fn expected(&self, bytes: u64, penalty: Duration) -> Duration {
         self.latency + Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec.max(1.0)) + penalty * self.failures
     }
@@ -219,8 +233,30 @@ impl Scheduler {
             bytes_per_sec,
             failures: 0,
             in_flight: 0,
+            holds: None,
         });
         SourceId(self.sources.len() as u32 - 1)
+    }
+
+    /// `source` tells what it holds from now on: until it says HAVE for a segment, it is taken
+    /// not to hold it, and is not asked for it.
+    pub fn holdings_known(&mut self, source: SourceId) {
+        let segments = self.segments.len();
+        if let Some(s) = self.sources.get_mut(source.0 as usize)
+            && s.holds.is_none()
+        {
+            s.holds = Some(vec![false; segments]);
+        }
+    }
+
+    /// `source` holds `segment` (it said HAVE): it is asked for it when there is time.
+    pub fn peer_holds(&mut self, source: SourceId, segment: usize) {
+        self.holdings_known(source);
+        if let Some(h) = self.sources.get_mut(source.0 as usize).and_then(|s| s.holds.as_mut())
+            && let Some(x) = h.get_mut(segment)
+        {
+            *x = true;
+        }
     }
 
     /// Whether `source` is connected. A source that is not is never asked; requests already
@@ -344,7 +380,7 @@ impl Scheduler {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| (SourceId(i as u32), s))
-                .filter(|(id, s)| !s.banned && !s.gone && !skip.contains(id))
+                .filter(|(id, s)| !s.banned && !s.gone && !skip.contains(id) && s.may_hold(segment))
         };
         let urgent = hedge || segment == self.segment_at(self.playhead.0);
         let deadline = self.deadline(segment);
@@ -359,10 +395,14 @@ impl Scheduler {
                     .min_by_key(|(_, s)| (s.in_flight, s.expected(bytes, penalty)))
                     .map(|(id, _)| *id);
             }
-            // Peers may yet serve it: being looked up, or one that lacked it asked again soon.
-            let no_peers = !self.sources.iter().any(|s| s.kind == SourceKind::Peer && !s.banned && !s.gone);
+            // Peers may yet serve it: being looked up, one that lacked it asked again soon, or
+            // one ahead of it that will have it. With none of those, this listener is at the
+            // front: the node sends it now, and the listeners behind get it from here.
+            let live = |s: &&Source| s.kind == SourceKind::Peer && !s.banned && !s.gone;
+            let no_peers = !self.sources.iter().any(|s| live(&s));
             let cooling_live = cooling.iter().any(|id| self.sources.get(id.0 as usize).is_some_and(|s| !s.gone));
-            let later = (self.awaiting_peers && no_peers) || cooling_live;
+            let ahead = self.sources.iter().filter(live).any(|s| s.ahead_of(segment));
+            let later = (self.awaiting_peers && no_peers) || cooling_live || ahead;
             let fastest = usable().map(|(_, s)| s.expected(bytes, penalty)).min();
             if later && fastest.is_some_and(|f| now + f + self.config.hedge_margin * 2 < deadline) {
                 return None;
@@ -736,6 +776,39 @@ mod tests {
         s.on_failure(1, peer, Failure::Unavailable);
         // At 3 s it can wait no longer: 0.15 s for the node plus twice the margin reaches 6 s.
         assert!(fetches(&s.poll(Duration::from_secs(3))).contains(&(1, node.0, false)));
+    }
+
+    #[test]
+    fn a_peer_that_says_what_it_holds_is_asked_only_for_that() {
+        let (mut s, node, peer) = node_and_peer_playing();
+        s.holdings_known(peer);
+        s.peer_holds(peer, 2);
+        let first = fetches(&s.poll(Duration::ZERO));
+        // Segment 2 from the peer that holds it; segment 1 waits for it (it is ahead); nothing
+        // it does not hold is asked of it.
+        assert!(first.contains(&(2, peer.0, false)), "{first:?}");
+        assert!(!first.iter().any(|f| f.1 == peer.0 && f.0 != 2), "{first:?}");
+        assert!(!first.iter().any(|f| f.0 == 1), "{first:?}");
+        s.on_success(0, node, 100 * MS);
+        s.on_success(2, peer, 300 * MS);
+        // It says HAVE for segment 1: asked at once, with no DONT_HAVE and retry in between.
+        s.peer_holds(peer, 1);
+        assert!(fetches(&s.poll(400 * MS)).contains(&(1, peer.0, false)));
+    }
+
+    #[test]
+    fn a_listener_whose_peers_are_all_behind_it_takes_the_node_at_once() {
+        let (mut s, node, peer) = node_and_peer_playing();
+        // The peer holds only segment 0: it is behind, and nobody will bring segment 3 in
+        // time for this listener to wait for it. Followers get it from here instead.
+        s.holdings_known(peer);
+        s.peer_holds(peer, 0);
+        s.on_success(0, node, 100 * MS);
+        s.on_success(1, node, 200 * MS);
+        s.on_success(2, node, 300 * MS);
+        let later = fetches(&s.poll(400 * MS));
+        assert!(later.contains(&(3, node.0, false)), "{later:?}");
+        assert!(!later.iter().any(|f| f.1 == peer.0), "{later:?}");
     }
 
     #[test]

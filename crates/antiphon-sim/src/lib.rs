@@ -40,12 +40,13 @@ pub struct Params {
     pub unreachable: f64,
     /// The creator node's egress capacity.
     pub node_egress: f64,
-    /// Segments in the track.
-    pub segments: usize,
-    /// Seconds of audio per segment.
-    pub segment_secs: f64,
-    /// Bytes per segment.
-    pub segment_bytes: u64,
+    /// Seconds of audio in the track.
+    pub track_secs: f64,
+    /// The audio's bytes per second (16 000: 128 kb/s).
+    pub bytes_per_sec: f64,
+    /// The first segment's seconds; each next one is twice as long up to 6 s, as the node's
+    /// ingest cuts them (`antiphon_core::segment`): 1, 2, 4, 6, 6... With 0, all are 6 s.
+    pub first_segment_secs: f64,
     /// Earlier listeners one listener connects to at most (0: no peers, the node serves all).
     pub peers_per_listener: usize,
     /// Uploads a listener serves at once at most (the browser's `upload.maxPeers`).
@@ -60,8 +61,28 @@ pub struct Params {
     pub rtt: Option<f64>,
     /// Seconds from a listener's first audio to its connected peers.
     pub discovery_secs: f64,
+    /// Connected peers tell each other what they hold (Bitswap HAVE as segments arrive), and
+    /// discovery prefers peers ahead of the listener; without, peers are asked blindly.
+    pub holdings: bool,
     /// The simulation step.
     pub step: f64,
+}
+
+impl Params {
+    /// The track's segments: each one's seconds and bytes.
+    pub fn layout(&self) -> Vec<(f64, u64)> {
+        let target = antiphon_core::segment::TARGET_SEGMENT_SECS as f64;
+        let mut next = if self.first_segment_secs > 0.0 { self.first_segment_secs.min(target) } else { target };
+        let mut left = self.track_secs;
+        let mut out = Vec::new();
+        while left > 1e-9 {
+            let secs = next.min(left);
+            out.push((secs, (secs * self.bytes_per_sec).round() as u64));
+            left -= secs;
+            next = (next * 2.0).min(target);
+        }
+        out
+    }
 }
 
 impl Default for Params {
@@ -75,9 +96,9 @@ impl Default for Params {
             churn: 0.2,
             unreachable: 0.3,
             node_egress: 100e6 / 8.0,
-            segments: 11,
-            segment_secs: 6.0,
-            segment_bytes: 96_000,
+            track_secs: 66.0,
+            bytes_per_sec: 16_000.0,
+            first_segment_secs: antiphon_core::segment::FIRST_SEGMENT_SECS as f64,
             peers_per_listener: 3,
             uploads_at_once: 4,
             per_peer_cap: 256.0 * 1024.0,
@@ -85,6 +106,7 @@ impl Default for Params {
             link: None,
             rtt: None,
             discovery_secs: 1.0,
+            holdings: true,
             step: 0.05,
         }
     }
@@ -110,6 +132,8 @@ pub struct Report {
     pub listeners: usize,
     /// Bytes listeners got from the node.
     pub node_bytes: u64,
+    /// Of those, the bytes of each listener's first segment (the start, which is urgent).
+    pub node_first_segment_bytes: u64,
     /// Bytes listeners got from other listeners.
     pub peer_bytes: u64,
     /// Stalls after playback had started.
@@ -194,7 +218,11 @@ struct Sim<'a> {
     /// Uploads each listener runs, counted at the start of each step and as requests come.
     busy: Vec<usize>,
     node_bytes: u64,
+    node_first_segment_bytes: u64,
     peer_bytes: u64,
+    /// Each segment's seconds and bytes ([`Params::layout`]), and when each starts.
+    layout: Vec<(f64, u64)>,
+    starts_at: Vec<f64>,
     played_secs: f64,
     starts: Vec<f64>,
 }
@@ -206,7 +234,8 @@ fn at(secs: f64) -> Duration {
 impl<'a> Sim<'a> {
     fn new(p: &'a Params) -> Self {
         let mut rng = Rng::new(p.seed);
-        let duration = p.segments as f64 * p.segment_secs;
+        let duration = p.track_secs;
+        let layout = p.layout();
         let burst = (p.listeners as f64 * p.burst_share).round() as usize;
         let mut listeners = Vec::with_capacity(p.listeners);
         // The burst's arrivals are uniform over its seconds; the rest a Poisson process over
@@ -236,7 +265,7 @@ impl<'a> Sim<'a> {
                 sched: None,
                 node: SourceId(0),
                 peers: Vec::new(),
-                held: vec![false; p.segments],
+                held: vec![false; layout.len()],
                 playhead: 0.0,
                 started_at: None,
                 stalled: false,
@@ -253,14 +282,24 @@ impl<'a> Sim<'a> {
             transfers: Vec::new(),
             busy,
             node_bytes: 0,
+            node_first_segment_bytes: 0,
             peer_bytes: 0,
+            starts_at: layout
+                .iter()
+                .scan(0.0, |t, (secs, _)| {
+                    let at = *t;
+                    *t += secs;
+                    Some(at)
+                })
+                .collect(),
+            layout,
             played_secs: 0.0,
             starts: Vec::new(),
         }
     }
 
     fn run(mut self) -> Report {
-        let duration = self.p.segments as f64 * self.p.segment_secs;
+        let duration = self.p.track_secs;
         let mut now = 0.0;
         loop {
             let mut waiting = false;
@@ -309,6 +348,7 @@ impl<'a> Sim<'a> {
         Report {
             listeners: self.listeners.len(),
             node_bytes: self.node_bytes,
+            node_first_segment_bytes: self.node_first_segment_bytes,
             peer_bytes: self.peer_bytes,
             rebuffers: self.listeners.iter().map(|l| l.rebuffers).sum(),
             listener_hours: self.played_secs / 3600.0,
@@ -319,8 +359,11 @@ impl<'a> Sim<'a> {
 
     fn arrive(&mut self, i: usize) {
         let p = self.p;
-        let config = Config { window_secs: 30.0, ..Config::default() };
-        let mut sched = Scheduler::new(&vec![p.segment_secs; p.segments], &vec![p.segment_bytes; p.segments], config);
+        // As the player configures it (src/api/player.rs): one request per source at once.
+        let config = Config { window_secs: 30.0, per_source: 1, ..Config::default() };
+        let secs: Vec<f64> = self.layout.iter().map(|(s, _)| *s).collect();
+        let bytes: Vec<u64> = self.layout.iter().map(|(_, b)| *b).collect();
+        let mut sched = Scheduler::new(&secs, &bytes, config);
         let l = &mut self.listeners[i];
         l.node = sched.add_source(SourceKind::CreatorNode);
         l.sched = Some(sched);
@@ -343,11 +386,32 @@ impl<'a> Sim<'a> {
                     && !known.contains(&j)
             })
             .collect();
+        if self.p.holdings {
+            // The node's routing lists the browsers that announced a later segment: ahead.
+            let mine = self.listeners[i].held.iter().filter(|h| **h).count();
+            let ahead: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&j| self.listeners[j].held.iter().filter(|h| **h).count() > mine + 1)
+                .collect();
+            if !ahead.is_empty() {
+                candidates = ahead;
+            }
+        }
         let want = self.p.peers_per_listener.saturating_sub(self.connected_peers(i));
         for _ in 0..want.min(candidates.len()) {
             let j = candidates.swap_remove(self.rng.below(candidates.len()));
+            let held: Vec<usize> = (0..self.layout.len()).filter(|k| self.listeners[j].held[*k]).collect();
+            let holdings = self.p.holdings;
             let l = &mut self.listeners[i];
-            let source = l.sched.as_mut().map(|s| s.add_source(SourceKind::Peer)).unwrap_or(SourceId(0));
+            let Some(sched) = l.sched.as_mut() else { return };
+            let source = sched.add_source(SourceKind::Peer);
+            if holdings {
+                sched.holdings_known(source);
+                for k in held {
+                    sched.peer_holds(source, k);
+                }
+            }
             l.peers.push((j, source));
         }
     }
@@ -362,8 +426,9 @@ impl<'a> Sim<'a> {
             let started = self.listeners[i].started_at;
             let l = &self.listeners[i];
             let first = !l.discovered && started.is_some_and(|s| now >= s + p.discovery_secs);
+            // No peer connected (none found, or all left) while segments are missing.
             let again = l.discovered
-                && !l.peers.is_empty()
+                && l.held.iter().any(|h| !h)
                 && self.connected_peers(i) == 0
                 && now - l.last_lookup >= LOOK_UP_AGAIN_SECS;
             if first || again {
@@ -421,7 +486,7 @@ impl<'a> Sim<'a> {
             from,
             source,
             segment,
-            remaining: self.p.segment_bytes as f64,
+            remaining: self.layout[segment].1 as f64,
             starts: now + rtt,
             fails_at: fails.then_some(now + rtt),
         });
@@ -466,21 +531,47 @@ impl<'a> Sim<'a> {
         let mut finished: Vec<(usize, bool)> = done.into_iter().map(|k| (k, true)).collect();
         finished.extend(failed.into_iter().map(|k| (k, false)));
         finished.sort_by_key(|f| std::cmp::Reverse(f.0));
+        let mut tell_holders = Vec::new();
+        // Actions are taken once every finished transfer is out: a cancel among them removes
+        // transfers, which would move the indexes still to be taken out.
+        let mut follow_ups = Vec::new();
         for (k, ok) in finished {
             let t = self.transfers.swap_remove(k);
             let l = &mut self.listeners[t.to];
             let Some(sched) = l.sched.as_mut() else { continue };
             let actions = if ok {
                 l.held[t.segment] = true;
+                if self.p.holdings {
+                    tell_holders.push((t.to, t.segment));
+                }
                 match t.from {
-                    From::Node => self.node_bytes += self.p.segment_bytes,
-                    From::Peer(_) => self.peer_bytes += self.p.segment_bytes,
+                    From::Node => {
+                        self.node_bytes += self.layout[t.segment].1;
+                        if t.segment == 0 {
+                            self.node_first_segment_bytes += self.layout[t.segment].1;
+                        }
+                    }
+                    From::Peer(_) => self.peer_bytes += self.layout[t.segment].1,
                 }
                 sched.on_success(t.segment, t.source, at(now))
             } else {
                 sched.on_failure(t.segment, t.source, Failure::Unavailable)
             };
-            self.act(t.to, actions, now);
+            follow_ups.push((t.to, actions));
+        }
+        for (to, actions) in follow_ups {
+            self.act(to, actions, now);
+        }
+        // What a listener got, it tells the listeners connected to it (HAVE).
+        for (j, segment) in tell_holders {
+            for l in self.listeners.iter_mut().filter(|l| l.phase == Phase::Active) {
+                let sources: Vec<SourceId> = l.peers.iter().filter(|(p, _)| *p == j).map(|(_, s)| *s).collect();
+                if let Some(sched) = l.sched.as_mut() {
+                    for source in sources {
+                        sched.peer_holds(source, segment);
+                    }
+                }
+            }
         }
     }
 
@@ -498,7 +589,7 @@ impl<'a> Sim<'a> {
                 }
             }
             Some(_) => {
-                let segment = ((l.playhead / self.p.segment_secs) as usize).min(self.p.segments - 1);
+                let segment = self.starts_at.partition_point(|s| *s <= l.playhead).saturating_sub(1);
                 if l.held[segment] {
                     l.playhead += step;
                     l.stalled = false;
