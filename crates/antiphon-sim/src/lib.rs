@@ -358,7 +358,6 @@ impl<'a> Sim<'a> {
     }
 
     fn arrive(&mut self, i: usize) {
-        let p = self.p;
         // As the player configures it (src/api/player.rs): one request per source at once.
         let config = Config { window_secs: 30.0, per_source: 1, ..Config::default() };
         let secs: Vec<f64> = self.layout.iter().map(|(s, _)| *s).collect();
