@@ -424,7 +424,7 @@ async fn an_upload_budget_turns_away_peers_past_its_cap_and_paces_the_one_it_ser
     }
     let budget = bitswap::UploadBudget { bytes_per_sec_per_peer: 200_000, max_peers: 1 };
     let mut server = swarm_with(store, bitswap::Config::default().with_upload_budget(Some(budget)));
-    let addr = listen(&mut server, 901).await;
+    let addr = listen(&mut server, 921).await;
     let mut first = swarm(MemoryBlockstore::new(1 << 20));
     let mut second = swarm(MemoryBlockstore::new(1 << 20));
     let peer = connect(&mut first, &mut server, addr.clone()).await;
@@ -457,4 +457,47 @@ async fn an_upload_budget_turns_away_peers_past_its_cap_and_paces_the_one_it_ser
     }
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(450), "300 kB at 200 kB/s took {took:?}");
+}
+
+#[tokio::test]
+async fn a_watched_peer_says_have_when_it_gets_the_block_even_after_a_dont_have() {
+    tokio::time::timeout(Duration::from_secs(30), watched_peer_says_have()).await.expect("done within 30 s");
+}
+
+async fn watched_peer_says_have() {
+    let block = Block::from_data(RAW, vec![7u8; 50_000]).unwrap();
+    let mut server = swarm(MemoryBlockstore::new(1 << 20));
+    let addr = listen(&mut server, 931).await;
+    let mut client = swarm(MemoryBlockstore::new(1 << 20));
+    let peer = connect(&mut client, &mut server, addr).await;
+
+    // Watched, then asked while the server lacks it: DONT_HAVE, and the request fails.
+    client.behaviour_mut().watch(peer, &[*block.cid()]);
+    client.behaviour_mut().get(*block.cid(), Source::Peers(vec![peer]));
+    loop {
+        match next_event(&mut client, &mut [&mut server]).await {
+            Event::DontHave { .. } => {}
+            Event::Failed { error: RequestError::NotFound, .. } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Let the server take in what the client sent after the failure (the watch again).
+    let settle = tokio::time::sleep(Duration::from_millis(200));
+    tokio::pin!(settle);
+    loop {
+        tokio::select! {
+            _ = &mut settle => break,
+            _ = server.select_next_some() => {}
+            _ = client.select_next_some() => {}
+        }
+    }
+    // The server gets the block later: it says HAVE unasked, and the client fetches it.
+    server.behaviour().store().put(&block).unwrap();
+    server.behaviour_mut().block_added(block.cid());
+    match next_event(&mut client, &mut [&mut server]).await {
+        Event::Have { peer: from, cid } => assert_eq!((from, cid), (peer, *block.cid())),
+        other => panic!("expected HAVE, got {other:?}"),
+    }
+    client.behaviour_mut().get(*block.cid(), Source::Peers(vec![peer]));
+    assert!(matches!(next_event(&mut client, &mut [&mut server]).await, Event::Block { .. }));
 }

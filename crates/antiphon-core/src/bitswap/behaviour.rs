@@ -317,6 +317,9 @@ struct Ledger {
     wanted: HashMap<Cid, u64>,
     next_generation: u64,
     outstanding: usize,
+    /// want-haves without send_dont_have for blocks we lacked: answered HAVE when the block
+    /// arrives ([`Behaviour::block_added`]), as long as the peer does not cancel them.
+    waiting: HashSet<Cid>,
     /// Queue entries looked at so far, to show what a flood costs.
     #[cfg(test)]
     steps: usize,
@@ -326,6 +329,7 @@ impl Ledger {
     fn clear(&mut self) {
         self.wants.clear();
         self.wanted.clear();
+        self.waiting.clear();
     }
 
     /// Entries wanted now.
@@ -341,7 +345,10 @@ impl Ledger {
     fn apply(&mut self, entry: &WantEntry) {
         if entry.cancel {
             self.wanted.remove(&entry.cid);
-        } else if !self.wanted.contains_key(&entry.cid) && self.wanted.len() < MAX_WANTLIST_ENTRIES {
+            self.waiting.remove(&entry.cid);
+        } else if self.wanted.contains_key(&entry.cid) || self.wanted.len() < MAX_WANTLIST_ENTRIES {
+            // A later entry for a CID replaces the earlier one (a want-block after a want-have,
+            // say): the earlier one's queue element is left behind as stale.
             let generation = self.next_generation;
             self.next_generation += 1;
             self.wanted.insert(entry.cid, generation);
@@ -399,6 +406,8 @@ pub struct Behaviour<S: Blockstore> {
     outstanding: usize,
     /// The upload budget's state, when there is one.
     uploads: Option<Uploads>,
+    /// CIDs each peer is asked to say HAVE for when it gets them ([`Behaviour::watch`]).
+    watching: HashMap<PeerId, HashSet<Cid>>,
     /// Wakes the behaviour when a peer's upload budget lets it be served again.
     upload_wake: Option<Delay>,
 }
@@ -426,6 +435,7 @@ impl<S: Blockstore> Behaviour<S> {
             pending_hashes: 0,
             outstanding: 0,
             uploads: config.upload.map(Uploads::new),
+            watching: HashMap::new(),
             upload_wake: None,
         }
     }
@@ -458,6 +468,58 @@ impl<S: Blockstore> Behaviour<S> {
     /// Bytes of blocks handed to connections and not yet written, for every peer.
     pub fn outstanding_bytes(&self) -> usize {
         self.outstanding
+    }
+
+    /// Asks `peer` to say HAVE for each of `cids` it holds, now or whenever it gets one later
+    /// (want-have without send_dont_have, which a Bitswap 1.2 peer keeps in its wantlist).
+    /// The answers come as [`Event::Have`]. At most [`MAX_WANTLIST_ENTRIES`] CIDs are watched
+    /// per peer; the watch ends when the peer disconnects or this peer gets the block.
+    pub fn watch(&mut self, peer: PeerId, cids: &[Cid]) {
+        if !self.connections.contains_key(&peer) {
+            return;
+        }
+        let watched = self.watching.entry(peer).or_default();
+        let mut msg = Message::default();
+        for cid in cids {
+            if watched.len() >= MAX_WANTLIST_ENTRIES {
+                break;
+            }
+            if watched.insert(*cid) {
+                msg.wantlist.push(watch_entry(*cid));
+            }
+        }
+        if !msg.wantlist.is_empty() {
+            self.outbox.push_back((peer, msg));
+        }
+    }
+
+    /// `cid` was added to the store: peers that asked to hear of it (want-have without
+    /// send_dont_have, when it was missing) are told HAVE, and nobody is watched for it any
+    /// more.
+    pub fn block_added(&mut self, cid: &Cid) {
+        for (peer, ledger) in &mut self.ledgers {
+            if ledger.waiting.remove(cid) {
+                let msg = Message { presences: vec![Presence { cid: *cid, have: true }], ..Message::default() };
+                self.outbox.push_back((*peer, msg));
+            }
+        }
+        for (peer, watched) in &mut self.watching {
+            if watched.remove(cid) {
+                self.outbox.push_back((*peer, want(*cid, 0, true)));
+            }
+        }
+    }
+
+    /// What replaces a want for `cid` at `peer` once the request is over: back to watching
+    /// it when it is watched, otherwise a cancel.
+    fn withdraw(&mut self, peer: PeerId, cid: Cid) {
+        let watched = self.watching.get(&peer).is_some_and(|w| w.contains(&cid));
+        let msg = if watched {
+            Message { wantlist: vec![watch_entry(cid)], ..Message::default() }
+        } else {
+            want(cid, 0, true)
+        };
+        self.outbox.push_back((peer, msg));
     }
 
     /// Asks `source` for the block `cid` with a want-block. The answer comes as an
@@ -500,7 +562,7 @@ impl<S: Blockstore> Behaviour<S> {
     pub fn cancel(&mut self, id: RequestId) {
         if let Some(req) = self.remove_request(id) {
             for peer in req.asked {
-                self.outbox.push_back((peer, want(req.cid, 0, true)));
+                self.withdraw(peer, req.cid);
             }
         }
     }
@@ -519,7 +581,7 @@ impl<S: Blockstore> Behaviour<S> {
     fn fail(&mut self, id: RequestId, error: RequestError) {
         if let Some(req) = self.remove_request(id) {
             for peer in &req.asked {
-                self.outbox.push_back((*peer, want(req.cid, 0, true)));
+                self.withdraw(*peer, req.cid);
             }
             self.events.push_back(Event::Failed { request: id, cid: req.cid, error });
         }
@@ -529,6 +591,12 @@ impl<S: Blockstore> Behaviour<S> {
     fn peer_gave_up(&mut self, id: RequestId, peer: PeerId) {
         let Some(req) = self.requests.get_mut(&id) else { return };
         req.asked.retain(|p| *p != peer);
+        let cid = req.cid;
+        // Its answer ended the want; a watched CID is watched again.
+        if self.watching.get(&peer).is_some_and(|w| w.contains(&cid)) {
+            self.withdraw(peer, cid);
+        }
+        let Some(req) = self.requests.get_mut(&id) else { return };
         if req.asked.is_empty() {
             self.fail(id, RequestError::NotFound);
         }
@@ -848,6 +916,14 @@ impl<S: Blockstore> Behaviour<S> {
                     size += MAX_CID_BYTES;
                     reply.presences.push(Presence { cid: entry.cid, have: false });
                 }
+                Lookup::Missing if entry.want_type == WantType::Have => {
+                    // Told HAVE when it arrives, unless cancelled first.
+                    if let Some(ledger) = self.ledgers.get_mut(&peer)
+                        && ledger.waiting.len() < MAX_WANTLIST_ENTRIES
+                    {
+                        ledger.waiting.insert(entry.cid);
+                    }
+                }
                 Lookup::Missing => {}
             }
         }
@@ -915,6 +991,11 @@ fn want(cid: Cid, priority: i32, cancel: bool) -> Message {
     }
 }
 
+/// A want-have without send_dont_have: "say HAVE when you have it".
+fn watch_entry(cid: Cid) -> WantEntry {
+    WantEntry { cid, priority: i32::MIN, cancel: false, want_type: WantType::Have, send_dont_have: false }
+}
+
 fn want_of(cid: Cid, priority: i32, want_type: WantType) -> Message {
     Message {
         wantlist: vec![WantEntry { cid, priority, cancel: false, want_type, send_dont_have: true }],
@@ -964,6 +1045,7 @@ impl<S: Blockstore> NetworkBehaviour for Behaviour<S> {
                     if let Some(uploads) = self.uploads.as_mut() {
                         uploads.forget(&e.peer_id);
                     }
+                    self.watching.remove(&e.peer_id);
                     self.serve_order.retain(|p| *p != e.peer_id);
                     self.suspicions.retain(|s| s.peer != e.peer_id);
                     let ids: Vec<RequestId> =
