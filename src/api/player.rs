@@ -641,11 +641,21 @@ struct Sources {
     nodes_seen: usize,
     /// Browsers already made sources. One that reconnects keeps its source (and its score).
     browsers_seen: std::collections::HashMap<libp2p::PeerId, SourceId>,
+    /// The track's segments' root CIDs: browsers are watched for them, and say HAVE.
+    segment_cids: Vec<Cid>,
+    /// Per browser, the segments it said HAVE for (already told to the scheduler).
+    said_have: std::collections::HashMap<libp2p::PeerId, Vec<bool>>,
 }
 
 impl Sources {
-    fn new(shared: &Shared, scheduler: &mut Scheduler) -> Self {
-        let mut sources = Self { list: Vec::new(), nodes_seen: 0, browsers_seen: Default::default() };
+    fn new(shared: &Shared, scheduler: &mut Scheduler, manifest: &TrackManifest) -> Self {
+        let mut sources = Self {
+            list: Vec::new(),
+            nodes_seen: 0,
+            browsers_seen: Default::default(),
+            segment_cids: manifest.segments.iter().map(|s| s.cid).collect(),
+            said_have: Default::default(),
+        };
         sources.refresh(shared, scheduler);
         for g in &shared.network.gateways {
             sources.add(
@@ -666,11 +676,26 @@ impl Sources {
         }
         self.nodes_seen = nodes.len();
         let browsers = shared.network.browsers.borrow();
+        let net = &shared.network.net;
         for browser in browsers.iter() {
             if !self.browsers_seen.contains_key(&browser.peer) {
-                let source = Source::Bitswap { net: shared.network.net.clone(), peer: browser.peer };
+                let source = Source::Bitswap { net: net.clone(), peer: browser.peer };
                 let id = self.add(scheduler, source, SourceKind::Peer);
                 self.browsers_seen.insert(browser.peer, id);
+                // It tells what it holds and what it gets from now on; it is asked only for that.
+                scheduler.holdings_known(id);
+            }
+            // Sent once per connection: a watch ends when the browser disconnects.
+            net.watch(browser.peer, &self.segment_cids);
+        }
+        // What browsers said HAVE for since the last look.
+        for (peer, id) in &self.browsers_seen {
+            let told = self.said_have.entry(*peer).or_insert_with(|| vec![false; self.segment_cids.len()]);
+            for (segment, cid) in self.segment_cids.iter().enumerate() {
+                if !told[segment] && net.said_have(peer, cid) {
+                    told[segment] = true;
+                    scheduler.peer_holds(*id, segment);
+                }
             }
         }
         // A browser that left is neither asked nor waited for until it is back. When all
@@ -766,7 +791,7 @@ impl Pump {
         let config =
             ScheduleConfig { window_secs: shared.window_secs, per_source: PER_SOURCE, ..ScheduleConfig::default() };
         let mut scheduler = Scheduler::new(&durations, &sizes, config);
-        let sources = Sources::new(&shared, &mut scheduler);
+        let sources = Sources::new(&shared, &mut scheduler, &manifest);
         let total = manifest.segments.len();
         Self {
             shared,

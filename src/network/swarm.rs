@@ -97,6 +97,13 @@ enum Command {
         request: ProvideRequest,
         reply: oneshot::Sender<Result<u32, NetError>>,
     },
+    /// Ask `peer` to say HAVE for `cids` ([`NetHandle::watch`]).
+    Watch {
+        peer: PeerId,
+        cids: Vec<Cid>,
+    },
+    /// `cid` was put in the store from outside the task (a gateway's block).
+    Added(Cid),
     /// Stop the task: the swarm is dropped, closing every connection and data channel.
     Close,
 }
@@ -180,7 +187,22 @@ pub(crate) struct NetHandle {
     store: MemoryBlockstore,
     /// This peer's identity, which also signs its receipts.
     key: libp2p::identity::Keypair,
+    /// What connected peers were asked to say HAVE for, and what they said HAVE for.
+    watches: Watches,
 }
+
+/// Per peer, the CIDs it is watched for ([`NetHandle::watch`]) and those it said HAVE for.
+type Watches = Rc<RefCell<HashMap<PeerId, Watch>>>;
+
+/// One peer's watch.
+#[derive(Default)]
+struct Watch {
+    watched: std::collections::HashSet<Cid>,
+    said_have: std::collections::HashSet<Cid>,
+}
+
+/// Most CIDs one peer is watched for (a track's segments: `limits::MAX_WANTLIST_ENTRIES`).
+const MAX_WATCHED: usize = antiphon_core::limits::MAX_WANTLIST_ENTRIES;
 
 impl NetHandle {
     /// Builds the swarm and starts its task on the page's event loop.
@@ -201,8 +223,30 @@ impl NetHandle {
             protocols: PROTOCOLS.to_vec(),
             listen_addrs: addrs.borrow().clone(),
         }));
-        wasm_bindgen_futures::spawn_local(NetTask::new(swarm, connections.clone(), listen_addrs).run(rx));
-        Ok(Self { commands, local_peer_id, connections, store, key })
+        let watches = Watches::default();
+        wasm_bindgen_futures::spawn_local(
+            NetTask::new(swarm, connections.clone(), listen_addrs, watches.clone()).run(rx),
+        );
+        Ok(Self { commands, local_peer_id, connections, store, key, watches })
+    }
+
+    /// Asks `peer` to say HAVE for each of `cids` it holds or gets later (Bitswap want-have
+    /// without send_dont_have); [`NetHandle::said_have`] reads the answers. At most
+    /// [`MAX_WATCHED`] per peer; forgotten when the peer disconnects.
+    pub(crate) fn watch(&self, peer: PeerId, cids: &[Cid]) {
+        let new: Vec<Cid> = {
+            let mut watches = self.watches.borrow_mut();
+            let w = watches.entry(peer).or_default();
+            cids.iter().filter(|c| w.watched.len() < MAX_WATCHED && w.watched.insert(**c)).copied().collect()
+        };
+        if !new.is_empty() {
+            let _ = self.commands.clone().try_send(Command::Watch { peer, cids: new });
+        }
+    }
+
+    /// Whether `peer` said HAVE for `cid` since it was watched for it.
+    pub(crate) fn said_have(&self, peer: &PeerId, cid: &Cid) -> bool {
+        self.watches.borrow().get(peer).is_some_and(|w| w.said_have.contains(cid))
     }
 
     /// This peer's identity key.
@@ -214,6 +258,8 @@ impl NetHandle {
     pub(crate) fn keep(&self, block: &antiphon_core::Block) {
         // The in-memory store does not fail; a block too large for it is simply not kept.
         let _ = self.store.put(block);
+        // Peers waiting to hear of it are told HAVE.
+        let _ = self.commands.clone().try_send(Command::Added(*block.cid()));
     }
 
     /// Whether the block cache still holds `cid` (it forgets its oldest blocks first).
@@ -451,6 +497,8 @@ struct NetTask {
     /// Connections that stop answering pings are closed: nothing else reports a WebRTC
     /// connection whose other end has gone (see `antiphon_core::liveness`).
     liveness: Liveness,
+    /// Shared with [`NetHandle`]: filled from HAVE answers.
+    watches: Watches,
 }
 
 impl NetTask {
@@ -458,9 +506,11 @@ impl NetTask {
         swarm: Swarm<BrowserBehaviour>,
         connections: Rc<RefCell<HashMap<PeerId, u32>>>,
         listen_addrs: Rc<RefCell<Vec<Multiaddr>>>,
+        watches: Watches,
     ) -> Self {
         let streams = swarm.behaviour().streams.new_control();
         Self {
+            watches,
             swarm,
             connections,
             listen_addrs,
@@ -553,6 +603,8 @@ impl NetTask {
                 let id = self.swarm.behaviour_mut().bitswap.get(cid, Source::Peers(vec![peer]));
                 self.gets.insert(id, reply);
             }
+            Command::Watch { peer, cids } => self.swarm.behaviour_mut().bitswap.watch(peer, &cids),
+            Command::Added(cid) => self.swarm.behaviour_mut().bitswap.block_added(&cid),
         }
     }
 
@@ -665,6 +717,7 @@ impl NetTask {
                 self.liveness.forget(connection_id);
                 if num_established == 0 {
                     self.connections.borrow_mut().remove(&peer_id);
+                    self.watches.borrow_mut().remove(&peer_id);
                 }
                 tracing::info!(%peer_id, cause = ?cause.map(|c| c.to_string()), "disconnected");
             }
@@ -718,8 +771,10 @@ impl NetTask {
     fn on_bitswap(&mut self, event: bitswap::Event) {
         match event {
             bitswap::Event::Block { request, block, peer, .. } => {
-                // Keep what was verified, to serve it to others later.
+                // Keep what was verified, to serve it to others later, and tell the peers
+                // waiting to hear of it.
                 let _ = self.swarm.behaviour().bitswap.store().put(&block);
+                self.swarm.behaviour_mut().bitswap.block_added(block.cid());
                 if let Some(reply) = self.gets.remove(&request) {
                     let _ = reply.send(Ok(Fetched { block, peer }));
                 }
@@ -734,6 +789,13 @@ impl NetTask {
                     let digest = crate::api::verify::subtle_sha256(&block.data).await;
                     (peer, block, digest)
                 }));
+            }
+            bitswap::Event::Have { peer, cid } => {
+                if let Some(w) = self.watches.borrow_mut().get_mut(&peer)
+                    && w.watched.contains(&cid)
+                {
+                    w.said_have.insert(cid);
+                }
             }
             bitswap::Event::CorruptBlock { peer, bytes } => {
                 tracing::warn!(%peer, bytes, "peer sent a block that does not match its CID; dropped");
