@@ -107,10 +107,11 @@ const summary = runs.map((r) => {
 });
 
 // The simulator with the same parameters: joins JOIN_MS apart, no churn, everyone reachable,
-// loopback's links (1 Gbit/s, 1 ms), the track's segments.
+// loopback's links (1 Gbit/s, 1 ms), the track's length and bitrate, cut as the node cuts it.
 const meanBytes = Math.round(segments.reduce((a, s) => a + s.bytes, 0) / segments.length);
 const simBin = join(dirname(NODE_BIN), "antiphon-sim");
-const simArgs = ["--listeners", String(LISTENERS), "--join-every", String(JOIN_MS / 1000), "--segments", String(segments.length), "--segment-bytes", String(meanBytes), "--churn", "0", "--unreachable", "0", "--link-mbit", "1000", "--rtt-ms", "1", "--node-mbit", "1000", "--json"];
+const kbps = (8 * segments.reduce((a, s) => a + s.bytes, 0) / SECONDS / 1000).toFixed(1);
+const simArgs = ["--listeners", String(LISTENERS), "--join-every", String(JOIN_MS / 1000), "--track-secs", String(SECONDS), "--kbps", kbps, "--first-segment-secs", "1", "--churn", "0", "--unreachable", "0", "--link-mbit", "1000", "--rtt-ms", "1", "--node-mbit", "1000", "--json"];
 const sim = execFileSync(simBin, simArgs, { encoding: "utf8" }).trim().split("\n").map((l) => JSON.parse(l));
 
 mkdirSync(join(ROOT, "bench", "out"), { recursive: true });

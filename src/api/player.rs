@@ -682,13 +682,13 @@ impl Sources {
                 let source = Source::Bitswap { net: net.clone(), peer: browser.peer };
                 let id = self.add(scheduler, source, SourceKind::Peer);
                 self.browsers_seen.insert(browser.peer, id);
-                // It tells what it holds and what it gets from now on; it is asked only for that.
-                scheduler.holdings_known(id);
             }
             // Sent once per connection: a watch ends when the browser disconnects.
             net.watch(browser.peer, &self.segment_cids);
         }
-        // What browsers said HAVE for since the last look.
+        // What browsers said HAVE for since the last look. From its first HAVE on, a browser is
+        // asked only for what it said HAVE for (`Scheduler::peer_holds`); one that has said
+        // nothing yet is asked like any source, since its answers may still be on their way.
         for (peer, id) in &self.browsers_seen {
             let told = self.said_have.entry(*peer).or_insert_with(|| vec![false; self.segment_cids.len()]);
             for (segment, cid) in self.segment_cids.iter().enumerate() {

@@ -837,20 +837,24 @@ impl<S: Blockstore> Behaviour<S> {
                 self.serve_order.push_back(peer);
                 continue;
             }
-            match self.uploads.as_mut().map_or(Admission::Serve, |u| u.admit(peer, now)) {
-                Admission::Serve => {}
-                Admission::Wait(after) => {
-                    self.serve_order.push_back(peer);
-                    wake = Some(wake.map_or(after, |w| w.min(after)));
-                    continue;
-                }
-                Admission::Busy => {
-                    // Told at once, so that it asks elsewhere.
-                    busy.push((peer, std::iter::from_fn(|| ledger.pop()).collect()));
-                    continue;
-                }
+            let admission = self.uploads.as_mut().map_or(Admission::Serve, |u| u.admit(peer, now));
+            if let Admission::Wait(after) = admission {
+                self.serve_order.push_back(peer);
+                wake = Some(wake.map_or(after, |w| w.min(after)));
+                continue;
             }
-            let entries: Vec<WantEntry> = std::iter::from_fn(|| ledger.pop()).take(LOOKUPS_PER_BATCH).collect();
+            let mut entries: Vec<WantEntry> = std::iter::from_fn(|| ledger.pop()).take(LOOKUPS_PER_BATCH).collect();
+            if admission == Admission::Busy {
+                // Its blocks are refused at once, so that it asks elsewhere; its want-haves cost
+                // no upload and are answered.
+                let (blocks, haves) = entries.into_iter().partition(|e| e.want_type == WantType::Block);
+                busy.push((peer, blocks));
+                entries = haves;
+            } else if let Some(uploads) = self.uploads.as_mut()
+                && entries.iter().any(|e| e.want_type == WantType::Block)
+            {
+                uploads.reserve(peer, now);
+            }
             if !ledger.is_empty() {
                 self.serve_order.push_back(peer);
             }

@@ -6,8 +6,9 @@
 //! the bucket in debt, which is paid off before the peer is served again: over any stretch
 //! longer than a second, a peer gets at most its rate. A peer counts as served while it has
 //! been sent something in the last [`ACTIVE_FOR`]. A new peer that finds [`UploadBudget::max_peers`]
-//! peers already served is told DONT_HAVE (Bitswap 1.2 has no "busy"), so it asks elsewhere at
-//! once instead of waiting.
+//! peers already served is told DONT_HAVE for the blocks it wants (Bitswap 1.2 has no "busy"),
+//! so it asks elsewhere at once instead of waiting; its want-haves, which cost no upload, are
+//! answered as usual.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -89,11 +90,16 @@ impl Uploads {
         bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
         bucket.refilled = now;
         if bucket.tokens > 0.0 {
-            // Served from now on: it holds its place while its blocks are read.
-            bucket.last_sent = Some(now);
             Admission::Serve
         } else {
             Admission::Wait(Duration::from_secs_f64((-bucket.tokens + 1.0) / rate))
+        }
+    }
+
+    /// `peer` is about to be sent blocks: it holds its place from `now`, while they are read.
+    pub(crate) fn reserve(&mut self, peer: PeerId, now: Instant) {
+        if let Some(bucket) = self.buckets.get_mut(&peer) {
+            bucket.last_sent = Some(now);
         }
     }
 
