@@ -96,7 +96,7 @@ impl Default for Params {
             churn: 0.2,
             unreachable: 0.3,
             node_egress: 100e6 / 8.0,
-            track_secs: 66.0,
+            track_secs: 210.0,
             bytes_per_sec: 16_000.0,
             first_segment_secs: antiphon_core::segment::FIRST_SEGMENT_SECS as f64,
             peers_per_listener: 3,

@@ -13,7 +13,7 @@ Usage: antiphon-sim [--listeners 10,100,1000] [--seed N] [--churn F] [--unreacha
 Each listener count runs twice: with peers (the scheduler as shipped) and without (every byte
 from the node, as before browsers served). Defaults: listeners 10,100,1000,10000; seed 1;
 churn 0.2; unreachable 0.3; node egress 100 Mbit/s; arrivals over 120 s, half in the first 10;
-a 66 s track at 128 kb/s cut as the node cuts it (1, 2, 4, then 6 s segments); capacities and round trips drawn per listener; 256 KiB/s per upload.
+a 210 s track (three and a half minutes) at 128 kb/s cut as the node cuts it (1, 2, 4, then 6 s segments); capacities and round trips drawn per listener; 256 KiB/s per upload.
 --no-holdings: peers do not tell each other what they hold (asked blindly, found at random).
 --join-every, --link-mbit and --rtt-ms fix what is otherwise drawn (to calibrate against a
 real-browser swarm); --json prints one JSON object per run instead of the table.";
