@@ -167,19 +167,11 @@ impl Metrics {
             "Blocks this node is fetching by Bitswap.",
             self.wants_in_flight.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP antiphon_replications_total Replication requests answered by a replica, by result.\n# TYPE antiphon_replications_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "antiphon_replications_total{{result=\"ok\"}} {}",
-            self.replications_ok.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "antiphon_replications_total{{result=\"failed\"}} {}",
-            self.replications_failed.load(Ordering::Relaxed)
+        by_result(
+            &mut out,
+            "antiphon_replications_total",
+            "Replication requests answered by a replica, by result.",
+            [("ok", &self.replications_ok), ("failed", &self.replications_failed)],
         );
         let h = self.ingests.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(
@@ -192,18 +184,13 @@ impl Metrics {
         let _ = writeln!(out, "antiphon_ingest_duration_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
         let _ = writeln!(out, "antiphon_ingest_duration_seconds_sum {}", h.sum);
         let _ = writeln!(out, "antiphon_ingest_duration_seconds_count {}", h.count);
-        let _ = writeln!(
-            out,
-            "# HELP antiphon_receipts_total Signed receipts received from listeners, by result.\n# TYPE antiphon_receipts_total counter"
+        by_result(
+            &mut out,
+            "antiphon_receipts_total",
+            "Signed receipts received from listeners, by result.",
+            std::iter::once(("accepted", &self.receipts_accepted))
+                .chain(crate::receipts::REFUSAL_KINDS.iter().copied().zip(&self.receipts_refused)),
         );
-        let _ = writeln!(
-            out,
-            "antiphon_receipts_total{{result=\"accepted\"}} {}",
-            self.receipts_accepted.load(Ordering::Relaxed)
-        );
-        for (kind, v) in crate::receipts::REFUSAL_KINDS.iter().zip(&self.receipts_refused) {
-            let _ = writeln!(out, "antiphon_receipts_total{{result=\"{kind}\"}} {}", v.load(Ordering::Relaxed));
-        }
         let _ = writeln!(
             out,
             "# HELP antiphon_receipt_credited_bytes_total Bytes credited to serving peers by accepted receipts.\n# TYPE antiphon_receipt_credited_bytes_total counter\nantiphon_receipt_credited_bytes_total {}",
@@ -227,6 +214,14 @@ pub fn render_top_servers(out: &mut String, servers: &[crate::receipts::ServerTo
     );
     for s in servers.iter().take(TOP_SERVERS) {
         let _ = writeln!(out, "antiphon_receipt_server_bytes{{peer=\"{}\"}} {}", s.peer_id, s.bytes);
+    }
+}
+
+/// A counter family with one series per `result` label.
+fn by_result<'a>(out: &mut String, name: &str, help: &str, series: impl IntoIterator<Item = (&'a str, &'a AtomicU64)>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (result, v) in series {
+        let _ = writeln!(out, "{name}{{result=\"{result}\"}} {}", v.load(Ordering::Relaxed));
     }
 }
 
