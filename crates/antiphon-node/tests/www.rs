@@ -32,3 +32,33 @@ fn static_files_go_out_precompressed_to_clients_that_accept_it() {
     assert_eq!((no_copy.status, no_copy.header("content-encoding")), (200, None));
     assert_eq!(no_copy.body, b"no copies of this one");
 }
+
+#[test]
+fn hashed_files_are_cached_for_good_and_the_rest_revalidated_with_a_304() {
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), b"<!doctype html>").unwrap();
+    std::fs::write(www.join("main.3f9c0a5be1d27c4e8a11.js"), b"bundle").unwrap();
+    std::fs::write(www.join("9d8e7f6a5b4c3d2e1f00.module.wasm"), b"module").unwrap();
+    std::fs::write(www.join("9d8e7f6a5b4c3d2e1f00.module.wasm.br"), b"brotli module").unwrap();
+    let served = common::serve(&dir.path().join("data"), &["--www", www.to_str().unwrap()]);
+
+    let immutable = Some("public, max-age=31536000, immutable");
+    assert_eq!(served.get("/main.3f9c0a5be1d27c4e8a11.js", &[]).header("cache-control"), immutable);
+    let wasm = served.get("/9d8e7f6a5b4c3d2e1f00.module.wasm", &[("Accept-Encoding", "br")]);
+    assert_eq!((wasm.header("content-encoding"), wasm.header("cache-control")), (Some("br"), immutable));
+
+    for path in ["/", "/index.html"] {
+        let page = served.get(path, &[]);
+        assert_eq!((page.status, page.header("cache-control")), (200, Some("no-cache")), "{path}");
+        // A returning visitor's revalidation costs a 304, not the file.
+        let since = page.header("last-modified").expect("Last-Modified").to_string();
+        let again = served.get(path, &[("If-Modified-Since", since.as_str())]);
+        assert_eq!((again.status, again.header("cache-control")), (304, Some("no-cache")), "{path}");
+        assert!(again.body.is_empty());
+    }
+    // Nothing is said about what is not there.
+    let missing = served.get("/main.0000000000000000aaaa.js", &[]);
+    assert_eq!((missing.status, missing.header("cache-control")), (404, None));
+}

@@ -5,13 +5,15 @@
 //!   `POST /tracks`;
 //! - [`routing`]: delegated routing v1, `GET /routing/v1/providers/{cid}`;
 //! - [`receipts`]: listeners' signed receipts, `POST /receipts`, `GET /receipts[/{peer}]`;
-//! - `GET /peer` and `GET /metrics` here; the demo page's static files as the fallback.
+//! - [`www`]: the demo page's static files (`serve --www`), as the fallback;
+//! - `GET /peer` and `GET /metrics` here.
 
 pub mod gateway;
 pub mod receipts;
 pub mod routing;
 pub mod tracks;
 pub mod traversal;
+pub mod www;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,7 +29,6 @@ use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tower_http::cors::{Any, CorsLayer};
-use tower_http::services::ServeDir;
 
 use crate::config;
 use crate::metrics::{Metrics, StoreGauges};
@@ -166,9 +167,7 @@ pub fn router(state: AppState, www: Option<PathBuf>) -> Router {
         // A `.br` or `.gz` file beside a static file is sent instead to clients that accept
         // that encoding (`make www` writes them): the demo's wasm module is 1.6 MB, 0.5 MB in
         // brotli.
-        Some(dir) => app.merge(
-            Router::new().fallback_service(ServeDir::new(dir).precompressed_br().precompressed_gzip()).layer(read_only),
-        ),
+        Some(dir) => app.merge(www::router(dir).layer(read_only)),
         None => app,
     }
 }
