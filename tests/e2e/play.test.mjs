@@ -61,6 +61,8 @@ async function playOver(transport, port, dataDir = join(work, "good"), pastSecs 
       stats: window.antiphon.player.stats(),
       segmentEvents: window.antiphon.events.filter((e) => e.type === "segment"),
       webCrypto: window.isSecureContext && !!(window.crypto && window.crypto.subtle),
+      // Who asked for the wasm module, each time it was fetched.
+      wasmFetches: performance.getEntriesByType("resource").filter((e) => e.name.endsWith(".wasm")).map((e) => e.initiatorType),
     }));
     await page.screenshot({ path: join(outDir, `playing-${transport}.png`) });
     state.metrics = await settledMetrics(node.url);
@@ -83,6 +85,8 @@ for (const [transport, port] of [["webrtc-direct", 18080], ["websocket", 18090]]
     assert.ok(state.stats.appended.length >= 2, "at least two verified segments were appended");
     assert.ok(state.stats.bytes > 0);
     assert.ok(state.webCrypto, "the page is a secure context, so blocks were hashed with WebCrypto");
+    // The page's preload hint fetched the module, and webpack's fetch took that response.
+    assert.deepEqual(state.wasmFetches, ["link"], "the wasm module was fetched once, by the preload");
     if (transport === "webrtc-direct") assertFirstPacketsAnswered(state.metrics);
   });
 }
