@@ -24,6 +24,10 @@ export async function startHelia({ listen = [], transports = [tcp(), webSockets(
       services: { identify: identify() },
       // Loopback and plain ws:// are refused by default.
       connectionGater: { denyDialMultiaddr: () => false },
+      // Every test connects from the same address, several times a second (one page, one
+      // native dialer); js-libp2p's default of 5 inbound connections per second per host
+      // refused the sixth in tests/e2e/helia.test.mjs.
+      connectionManager: { inboundConnectionThreshold: 1000 },
     }),
   );
   await helia.start();
