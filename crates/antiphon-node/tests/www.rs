@@ -48,6 +48,9 @@ fn hashed_files_are_cached_for_good_and_the_rest_revalidated_with_a_304() {
     assert_eq!(served.get("/main.3f9c0a5be1d27c4e8a11.js", &[]).header("cache-control"), immutable);
     let wasm = served.get("/9d8e7f6a5b4c3d2e1f00.module.wasm", &[("Accept-Encoding", "br")]);
     assert_eq!((wasm.header("content-encoding"), wasm.header("cache-control")), (Some("br"), immutable));
+    // A cache keeps the brotli copy for clients that accept brotli only.
+    let vary: Vec<&str> = wasm.headers.iter().filter(|(n, _)| n == "vary").map(|(_, v)| v.as_str()).collect();
+    assert!(vary.iter().any(|v| v.split(',').any(|h| h.trim() == "accept-encoding")), "Vary: {vary:?}");
 
     for path in ["/", "/index.html"] {
         let page = served.get(path, &[]);

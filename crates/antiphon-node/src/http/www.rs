@@ -37,7 +37,11 @@ async fn cache_control(request: Request, next: Next) -> Response {
     let policy = policy_for(request.uri().path());
     let mut response = next.run(request).await;
     if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+        // The body depends on Accept-Encoding (a precompressed copy or the file): a shared
+        // cache must not give one client's brotli to another that cannot read it.
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
     response
 }
