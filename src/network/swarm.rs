@@ -359,26 +359,27 @@ fn yamux_config() -> yamux::Config {
 
 type BoxedTransport = Boxed<(PeerId, StreamMuxerBox)>;
 
-/// Every transport, in the order a dial tries them: browser-to-browser WebRTC and relayed
-/// addresses first (WebSocket would otherwise take a relayed `/ws/.../p2p-circuit` address as
-/// its own), then WebRTC-direct and WebSocket to creator nodes.
+/// Every transport, in the order a dial tries them: browser-to-browser WebRTC, relayed
+/// addresses, WebSocket, then WebRTC-direct (the last three take disjoint addresses).
 fn transports(
     key: &libp2p::identity::Keypair,
     relay: relay::client::Transport,
     signaling: libp2p_stream::Control,
 ) -> Result<BoxedTransport, noise::Error> {
-    let relayed = relay.upgrade(Version::V1Lazy).authenticate(noise::Config::new(key)?).multiplex(yamux_config());
-    let websocket = crate::network::websocket::Transport
+    // Relayed circuits and WebSockets share one upgrade: noise, yamux and multistream-select
+    // are generic over the connection, and an upgrade per transport built each of them twice
+    // into the module. The relay comes first, or WebSocket would take a relayed
+    // `/ws/.../p2p-circuit` address as its own.
+    let upgraded = relay
+        .or_transport(crate::network::websocket::Transport)
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux_config());
     let direct = crate::network::webrtc::DirectTransport::new(key.clone());
     Ok(crate::network::webrtc::Transport::new(signaling)
-        .or_transport(relayed.map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))))
+        .or_transport(upgraded.map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))))
         .map(|either, _| either.into_inner())
         .or_transport(direct)
-        .map(|either, _| either.into_inner())
-        .or_transport(websocket.map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))))
         .map(|either, _| either.into_inner())
         .boxed())
 }
