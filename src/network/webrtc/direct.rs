@@ -139,7 +139,7 @@ async fn dial(socket: SocketAddr, remote: Fingerprint, key: Keypair) -> Result<(
         .ok_or_else(|| DirectError::Browser("an offer without SDP".into()))?;
     let offer = description(RtcSdpType::Offer, &munge_offer(&offer, &ufrag));
     JsFuture::from(pc.set_local_description(&offer)).await.map_err(browser)?;
-    let answer = description(RtcSdpType::Answer, &libp2p_webrtc_utils::sdp::answer(socket, remote, &ufrag));
+    let answer = description(RtcSdpType::Answer, &answer_for(socket, remote, &ufrag));
     JsFuture::from(pc.set_remote_description(&answer)).await.map_err(browser)?;
 
     let local = pc
@@ -194,6 +194,38 @@ fn munge_offer(offer: &str, ufrag: &str) -> String {
     out
 }
 
+/// The node's answer, which the browser writes itself (webrtc-direct.md): an ICE-lite peer
+/// at `socket` with one host candidate, whose DTLS certificate has `fingerprint`, and the ufrag
+/// of our offer as its ufrag and password. Written out here rather than taken from
+/// `libp2p-webrtc-utils`, whose template engine cost the module 17 KB.
+fn answer_for(socket: SocketAddr, fingerprint: Fingerprint, ufrag: &str) -> String {
+    let (ip, port) = (socket.ip(), socket.port());
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let hash = fingerprint.to_sdp_format();
+    [
+        "v=0".to_owned(),
+        format!("o=- 0 0 IN {family} {ip}"),
+        "s=-".to_owned(),
+        "t=0 0".to_owned(),
+        "a=ice-lite".to_owned(),
+        format!("m=application {port} UDP/DTLS/SCTP webrtc-datachannel"),
+        format!("c=IN {family} {ip}"),
+        "a=mid:0".to_owned(),
+        "a=ice-options:ice2".to_owned(),
+        format!("a=ice-ufrag:{ufrag}"),
+        format!("a=ice-pwd:{ufrag}"),
+        format!("a=fingerprint:sha-256 {hash}"),
+        "a=setup:passive".to_owned(),
+        "a=sctp-port:5000".to_owned(),
+        "a=max-message-size:16384".to_owned(),
+        // The candidate's foundation and priority are arbitrary: it is the only one.
+        format!("a=candidate:1467250027 1 UDP 1467250027 {ip} {port} typ host"),
+        "a=end-of-candidates".to_owned(),
+        String::new(),
+    ]
+    .join("\r\n")
+}
+
 /// The sha-256 certificate fingerprint an SDP declares, if any.
 fn fingerprint_of(sdp: &str) -> Option<Fingerprint> {
     let value = sdp.split("\r\n").find_map(|l| l.strip_prefix("a=fingerprint:sha-256 "))?;
@@ -222,6 +254,19 @@ mod tests {
             munged,
             "v=0\r\na=ice-ufrag:libp2p+webrtc+v1/xyz\r\na=ice-pwd:libp2p+webrtc+v1/xyz\r\na=setup:actpass\r\n"
         );
+    }
+
+    #[test]
+    fn the_answer_says_what_libp2p_webrtc_utils_says_for_ipv4_and_ipv6() {
+        let fingerprint = Fingerprint::raw([0xA8; 32]);
+        let ufrag = "libp2p+webrtc+v1/abc";
+        for socket in ["10.200.0.1:4003", "[2001:db8::1]:9090"] {
+            let socket: SocketAddr = socket.parse().unwrap();
+            let ours = answer_for(socket, fingerprint, ufrag);
+            let theirs = libp2p_webrtc_utils::sdp::answer(socket, fingerprint, ufrag);
+            assert_eq!(ours.lines().collect::<Vec<_>>(), theirs.lines().collect::<Vec<_>>(), "{socket}");
+            assert!(ours.ends_with("a=end-of-candidates\r\n"), "CRLF line ends, as RFC 8866 asks");
+        }
     }
 
     #[test]
