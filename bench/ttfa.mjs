@@ -36,7 +36,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 // FLOOR (optional): bench/size-floor's module, built as `make bench` builds it, for the size table.
 const [NODE_BIN, WEB_PKG, HELIA_TTFA, HELIA_CAT, FLOOR] = process.argv.slice(2);
 const RUNS = Number(process.env.TTFA_RUNS || 15);
-const ALL_MODES = ["plain", "mse-fetch", "hls", "helia-warm", "helia-cold", "antiphon-warm", "antiphon-warm-ws", "antiphon-cold", "antiphon-cold-ws", "antiphon-return", "antiphon-return-ws"];
+const ALL_MODES = ["plain", "mse-fetch", "hls", "helia-warm", "helia-cold", "antiphon-warm", "antiphon-warm-ws", "antiphon-cold", "antiphon-cold-ws", "antiphon-preload", "antiphon-preload-ws", "antiphon-return", "antiphon-return-ws"];
 // A returning visitor: the cold page visited once with the HTTP cache on, then again, measured.
 const returning = (mode) => mode.startsWith("antiphon-return");
 const MODES = process.env.TTFA_MODES ? process.env.TTFA_MODES.split(",") : ALL_MODES;
@@ -64,10 +64,11 @@ const node = await startNode(data, 18080, ["--www", site], NODE_BIN);
 const manifest = await trackManifest(node.url, track);
 const ws = node.peer.multiaddrs.find((a) => a.includes("/ws/"));
 const query = (mode) => {
-  const q = new URLSearchParams({ mode: mode.replace(/-ws$/, "").replace("antiphon-return", "antiphon-cold"), track, mp3: whole, seg0: manifest.segments[0].cid, ws });
+  const q = new URLSearchParams({ mode: mode.replace(/-ws$/, "").replace(/antiphon-(return|preload)/, "antiphon-cold"), track, mp3: whole, seg0: manifest.segments[0].cid, ws });
   if (process.env.TTFA_SETTLE) q.set("settle", process.env.TTFA_SETTLE);
   if (process.env.TTFA_SERVE === "0") q.set("serve", "0");
   if (mode.endsWith("-ws")) q.set("transport", "websocket");
+  if (mode.startsWith("antiphon-preload")) q.set("preload", "1");
   return q;
 };
 
@@ -132,13 +133,15 @@ const label = {
   "antiphon-warm-ws": `Antiphon, warm (connected over ${transports["antiphon-warm-ws"] || "?"})`,
   "antiphon-cold": `Antiphon, cold (from script start; ${transports["antiphon-cold"] || "?"})`,
   "antiphon-cold-ws": `Antiphon, cold (from script start; ${transports["antiphon-cold-ws"] || "?"})`,
+  "antiphon-preload": `Antiphon, cold with the README's preload hints (${transports["antiphon-preload"] || "?"})`,
+  "antiphon-preload-ws": `Antiphon, cold with the README's preload hints (${transports["antiphon-preload-ws"] || "?"})`,
   "antiphon-return": `Antiphon, returning visitor (cold page, HTTP and code caches kept; ${transports["antiphon-return"] || "?"})`,
   "antiphon-return-ws": `Antiphon, returning visitor (cold page, HTTP and code caches kept; ${transports["antiphon-return-ws"] || "?"})`,
 };
 // Where a cold start's time goes: the median time from the top of the script to each step.
-const steps = MODES.filter((k) => k.startsWith("antiphon-cold") || returning(k)).map((k) => {
+const steps = MODES.filter((k) => /^antiphon-(cold|preload|return)/.test(k)).map((k) => {
   const at = (name) => median(marks[k].map((x) => x[name]).filter((x) => x !== undefined));
-  return `| ${label[k]} | ${Math.round(at("wasm"))} ms | ${Math.round(at("connected"))} ms | ${Math.round(m[k])} ms |`;
+  return `| ${label[k]} | ${Math.round(at("glue"))} ms | ${Math.round(at("wasm"))} ms | ${Math.round(at("connected"))} ms | ${Math.round(m[k])} ms |`;
 });
 const ratio = (a, b) => (m[a] !== undefined && m[b] !== undefined ? `${(m[a] / m[b]).toFixed(2)}x` : "not run");
 const range = (xs) => `${Math.round(Math.min(...xs))}–${Math.round(Math.max(...xs))}`;
@@ -167,7 +170,7 @@ const text = [
   "",
   `Goals: warm Antiphon ≤ 1.0x plain \`<audio>\` (measured ${ratio("antiphon-warm", "plain")}); cold Antiphon ≤ 0.5x Helia cold (measured ${ratio("antiphon-cold", "helia-cold")} over WebRTC-direct, ${ratio("antiphon-cold-ws", "helia-cold")} over WebSocket); cold ≤ 1.5x plain \`<audio>\` (measured ${ratio("antiphon-cold", "plain")} and ${ratio("antiphon-cold-ws", "plain")}); returning ≤ 1.2x plain \`<audio>\` (measured ${ratio("antiphon-return", "plain")} and ${ratio("antiphon-return-ws", "plain")}).`,
   ...(steps.length
-    ? ["", "Where a cold start's time goes (medians from the top of the page's script):", "", "| start | module instantiated | peer connected | playing |", "|---|---:|---:|---:|", ...steps]
+    ? ["", "Where a cold start's time goes (medians from the top of the page's script):", "", "| start | glue imported | module instantiated | peer connected | playing |", "|---|---:|---:|---:|---:|", ...steps]
     : []),
   // Sizes do not depend on the link: only the loopback section lists them.
   ...(RATE ? [] : ["", "| code shipped to the browser | raw | gzip -9 |", "|---|---:|---:|", ...sizes]),
