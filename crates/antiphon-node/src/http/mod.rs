@@ -165,7 +165,7 @@ pub fn router(state: AppState, www: Option<PathBuf>) -> Router {
     let app = api.merge(receipts);
     match www {
         // A `.br` or `.gz` file beside a static file is sent instead to clients that accept
-        // that encoding (`make www` writes them): the demo's wasm module is 1.6 MB, 0.5 MB in
+        // that encoding (`make www` writes them): the demo's wasm module is 1.4 MB, 0.5 MB in
         // brotli.
         Some(dir) => app.merge(www::router(dir).layer(read_only)),
         None => app,

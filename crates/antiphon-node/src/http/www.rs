@@ -4,7 +4,7 @@
 //! A file whose name carries a content hash (`main.3f9c0a5be1d27c4e8a11.js`,
 //! `9d8e7f6a5b4c3d2e1f00.module.wasm`, as webpack names them) never changes under its name: it
 //! is cached for a year and never revalidated, so a returning visitor's browser takes the wasm
-//! module, and Chromium's compiled code for it, from its cache without asking. Every other file
+//! module (and, where Chromium kept it, its compiled code) from its cache without asking. Every other file
 //! (`index.html`, files named as wasm-pack names them) is `no-cache`: kept, but revalidated on
 //! each use with `If-Modified-Since`, which costs a round trip and a `304` rather than the file.
 
