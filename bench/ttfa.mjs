@@ -19,7 +19,7 @@
 // bandwidth-limited link instead of loopback's; this kernel has no netem, so no added delay).
 import { execFileSync } from "node:child_process";
 import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { gzipSync } from "node:zlib";
+import { brotliCompressSync, constants as zlib, gzipSync } from "node:zlib";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { assertInNamespace, launchBrowser, removeDir, startNode, stopNode, tempDir, trackManifest } from "../tests/e2e/harness.mjs";
@@ -149,6 +149,8 @@ const rows = MODES.map((k) => `| ${label[k]} | ${Math.round(m[k])} ms | ${range(
 const wasm = readFileSync(join(WEB_PKG, "antiphon_bg.wasm"));
 const glue = readFileSync(join(WEB_PKG, "antiphon.js"));
 const gz = (b) => gzipSync(b, { level: 9 }).length;
+// As scripts/precompress.mjs writes the copies `serve --www` sends.
+const br = (b) => brotliCompressSync(b, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11 } }).length;
 const sizes = [
   ["Antiphon: wasm module (wasm-opt -Oz)", wasm],
   ["Antiphon: JS glue (wasm-bindgen, unminified)", glue],
@@ -157,7 +159,7 @@ const sizes = [
     : []),
   ["Helia: verified-fetch player bundle (esbuild --minify)", readFileSync(HELIA_TTFA)],
   ["Helia: Bitswap + UnixFS bundle (esbuild --minify)", readFileSync(HELIA_CAT)],
-].map(([what, b]) => `| ${what} | ${b.length.toLocaleString("en")} B | ${gz(b).toLocaleString("en")} B |`);
+].map(([what, b]) => `| ${what} | ${b.length.toLocaleString("en")} B | ${gz(b).toLocaleString("en")} B | ${br(b).toLocaleString("en")} B |`);
 // Each link gets its own BENCHMARKS.md section: `ttfa` for loopback, `ttfa-<rate>` for a shaped one.
 const section = RATE ? `ttfa-${RATE}` : "ttfa";
 const text = [
@@ -173,7 +175,7 @@ const text = [
     ? ["", "Where a cold start's time goes (medians from the top of the page's script):", "", "| start | glue imported | module instantiated | peer connected | playing |", "|---|---:|---:|---:|---:|", ...steps]
     : []),
   // Sizes do not depend on the link: only the loopback section lists them.
-  ...(RATE ? [] : ["", "| code shipped to the browser | raw | gzip -9 |", "|---|---:|---:|", ...sizes]),
+  ...(RATE ? [] : ["", "| code shipped to the browser | raw | gzip -9 | brotli -11 |", "|---|---:|---:|---:|", ...sizes]),
   `<!-- ${section}:end -->`,
 ].join("\n");
 console.log(text);
