@@ -131,6 +131,17 @@ pub struct ServerTotal {
 pub struct Ledger {
     store: Store,
     limits: Limits,
+    /// Write transactions committed and session-table scans made, to show what a batch costs.
+    #[cfg(test)]
+    work: std::sync::Arc<Work>,
+}
+
+/// What the ledger has done so far (tests only).
+#[cfg(test)]
+#[derive(Default)]
+struct Work {
+    commits: std::sync::atomic::AtomicUsize,
+    prunes: std::sync::atomic::AtomicUsize,
 }
 
 impl Ledger {
@@ -140,18 +151,32 @@ impl Ledger {
         txn.open_table(SESSIONS)?;
         txn.open_table(SERVERS)?;
         txn.commit()?;
-        Ok(Self { store, limits })
+        Ok(Self {
+            store,
+            limits,
+            #[cfg(test)]
+            work: Default::default(),
+        })
     }
 
     /// Checks and records a batch of encoded envelopes at `now_ms` (Unix milliseconds): one
     /// result per envelope, in order. CPU- and disk-bound: call it off the async workers.
+    ///
+    /// Anyone may post a batch, so what one costs is bounded: a batch in which no envelope
+    /// opens never touches the database, one that credits nothing commits nothing, and the
+    /// session table is scanned for idle rows at most once per batch.
     pub fn record(&self, envelopes: &[&[u8]], now_ms: u64) -> Result<Vec<Result<OpenedReceipt, Refusal>>, StoreError> {
         let opened: Vec<Result<OpenedReceipt, Refusal>> =
             envelopes.iter().map(|e| open(e).map_err(Refusal::from)).collect();
+        if opened.iter().all(Result::is_err) {
+            return Ok(opened);
+        }
         let oldest = now_ms.saturating_sub(self.limits.window.as_millis() as u64);
         let newest = now_ms.saturating_add(self.limits.ahead.as_millis() as u64);
         let txn = self.store.database().begin_write()?;
         let mut out = Vec::with_capacity(opened.len());
+        // Whether this transaction changed anything, and whether it has looked for idle rows.
+        let (mut changed, mut pruned) = (false, false);
         {
             let mut sessions = txn.open_table(SESSIONS)?;
             let mut servers = txn.open_table(SERVERS)?;
@@ -193,7 +218,14 @@ impl Ledger {
                     continue;
                 }
                 if last.is_none() && sessions.len()? >= self.limits.max_sessions {
-                    drop_idle_sessions(&mut sessions, oldest)?;
+                    if !pruned {
+                        pruned = true;
+                        #[cfg(test)]
+                        self.work.prunes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let before = sessions.len()?;
+                        drop_idle_sessions(&mut sessions, oldest)?;
+                        changed |= sessions.len()? < before;
+                    }
                     if sessions.len()? >= self.limits.max_sessions {
                         out.push(Err(Refusal::Full("listener sessions")));
                         continue;
@@ -207,10 +239,16 @@ impl Ledger {
                 let (bytes, blocks, receipts) = credited.unwrap_or_default();
                 servers.insert(r.server.as_slice(), (bytes + r.bytes, blocks + 1, receipts + 1))?;
                 sessions.insert(key.as_slice(), (r.seq, r.at))?;
+                changed = true;
                 out.push(Ok(receipt));
             }
         }
-        txn.commit()?;
+        if changed {
+            txn.commit()?;
+            #[cfg(test)]
+            self.work.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        // Otherwise the transaction is dropped, and aborts: nothing to write, nothing to sync.
         Ok(out)
     }
 
@@ -353,6 +391,35 @@ mod tests {
         let mut other_server = f.receipt(1, 2);
         other_server.server = Keypair::generate_ed25519().public().to_peer_id().to_bytes();
         assert_eq!(f.record(&[other_server])[0], Err(Refusal::Full("servers")));
+    }
+
+    #[test]
+    fn a_batch_that_credits_nothing_writes_nothing() {
+        let f = fixture(Limits::default());
+        let commits = || f.ledger.work.commits.load(std::sync::atomic::Ordering::Relaxed);
+        // Forged: signed by a key that is not the listener's. No envelope opens.
+        let forged: Vec<Vec<u8>> =
+            (1..=50).map(|seq| f.receipt(1, seq).sign(&Keypair::generate_ed25519()).unwrap()).collect();
+        let refs: Vec<&[u8]> = forged.iter().map(Vec::as_slice).collect();
+        assert!(f.ledger.record(&refs, NOW).unwrap().iter().all(Result::is_err));
+        // Signed, but for a block this node does not hold.
+        let mut unknown = f.receipt(1, 1);
+        unknown.block = *Block::from_data(RAW, vec![9u8; 10]).unwrap().cid();
+        assert!(f.record(&[unknown])[0].is_err());
+        assert_eq!(commits(), 0, "refused batches committed a write transaction");
+        assert!(f.record(&[f.receipt(1, 1)])[0].is_ok());
+        assert_eq!(commits(), 1);
+    }
+
+    #[test]
+    fn a_full_session_table_is_scanned_once_per_batch() {
+        let f = fixture(Limits { max_sessions: 2, ..Limits::default() });
+        assert!(f.record(&[f.receipt(1, 1), f.receipt(2, 1)]).iter().all(Result::is_ok));
+        // A batch of new sessions while the table is full of live ones: every receipt is
+        // refused, and the table is looked through for idle rows once, not once per receipt.
+        let out = f.record(&(3..=40).map(|session| f.receipt(session, 1)).collect::<Vec<_>>());
+        assert!(out.iter().all(|r| *r == Err(Refusal::Full("listener sessions"))), "{out:?}");
+        assert_eq!(f.ledger.work.prunes.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[test]
