@@ -252,20 +252,42 @@ impl Ledger {
         Ok(out)
     }
 
-    /// The servers credited, most bytes first, at most `limit`.
+    /// The servers credited, most bytes first (ties by peer ID bytes), at most `limit`.
+    ///
+    /// `/metrics` and `GET /receipts` ask for this, and anyone may ask: the table (up to
+    /// [`Limits::max_servers`] rows) is read once, keeping only the `limit` best rows, and only
+    /// those are turned into peer ID strings.
     pub fn servers(&self, limit: usize) -> Result<Vec<ServerTotal>, StoreError> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
         let txn = self.store.database().begin_read()?;
         let table = txn.open_table(SERVERS)?;
-        let mut all = Vec::new();
+        // A min-heap of the best rows so far: its top is the worst of them.
+        type Row = (Reverse<u64>, Vec<u8>, u64, u64);
+        let mut best: BinaryHeap<Row> = BinaryHeap::with_capacity(limit.saturating_add(1).min(1024));
         for entry in table.iter()? {
             let (k, v) = entry?;
             let (bytes, blocks, receipts) = v.value();
-            let peer_id = PeerId::from_bytes(k.value()).map(|p| p.to_string()).unwrap_or_default();
-            all.push(ServerTotal { peer_id, bytes, blocks, receipts });
+            if best.len() == limit
+                && best.peek().is_some_and(|worst| (Reverse(bytes), k.value()) >= (worst.0, &worst.1[..]))
+            {
+                continue;
+            }
+            best.push((Reverse(bytes), k.value().to_vec(), blocks, receipts));
+            if best.len() > limit {
+                best.pop();
+            }
         }
-        all.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.peer_id.cmp(&b.peer_id)));
-        all.truncate(limit);
-        Ok(all)
+        Ok(best
+            .into_sorted_vec()
+            .into_iter()
+            .map(|(Reverse(bytes), key, blocks, receipts)| ServerTotal {
+                peer_id: PeerId::from_bytes(&key).map(|p| p.to_string()).unwrap_or_default(),
+                bytes,
+                blocks,
+                receipts,
+            })
+            .collect())
     }
 
     /// What `server` has been credited with, if anything.
@@ -351,6 +373,33 @@ mod tests {
         let total = f.ledger.server(&f.server).unwrap().unwrap();
         assert_eq!((total.bytes, total.blocks, total.receipts), (15_000, 3, 3));
         assert_eq!(f.ledger.servers(10).unwrap(), vec![total]);
+    }
+
+    #[test]
+    fn the_servers_credited_most_come_first_and_the_list_is_cut_at_the_limit() {
+        let f = fixture(Limits::default());
+        let servers: Vec<PeerId> = (0..6).map(|_| Keypair::generate_ed25519().public().to_peer_id()).collect();
+        // Server i is credited i + 1 receipts of 5000 bytes; servers 4 and 5 tie at 5 receipts.
+        let mut receipts = Vec::new();
+        for (i, server) in servers.iter().enumerate() {
+            for _ in 0..(i + 1).min(5) {
+                let mut r = f.receipt(i as u64 + 1, receipts.len() as u64 + 1);
+                r.server = server.to_bytes();
+                receipts.push(r);
+            }
+        }
+        assert!(f.record(&receipts).iter().all(Result::is_ok));
+        let mut tied = [servers[4], servers[5]];
+        tied.sort_by_key(|p| p.to_bytes());
+        let expected: Vec<(String, u64)> = [tied[0], tied[1], servers[3], servers[2]]
+            .iter()
+            .zip([25_000, 25_000, 20_000, 15_000])
+            .map(|(p, b)| (p.to_string(), b))
+            .collect();
+        let got: Vec<(String, u64)> = f.ledger.servers(4).unwrap().into_iter().map(|s| (s.peer_id, s.bytes)).collect();
+        assert_eq!(got, expected);
+        assert_eq!(f.ledger.servers(100).unwrap().len(), 6);
+        assert!(f.ledger.servers(0).unwrap().is_empty());
     }
 
     #[test]
