@@ -239,8 +239,18 @@ impl NetHandle {
             let w = watches.entry(peer).or_default();
             cids.iter().filter(|c| w.watched.len() < MAX_WATCHED && w.watched.insert(**c)).copied().collect()
         };
-        if !new.is_empty() {
-            let _ = self.commands.clone().try_send(Command::Watch { peer, cids: new });
+        if new.is_empty() {
+            return;
+        }
+        if let Err(e) = self.commands.clone().try_send(Command::Watch { peer, cids: new }) {
+            // Not sent (the task is busy or gone): not watched, so that the next call asks again.
+            if let Command::Watch { cids, .. } = e.into_inner()
+                && let Some(w) = self.watches.borrow_mut().get_mut(&peer)
+            {
+                for cid in &cids {
+                    w.watched.remove(cid);
+                }
+            }
         }
     }
 
