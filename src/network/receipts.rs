@@ -4,7 +4,8 @@
 //!
 //! Bounded: at most [`MAX_PENDING`] receipts wait (the oldest are dropped and counted past
 //! that), a batch holds at most [`MAX_RECEIPTS_PER_BATCH`], and a batch the node cannot be
-//! reached for is retried at most [`ATTEMPTS`] times.
+//! reached for (or answers with a 5xx) is posted at most [`ATTEMPTS`] times, [`RETRY_AFTER`]
+//! apart; one the node refuses is not posted again.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -15,7 +16,7 @@ use antiphon_core::Cid;
 use antiphon_core::receipt::{MAX_RECEIPTS_PER_BATCH, Receipt, ReceiptBatch};
 use libp2p::PeerId;
 use serde::Deserialize;
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use crate::js::describe;
@@ -26,6 +27,8 @@ pub(crate) const MAX_PENDING: usize = 4096;
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// Times a batch is posted before it is dropped.
 const ATTEMPTS: u32 = 3;
+/// The pause before posting a batch again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// What became of this peer's receipts (`stats().receipts`).
 #[derive(Debug, Default, Clone, Copy)]
@@ -156,21 +159,28 @@ pub(crate) async fn flush_once(receipts: &Weak<RefCell<Receipts>>, node_url: &im
             // No creator node over HTTP now: keep them for later.
             return requeue(receipts, batch);
         };
-        let mut outcome = Err(String::new());
-        for _ in 0..ATTEMPTS {
-            outcome = post(&url, &batch).await;
-            if outcome.is_ok() {
-                break;
+        let mut outcome = post(&url, &batch).await;
+        for _ in 1..ATTEMPTS {
+            match &outcome {
+                Err(e) if e.is_transient() => {
+                    futures_timer::Delay::new(RETRY_AFTER).await;
+                    outcome = post(&url, &batch).await;
+                }
+                _ => break,
             }
         }
         let Some(rc) = receipts.upgrade() else { return false };
         let mut r = rc.borrow_mut();
         match outcome {
             Ok(answer) => {
-                r.counts.accepted += answer.accepted;
-                r.counts.refused += answer.refused.len() as u64;
-                if !answer.refused.is_empty() {
-                    tracing::info!(refused = answer.refused.len(), %url, "the node refused receipts");
+                // The node's word, kept within what was sent.
+                let sent = batch.len() as u64;
+                let accepted = answer.accepted.min(sent);
+                let refused = (answer.refused.len() as u64).min(sent - accepted);
+                r.counts.accepted += accepted;
+                r.counts.refused += refused;
+                if refused > 0 {
+                    tracing::info!(refused, %url, "the node refused receipts");
                 }
             }
             Err(e) => {
@@ -195,30 +205,76 @@ fn requeue(receipts: &Weak<RefCell<Receipts>>, batch: Vec<Vec<u8>>) -> bool {
     true
 }
 
+/// Why a batch was not delivered.
+#[derive(Debug, thiserror::Error)]
+enum PostError {
+    /// The batch could not be encoded.
+    #[error("could not encode the batch: {0}")]
+    Encode(#[from] antiphon_core::receipt::ReceiptError),
+    /// The request did not reach the node or its answer did not come back whole.
+    #[error("request failed: {0}")]
+    Network(String),
+    /// The node answered with an error status.
+    #[error("status {0}")]
+    Status(u16),
+    /// The node's answer is not the expected JSON.
+    #[error("unexpected answer: {0}")]
+    Answer(String),
+}
+
+impl PostError {
+    /// Whether posting the same batch again may go better: not after the node refused it
+    /// (a 4xx) or answered nonsense, since it would again.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Network(_) => true,
+            Self::Status(status) => *status >= 500,
+            Self::Encode(_) | Self::Answer(_) => false,
+        }
+    }
+}
+
 /// `POST {url}/receipts` with one batch.
-async fn post(url: &str, batch: &[Vec<u8>]) -> Result<Answer, String> {
-    let body = ReceiptBatch::new(batch.to_vec()).encode().map_err(|e| e.to_string())?;
+async fn post(url: &str, batch: &[Vec<u8>]) -> Result<Answer, PostError> {
+    let network = |e: JsValue| PostError::Network(describe(&e));
+    let body = ReceiptBatch::new(batch.to_vec()).encode()?;
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
-    let headers = web_sys::Headers::new().map_err(|e| describe(&e))?;
-    headers.set("Content-Type", "application/vnd.ipld.dag-cbor").map_err(|e| describe(&e))?;
+    let headers = web_sys::Headers::new().map_err(network)?;
+    headers.set("Content-Type", "application/vnd.ipld.dag-cbor").map_err(network)?;
     init.set_headers(&headers);
     let bytes = js_sys::Uint8Array::from(body.as_slice());
     init.set_body(&bytes);
-    let window: web_sys::Window = js_sys::global().dyn_into().map_err(|_| "no window object".to_string())?;
-    let response = JsFuture::from(window.fetch_with_str_and_init(&format!("{url}/receipts"), &init))
-        .await
-        .map_err(|e| describe(&e))?;
-    let response: web_sys::Response = response.dyn_into().map_err(|e| describe(&e))?;
+    let window: web_sys::Window =
+        js_sys::global().dyn_into().map_err(|_| PostError::Network("no window object".into()))?;
+    let response =
+        JsFuture::from(window.fetch_with_str_and_init(&format!("{url}/receipts"), &init)).await.map_err(network)?;
+    let response: web_sys::Response = response.dyn_into().map_err(network)?;
     if !response.ok() {
-        return Err(format!("status {}", response.status()));
+        return Err(PostError::Status(response.status()));
     }
-    let json = JsFuture::from(response.json().map_err(|e| describe(&e))?).await.map_err(|e| describe(&e))?;
-    serde_wasm_bindgen::from_value(json).map_err(|e| format!("unexpected answer: {e}"))
+    let json = JsFuture::from(response.json().map_err(network)?).await.map_err(|e| PostError::Answer(describe(&e)))?;
+    serde_wasm_bindgen::from_value(json).map_err(|e| PostError::Answer(e.to_string()))
 }
 
 /// Starts the flush loop of `receipts` for `network`'s first creator node reached over HTTP.
 pub(crate) fn spawn_flush(receipts: &Rc<RefCell<Receipts>>, network: Weak<crate::network::session::Network>) {
     let weak = Rc::downgrade(receipts);
     wasm_bindgen_futures::spawn_local(flush_loop(weak, move || network.upgrade().and_then(|n| n.receipts_url())));
+}
+
+#[cfg(test)]
+mod tests {
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::PostError;
+
+    #[test]
+    fn only_a_batch_that_may_fare_better_is_posted_again() {
+        assert!(PostError::Network("connection refused".into()).is_transient());
+        assert!(PostError::Status(503).is_transient());
+        for refused in [PostError::Status(400), PostError::Status(413), PostError::Answer("not JSON".into())] {
+            assert!(!refused.is_transient(), "{refused}");
+        }
+    }
 }
