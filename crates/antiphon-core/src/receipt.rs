@@ -65,22 +65,54 @@ pub struct ReceiptBatch {
 /// Why a receipt or a batch was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReceiptError {
-    /// The batch is larger than [`MAX_BATCH_BYTES`] or holds more than
-    /// [`MAX_RECEIPTS_PER_BATCH`] receipts.
-    #[error("batch too large: {0}")]
-    BatchTooLarge(String),
-    /// The batch is not dag-cbor of the expected shape or version.
+    /// The encoded batch is longer than [`MAX_BATCH_BYTES`].
+    #[error("batch too large: {bytes} bytes, more than {MAX_BATCH_BYTES}")]
+    BatchTooLarge {
+        /// Its length.
+        bytes: usize,
+    },
+    /// The batch holds more than [`MAX_RECEIPTS_PER_BATCH`] receipts.
+    #[error("batch too large: {count} receipts, more than {MAX_RECEIPTS_PER_BATCH}")]
+    TooManyReceipts {
+        /// How many it holds.
+        count: usize,
+    },
+    /// The batch is of another format version.
+    #[error("batch version {version}, this build reads {BATCH_VERSION}")]
+    WrongVersion {
+        /// The batch's version.
+        version: u64,
+    },
+    /// The batch is not dag-cbor of the expected shape (the decoder's message).
     #[error("not a receipt batch: {0}")]
     BadBatch(String),
-    /// The envelope is not a signed envelope, or is longer than [`MAX_ENVELOPE_BYTES`].
+    /// The envelope is longer than [`MAX_ENVELOPE_BYTES`].
+    #[error("envelope too large: {bytes} bytes, more than {MAX_ENVELOPE_BYTES}")]
+    EnvelopeTooLarge {
+        /// Its length.
+        bytes: usize,
+    },
+    /// The envelope is not a signed envelope (the decoder's message).
     #[error("not a signed envelope: {0}")]
     BadEnvelope(String),
     /// The signature does not verify, or the envelope is not a receipt.
     #[error("the signature does not verify")]
     BadSignature,
-    /// The payload is not a receipt.
+    /// The payload is not a receipt, or a peer ID in it is not one (the decoder's message).
     #[error("not a receipt: {0}")]
     BadReceipt(String),
+    /// The receipt's size is not one a block can have.
+    #[error("{bytes} bytes is not a block's size")]
+    ImpossibleSize {
+        /// The size it claims.
+        bytes: u64,
+    },
+    /// The receipt's `seq` is 0; sequences start at 1.
+    #[error("seq starts at 1")]
+    SeqZero,
+    /// This peer could not sign or encode (its own fault, not the input's).
+    #[error("could not sign: {0}")]
+    Signing(String),
     /// The key that signed is not the listener the receipt names.
     #[error("signed by {signer}, not by the listener {listener}")]
     ForeignSigner {
@@ -107,9 +139,9 @@ impl Receipt {
 
     /// Signs the receipt with `key`, the listener's, into an encoded envelope.
     pub fn sign(&self, key: &Keypair) -> Result<Vec<u8>, ReceiptError> {
-        let payload = serde_ipld_dagcbor::to_vec(self).map_err(|e| ReceiptError::BadReceipt(e.to_string()))?;
+        let payload = serde_ipld_dagcbor::to_vec(self).map_err(|e| ReceiptError::Signing(e.to_string()))?;
         let envelope = SignedEnvelope::new(key, DOMAIN.into(), PAYLOAD_TYPE.to_vec(), payload)
-            .map_err(|e| ReceiptError::BadReceipt(format!("signing failed: {e}")))?;
+            .map_err(|e| ReceiptError::Signing(e.to_string()))?;
         Ok(envelope.into_protobuf_encoding())
     }
 }
@@ -130,7 +162,7 @@ pub struct OpenedReceipt {
 /// block can have.
 pub fn open(envelope: &[u8]) -> Result<OpenedReceipt, ReceiptError> {
     if envelope.len() > MAX_ENVELOPE_BYTES {
-        return Err(ReceiptError::BadEnvelope(format!("{} bytes, more than {MAX_ENVELOPE_BYTES}", envelope.len())));
+        return Err(ReceiptError::EnvelopeTooLarge { bytes: envelope.len() });
     }
     let envelope =
         SignedEnvelope::from_protobuf_encoding(envelope).map_err(|e| ReceiptError::BadEnvelope(e.to_string()))?;
@@ -148,10 +180,10 @@ pub fn open(envelope: &[u8]) -> Result<OpenedReceipt, ReceiptError> {
         return Err(ReceiptError::SelfServed);
     }
     if receipt.bytes == 0 || receipt.bytes > MAX_BLOCK_BYTES as u64 {
-        return Err(ReceiptError::BadReceipt(format!("{} bytes is not a block's size", receipt.bytes)));
+        return Err(ReceiptError::ImpossibleSize { bytes: receipt.bytes });
     }
     if receipt.seq == 0 {
-        return Err(ReceiptError::BadReceipt("seq starts at 1".into()));
+        return Err(ReceiptError::SeqZero);
     }
     Ok(OpenedReceipt { receipt, server, listener })
 }
@@ -164,24 +196,21 @@ impl ReceiptBatch {
 
     /// Encodes the batch as dag-cbor.
     pub fn encode(&self) -> Result<Vec<u8>, ReceiptError> {
-        serde_ipld_dagcbor::to_vec(self).map_err(|e| ReceiptError::BadBatch(e.to_string()))
+        serde_ipld_dagcbor::to_vec(self).map_err(|e| ReceiptError::Signing(e.to_string()))
     }
 
     /// Decodes a batch, refusing one too large before decoding it, and one with too many
     /// receipts or of another version. The envelopes are not opened.
     pub fn decode(bytes: &[u8]) -> Result<Self, ReceiptError> {
         if bytes.len() > MAX_BATCH_BYTES {
-            return Err(ReceiptError::BatchTooLarge(format!("{} bytes, more than {MAX_BATCH_BYTES}", bytes.len())));
+            return Err(ReceiptError::BatchTooLarge { bytes: bytes.len() });
         }
         let batch: Self = serde_ipld_dagcbor::from_slice(bytes).map_err(|e| ReceiptError::BadBatch(e.to_string()))?;
         if batch.version != BATCH_VERSION {
-            return Err(ReceiptError::BadBatch(format!("version {}, this build reads {BATCH_VERSION}", batch.version)));
+            return Err(ReceiptError::WrongVersion { version: batch.version });
         }
         if batch.receipts.len() > MAX_RECEIPTS_PER_BATCH {
-            return Err(ReceiptError::BatchTooLarge(format!(
-                "{} receipts, more than {MAX_RECEIPTS_PER_BATCH}",
-                batch.receipts.len()
-            )));
+            return Err(ReceiptError::TooManyReceipts { count: batch.receipts.len() });
         }
         Ok(batch)
     }
@@ -254,7 +283,7 @@ mod tests {
         for bytes in [0, MAX_BLOCK_BYTES as u64 + 1] {
             let mut r = receipt(&listener, server.public().to_peer_id(), 1);
             r.bytes = bytes;
-            assert!(matches!(open(&r.sign(&listener).unwrap()), Err(ReceiptError::BadReceipt(_))));
+            assert_eq!(open(&r.sign(&listener).unwrap()), Err(ReceiptError::ImpossibleSize { bytes }));
         }
     }
 
@@ -269,8 +298,14 @@ mod tests {
         let full = ReceiptBatch::new(vec![envelopes[0].clone(); MAX_RECEIPTS_PER_BATCH]).encode().unwrap();
         assert!(full.len() <= MAX_BATCH_BYTES, "{} bytes", full.len());
         let over = ReceiptBatch::new(vec![vec![0u8; 8]; MAX_RECEIPTS_PER_BATCH + 1]).encode().unwrap();
-        assert!(matches!(ReceiptBatch::decode(&over), Err(ReceiptError::BatchTooLarge(_))));
-        assert!(matches!(ReceiptBatch::decode(&vec![0u8; MAX_BATCH_BYTES + 1]), Err(ReceiptError::BatchTooLarge(_))));
+        assert_eq!(
+            ReceiptBatch::decode(&over),
+            Err(ReceiptError::TooManyReceipts { count: MAX_RECEIPTS_PER_BATCH + 1 })
+        );
+        assert_eq!(
+            ReceiptBatch::decode(&vec![0u8; MAX_BATCH_BYTES + 1]),
+            Err(ReceiptError::BatchTooLarge { bytes: MAX_BATCH_BYTES + 1 })
+        );
         assert!(matches!(ReceiptBatch::decode(b"\xa0"), Err(ReceiptError::BadBatch(_))));
     }
 }

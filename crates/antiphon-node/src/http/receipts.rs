@@ -41,7 +41,7 @@ struct Answer {
 pub async fn post(State(state): State<AppState>, body: Bytes) -> Response {
     let batch = match ReceiptBatch::decode(&body) {
         Ok(b) => b,
-        Err(e @ ReceiptError::BatchTooLarge(_)) => {
+        Err(e @ (ReceiptError::BatchTooLarge { .. } | ReceiptError::TooManyReceipts { .. })) => {
             return (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()).into_response();
         }
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
