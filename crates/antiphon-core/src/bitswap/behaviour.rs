@@ -408,8 +408,9 @@ pub struct Behaviour<S: Blockstore> {
     uploads: Option<Uploads>,
     /// CIDs each peer is asked to say HAVE for when it gets them ([`Behaviour::watch`]).
     watching: HashMap<PeerId, HashSet<Cid>>,
-    /// Wakes the behaviour when a peer's upload budget lets it be served again.
-    upload_wake: Option<Delay>,
+    /// Wakes the behaviour when a peer's upload budget lets it be served again: the earliest
+    /// such moment, and its timer.
+    upload_wake: Option<(Instant, Delay)>,
 }
 
 impl<S: Blockstore> Behaviour<S> {
@@ -881,10 +882,13 @@ impl<S: Blockstore> Behaviour<S> {
                 entries.iter().filter(|e| e.send_dont_have).map(|e| Presence { cid: e.cid, have: false }).collect();
             self.send_reply(peer, Message { presences, ..Message::default() });
         }
-        if let Some(after) = wake
-            && self.upload_wake.is_none()
-        {
-            self.upload_wake = Some(Delay::new(after));
+        // One timer, for the earliest peer to come out of debt: a later one keeps an earlier
+        // timer, an earlier one replaces it.
+        if let Some(after) = wake {
+            let at = now + after;
+            if self.upload_wake.as_ref().is_none_or(|(armed, _)| at < *armed) {
+                self.upload_wake = Some((at, Delay::new(after)));
+            }
         }
     }
 
@@ -960,7 +964,7 @@ impl<S: Blockstore> Behaviour<S> {
     /// Starts lookups while there is room and takes in the batches that are read.
     fn serve(&mut self, cx: &mut Context<'_>) {
         loop {
-            if let Some(wake) = self.upload_wake.as_mut()
+            if let Some((_, wake)) = self.upload_wake.as_mut()
                 && wake.poll_unpin(cx).is_ready()
             {
                 self.upload_wake = None;
@@ -968,7 +972,7 @@ impl<S: Blockstore> Behaviour<S> {
             if self.outbox.len() < MAX_OUTBOX_WHILE_SERVING {
                 self.start_reads();
             }
-            if let Some(wake) = self.upload_wake.as_mut() {
+            if let Some((_, wake)) = self.upload_wake.as_mut() {
                 let _ = wake.poll_unpin(cx);
             }
             match self.reading.poll_next_unpin(cx) {
