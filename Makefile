@@ -29,6 +29,7 @@ pkg: setup ## Build the npm package into pkg/ with wasm-pack (profile wasm-relea
 	scripts/wasm-size.sh pkg/antiphon_bg.wasm
 	scripts/wasm-opt.sh pkg/antiphon_bg.wasm $(CARGO_TARGET_DIR)/wasm-opt -Oz $(WASM_OPT_FEATURES)
 	scripts/wasm-size.sh pkg/antiphon_bg.wasm
+	scripts/pkg-bootstrap.sh pkg
 
 WEBAUDIO_PKG := $(CARGO_TARGET_DIR)/pkg-webaudio
 pkg-webaudio: setup ## Build the package with the `webaudio` feature (Web Audio output) for the e2e test, into $(CARGO_TARGET_DIR)/pkg-webaudio

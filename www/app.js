@@ -190,6 +190,15 @@ async function play(trackCid) {
   setStatus("loading");
   state.loadStarted = performance.now();
   await player.load(trackCid);
+  state.startPath = player.stats().startPath;
+  // Started by the bootstrap, the element may have played before this page listened.
+  const firstAudio = player.stats().timeToFirstAudioMs;
+  if (state.loadToPlayingMs === undefined && firstAudio !== undefined) {
+    state.loadToPlayingMs = firstAudio;
+    $("ttfa").textContent = `${firstAudio.toFixed(0)} ms (${state.startPath})`;
+    if (!state.errors.length) setStatus("playing");
+  }
+  log(`playback began through the ${state.startPath}`);
   renderStrip(player);
   setInterval(() => renderStrip(player), 500);
   if (params.get("rate")) audio.playbackRate = Number(params.get("rate"));

@@ -3,6 +3,7 @@
 //! through, the console logger, and the hand-written TypeScript types.
 
 pub(crate) mod args;
+pub(crate) mod bootstrap;
 pub(crate) mod log;
 pub(crate) mod peer;
 pub(crate) mod player;

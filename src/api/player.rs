@@ -19,7 +19,7 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlMediaElement;
 
-use crate::api::args;
+use crate::api::{args, bootstrap};
 use crate::error::{Error, ErrorCode};
 use crate::fetching::fetch::{FetchedSegment, fetch_block_from_any, fetch_segment};
 use crate::fetching::source::Source;
@@ -105,6 +105,9 @@ struct State {
     /// Segment bytes by source kind ("node", "peer", "gateway") and by sender.
     bytes_by_kind: BTreeMap<&'static str, u64>,
     bytes_by_source: BTreeMap<String, u64>,
+    /// How playback began: `"bootstrap"` (the page's JS bootstrap appended the first segments)
+    /// or `"peer"`.
+    start_path: Option<&'static str>,
 }
 
 /// An event name and the closure listening for it on the media element.
@@ -401,6 +404,7 @@ impl Player {
             ("rebuffers", f64::from(state.rebuffers).into()),
             ("rebufferMs", (state.rebuffer_time.as_secs_f64() * 1000.0).into()),
             ("timeToFirstAudioMs", state.time_to_first_audio.map(|d| d.as_secs_f64() * 1000.0).into()),
+            ("startPath", state.start_path.into()),
             // Every kind, with 0 for a kind that sent nothing.
             (
                 "bytesBySourceKind",
@@ -561,27 +565,56 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
     result
 }
 
-/// `load`'s steps for the load `generation`: the manifest, the pump, the output.
+/// `load`'s steps for the load `generation`: the manifest, the pump, the output. A bootstrap
+/// the page ran on the element for this track (`src/bootstrap.js`) hands over what it built.
 async fn start(shared: &Rc<Shared>, cid: Cid, generation: u32) -> Result<(), Error> {
-    // A MediaSource opens a few milliseconds after it is attached: it does so while the
-    // manifest is on its way.
-    let early = OpeningSource::start(&shared.element)?;
-    let block = fetch_manifest(shared, cid).await?;
+    let handed =
+        if bootstrap::running_on(&shared.element) { bootstrap::take(&shared.element, cid).await } else { None };
     if !shared.is_current(generation) {
         return Err(Error::Stopped);
     }
-    let manifest = TrackManifest::from_block(&block).map_err(|source| Error::Manifest { cid, source })?;
+    let (mut adopted_sink, handed) = match handed {
+        Some(mut h) => (h.sink.take(), Some(h)),
+        None => (None, None),
+    };
+    // A MediaSource opens a few milliseconds after it is attached: it does so while the
+    // manifest is on its way.
+    let early = if adopted_sink.is_none() { OpeningSource::start(&shared.element)? } else { None };
+    let manifest = match handed.as_ref().and_then(|h| h.manifest.clone()) {
+        Some(manifest) => manifest,
+        None => {
+            let block = fetch_manifest(shared, cid).await?;
+            if !shared.is_current(generation) {
+                return Err(Error::Stopped);
+            }
+            TrackManifest::from_block(&block).map_err(|source| Error::Manifest { cid, source })?
+        }
+    };
     shared.network.hold(cid);
     {
         let mut state = shared.state.borrow_mut();
         state.segments = vec![SegmentState::Pending; manifest.segments.len()];
         state.manifest = Some(manifest.clone());
+        state.start_path = Some(if adopted_sink.is_some() { "bootstrap" } else { "peer" });
+    }
+    let adopted: Vec<usize> = match (&handed, &adopted_sink) {
+        (Some(h), Some(_)) => h.appended.iter().map(|a| a.index).collect(),
+        _ => Vec::new(),
+    };
+    let corrupt: Vec<String> = handed
+        .iter()
+        .flat_map(|h| &h.failures)
+        .filter(|f| f.code == ErrorCode::VerificationFailed.as_str())
+        .filter_map(|f| f.source.clone())
+        .collect();
+    if let Some(h) = &handed {
+        took_over(shared, h, adopted_sink.is_some());
     }
     // The first segments are asked for before anything else happens: the pump runs its first
     // turn (its wants go out) during this yield, before the output is made ready or the page
     // hears of the manifest; browsers are looked up once playback has started. It appends once
     // the output is there.
-    wasm_bindgen_futures::spawn_local(pump(shared.clone(), generation, manifest.clone()));
+    wasm_bindgen_futures::spawn_local(pump(shared.clone(), generation, manifest.clone(), adopted, corrupt.clone()));
     futures_timer::Delay::new(Duration::ZERO).await;
     if !shared.is_current(generation) {
         return Err(Error::Stopped);
@@ -600,13 +633,97 @@ async fn start(shared: &Rc<Shared>, cid: Cid, generation: u32) -> Result<(), Err
         ("durationSecs", manifest.duration_secs().into()),
         ("codec", manifest.codec.clone().into()),
     ]));
-    let opened = Output::open(&shared.element, &manifest, early, on_clock).await;
+    if let Some(h) = &handed {
+        announce_hand_over(shared, h, &manifest, adopted_sink.is_some(), &corrupt);
+    }
+    let opened = match adopted_sink.take() {
+        Some(sink) => Ok(Output::adopt(&shared.element, sink, &manifest)),
+        None => Output::open(&shared.element, &manifest, early, on_clock).await,
+    };
     if !shared.is_current(generation) {
         return Err(Error::Stopped);
     }
     shared.state.borrow_mut().sink = Some(opened?);
     shared.wake_pump();
     Ok(())
+}
+
+/// Counts what the bootstrap appended as this load's, keeps its blocks to serve to others, and
+/// dates the load (and its first audio) from when the bootstrap began.
+fn took_over(shared: &Shared, handed: &bootstrap::HandOver, adopted: bool) {
+    let now_ms = bootstrap::performance_now();
+    let since = |at: f64| Duration::from_secs_f64(((now_ms - at) / 1000.0).max(0.0));
+    let mut state = shared.state.borrow_mut();
+    state.load_started = web_time::Instant::now().checked_sub(since(handed.started_at)).or(state.load_started);
+    if !adopted {
+        return;
+    }
+    for a in &handed.appended {
+        shared.network.net.keep(&a.block);
+        shared.network.hold(*a.block.cid());
+        let n = a.block.data().len() as u64;
+        if let Some(slot) = state.segments.get_mut(a.index) {
+            *slot = SegmentState::Appended;
+        }
+        state.bytes += n;
+        *state.bytes_by_kind.entry("gateway").or_default() += n;
+        *state.bytes_by_source.entry(a.from.clone()).or_default() += n;
+        state.provenance.push((*a.block.cid(), a.from.clone(), n as usize, a.at_ms));
+    }
+    if let Some(playing) = handed.playing_at {
+        state.time_to_first_audio = Some(Duration::from_secs_f64(((playing - handed.started_at) / 1000.0).max(0.0)));
+        drop(state);
+        // Audio already plays: the network need not hold back for the start.
+        shared.network.starting(false);
+    }
+}
+
+/// Tells the page what the bootstrap did, as if this player had done it: its segments, the
+/// sources that failed it and those banned for bytes that did not verify.
+fn announce_hand_over(
+    shared: &Shared,
+    handed: &bootstrap::HandOver,
+    manifest: &TrackManifest,
+    adopted: bool,
+    corrupt: &[String],
+) {
+    for f in &handed.failures {
+        let Some(source) = &f.source else { continue };
+        shared.emit(object(&[
+            ("type", "sourceFailed".into()),
+            ("source", source.as_str().into()),
+            ("index", f.index.map(|i| i as f64).into()),
+            ("code", f.code.as_str().into()),
+        ]));
+    }
+    for source in corrupt {
+        if shared.state.borrow().banned.contains(source) {
+            continue;
+        }
+        tracing::warn!(%source, "source banned by the bootstrap: it sent bytes that do not verify");
+        shared.state.borrow_mut().banned.push(source.clone());
+        shared.emit(object(&[
+            ("type", "sourceBanned".into()),
+            ("source", source.as_str().into()),
+            ("kind", "gateway".into()),
+        ]));
+    }
+    if !adopted {
+        return;
+    }
+    for a in &handed.appended {
+        shared.emit(object(&[
+            ("type", "segment".into()),
+            ("index", (a.index as f64).into()),
+            ("cid", manifest.segments[a.index].cid.to_string().into()),
+            ("peer", a.from.as_str().into()),
+            ("sourceKind", "gateway".into()),
+            ("bytes", (a.block.data().len() as f64).into()),
+            ("blocks", 1.0.into()),
+            ("latencyMs", a.latency_ms.into()),
+            ("hedged", false.into()),
+        ]));
+    }
 }
 
 /// A plain object of byte counts.
@@ -760,8 +877,11 @@ type Running = FuturesUnordered<Abortable<futures::future::LocalBoxFuture<'stati
 /// Fetches segments as the scheduler directs and appends each, as it is verified, at its place
 /// on the timeline; then watches playback to its end. Starts before the output is open: until
 /// `load` has put it in the state, the playhead is 0 and verified segments wait in `ready`.
-async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest) {
-    Pump::new(shared, generation, manifest).run().await;
+/// `adopted` are the segments a bootstrap appended; `corrupt` the sources it banned.
+async fn pump(shared: Rc<Shared>, generation: u32, manifest: TrackManifest, adopted: Vec<usize>, corrupt: Vec<String>) {
+    let mut pump = Pump::new(shared, generation, manifest);
+    pump.took_over(&adopted, &corrupt);
+    pump.run().await;
 }
 
 /// One load's streaming: the scheduler, the fetches it started, what is verified and waiting
@@ -807,6 +927,26 @@ impl Pump {
             failures: HashMap::new(),
             last_error: None,
             appended: vec![false; total],
+        }
+    }
+
+    /// Segments a bootstrap appended are not fetched again; sources it caught sending bytes
+    /// that do not verify are banned (they were announced with the hand-over).
+    fn took_over(&mut self, adopted: &[usize], corrupt: &[String]) {
+        for &index in adopted {
+            if let Some(slot) = self.appended.get_mut(index) {
+                *slot = true;
+                let _ = self.scheduler.mark_done(index);
+            }
+        }
+        for label in corrupt {
+            let ids: Vec<SourceId> = (0..self.sources.list.len() as u32)
+                .map(SourceId)
+                .filter(|id| self.sources[*id].0.label() == *label)
+                .collect();
+            for id in ids {
+                let _ = self.scheduler.on_failure(0, id, Failure::Corrupt);
+            }
         }
     }
 

@@ -141,6 +141,8 @@ export interface Stats {
   rebuffers: number;
   rebufferMs: number;
   timeToFirstAudioMs?: number;
+  /** How playback began: "bootstrap" (the page's `bootstrap()` appended the first segments over HTTP before the module ran) or "peer"; set by `load`. */
+  startPath?: "bootstrap" | "peer";
   /** Segment bytes by kind of source; every kind is present (0 if it sent nothing). */
   bytesBySourceKind: Record<SourceKind, number>;
   /** Segment bytes by sender (peer ID or gateway URL). */

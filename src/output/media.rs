@@ -78,6 +78,13 @@ impl MediaSink {
         Ok(Self { source, buffer, url, kind, evictions: Cell::new(0) })
     }
 
+    /// Takes over a MediaSource someone else opened on an element and gave a SourceBuffer (the
+    /// JS bootstrap, see `crate::api::bootstrap`), with its object URL, which it revokes when
+    /// dropped.
+    pub fn adopt(source: MediaSource, buffer: SourceBuffer, url: String, kind: &'static str) -> Self {
+        Self { source, buffer, url, kind, evictions: Cell::new(0) }
+    }
+
     /// `"MediaSource"` or `"ManagedMediaSource"`.
     pub fn kind(&self) -> &'static str {
         self.kind

@@ -77,6 +77,14 @@ impl Output {
         }
     }
 
+    /// A sink the page's bootstrap opened on `element` and appended to, made this player's
+    /// output.
+    pub(crate) fn adopt(element: &HtmlMediaElement, sink: MediaSink, manifest: &TrackManifest) -> Rc<Self> {
+        sink.set_duration(manifest.duration_secs());
+        let (watch, born) = (RefCell::default(), web_time::Instant::now());
+        Rc::new(Self::Mse { sink, element: element.clone(), watch, born })
+    }
+
     /// `"MediaSource"`, `"ManagedMediaSource"` or `"WebAudio"`.
     pub(crate) fn kind(&self) -> &'static str {
         match self {

@@ -521,6 +521,19 @@ impl Scheduler {
         out
     }
 
+    /// `segment` was fetched and verified elsewhere (a page's bootstrap fetched it before the
+    /// player ran): it is not asked for. Cancels any attempt at it.
+    pub fn mark_done(&mut self, segment: usize) -> Vec<Action> {
+        let Some(seg) = self.segments.get_mut(segment) else { return Vec::new() };
+        let mut out = Vec::new();
+        for a in seg.attempts.drain(..) {
+            self.sources[a.source.0 as usize].in_flight -= 1;
+            out.push(Action::Cancel { segment, source: a.source });
+        }
+        seg.done = true;
+        out
+    }
+
     /// `source` failed `segment`. A corrupt delivery bans the source. A browser peer that did
     /// not have it may be asked again [`PEER_RETRY`] after the request began (it may fetch it
     /// meanwhile), unpenalised: lacking a segment is not being slow. Any other source is
@@ -622,6 +635,20 @@ mod tests {
         }
         assert!((0..5).all(|i| s.is_done(i)));
         assert!(!s.is_done(5));
+    }
+
+    #[test]
+    fn segments_a_bootstrap_fetched_are_not_asked_for_and_the_rest_follow_in_order() {
+        let mut s = sched(20);
+        let node = s.add_source(SourceKind::CreatorNode);
+        assert!(s.mark_done(0).is_empty());
+        assert!(s.mark_done(1).is_empty());
+        s.set_playhead(0.0, 1.0, Duration::ZERO);
+        assert_eq!(fetches(&s.poll(Duration::ZERO)), vec![(2, 0, false), (3, 0, false)]);
+        // Marked while a fetch of it runs: the fetch is cancelled.
+        assert_eq!(s.mark_done(2), vec![Action::Cancel { segment: 2, source: node }]);
+        assert!(s.is_done(2));
+        assert!(s.mark_done(99).is_empty(), "an index past the track is ignored");
     }
 
     #[test]
