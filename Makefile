@@ -94,6 +94,7 @@ bench: setup www ## Verification throughput; offload in a simulated swarm and in
 	cargo bench -p antiphon-core --bench verify > bench/out/native-verify.jsonl
 	wasm-bindgen --target web --out-dir bench/out/web $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/wasm-release/antiphon.wasm
 	scripts/wasm-opt.sh bench/out/web/antiphon_bg.wasm $(CARGO_TARGET_DIR)/wasm-opt -Oz $(WASM_OPT_FEATURES)
+	scripts/pkg-bootstrap.sh bench/out/web
 	node bench/verify.mjs bench/out/native-verify.jsonl bench/out/web
 	cargo build --release -p antiphon-node
 	# Offload in a simulated swarm of one popular track, driving the player's real scheduler.

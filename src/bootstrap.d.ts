@@ -27,8 +27,10 @@ export interface BootstrapFailure {
 /** A running bootstrap. */
 export interface Bootstrap {
   track: string;
-  /** Resolves once the bootstrap has stopped (never rejects): the segments it appended and what failed. */
-  done: Promise<{ appended: number[]; failures: BootstrapFailure[] }>;
+  /** `true` once the first segment is appended (the element can play); `false` if the bootstrap stopped before that. */
+  started: Promise<boolean>;
+  /** Resolves once the bootstrap has stopped (never rejects): the segments it appended, what failed, and when (ms since `bootstrap()`). */
+  done: Promise<{ appended: number[]; failures: BootstrapFailure[]; manifestAtMs?: number; appendedAtMs: number[] }>;
   /** Stops it and lets go of the element (unless a player has taken it over). */
   cancel(): void;
 }

@@ -22,6 +22,8 @@ const SHA2_256 = 0x12;
 const MAX_MANIFEST_BYTES = 1 << 20;
 const MAX_BLOCK_BYTES = 2 << 20;
 const MAX_SEGMENTS = 8192;
+/** Blocks read from the one CAR the bootstrap asks for: the manifest and segment 0. */
+const MAX_CAR_BLOCKS = 4;
 const MANIFEST_VERSION = 1;
 const CODECS = ["audio/mpeg", "audio/aac"];
 /** A request that takes longer fails, as the player's gateway requests do. */
@@ -31,6 +33,11 @@ const HANDOVER_WAIT_MS = 1_500;
 /** Segments fetched at most before the wasm player takes over (1 + 2 + 4 s with the default ramp). */
 const DEFAULT_MAX_SEGMENTS = 3;
 const OPTION_KEYS = ["creatorNodes", "gateways", "track", "maxSegments"];
+
+/** A User Timing mark (`antiphon:bootstrap:<what>`), for profiling a start in the browser's tools. */
+function mark(what) {
+  if (typeof performance.mark === "function") performance.mark(`antiphon:bootstrap:${what}`);
+}
 
 /** An error like the module's: `name` "AntiphonError" and a stable `code`. */
 function antiphonError(code, message, extra = {}) {
@@ -107,6 +114,40 @@ function parseCidText(text) {
   const bytes = base32Decode(text.slice(1));
   const cid = bytes && parseCid(bytes);
   return cid && cid.text === text ? cid : null;
+}
+
+/** Where the binary CID starting at `pos` ends, or `null` when it is malformed. */
+function cidEnd(bytes, pos) {
+  let p = [0, pos];
+  for (let i = 0; i < 4 && p; i++) p = varint(bytes, p[1]);
+  if (!p) return null;
+  const end = p[1] + p[0];
+  return end <= bytes.length ? end : null;
+}
+
+/**
+ * The blocks of a CARv1 (`[{ cid, bytes }]`, in order), their CIDs read but nothing verified
+ * yet; at most `MAX_CAR_BLOCKS`.
+ */
+function readCar(bytes) {
+  const fail = (why) => {
+    throw new Error(`not a CARv1: ${why}`);
+  };
+  const header = varint(bytes, 0);
+  if (!header || header[1] + header[0] > bytes.length) fail("truncated header");
+  if (decodeCbor(bytes.subarray(header[1], header[1] + header[0])).version !== 1) fail("not version 1");
+  const blocks = [];
+  for (let pos = header[1] + header[0]; pos < bytes.length; ) {
+    const length = varint(bytes, pos);
+    const end = length && length[1] + length[0];
+    const at = length && cidEnd(bytes, length[1]);
+    if (!at || end > bytes.length || at > end) fail("truncated section");
+    const cid = parseCid(bytes.subarray(length[1], at));
+    if (!cid || blocks.length === MAX_CAR_BLOCKS) fail("an unreadable CID or too many blocks");
+    blocks.push({ cid, bytes: bytes.subarray(at, end) });
+    pos = end;
+  }
+  return blocks;
 }
 
 /**
@@ -215,17 +256,24 @@ async function matches(cid, bytes) {
 }
 
 /** `GET {base}/ipfs/{cid}?format=raw`, read chunk by chunk and refused past `max` bytes. */
-async function fetchRaw(base, cid, max, signal) {
-  const url = `${base}/ipfs/${cid.text}?format=raw`;
+function fetchRaw(base, cid, max, signal) {
+  return fetchBody(`${base}/ipfs/${cid.text}?format=raw`, "application/vnd.ipld.raw", max, signal, cid);
+}
+
+/** `GET url` with `accept`, read chunk by chunk and refused past `max` bytes. */
+async function fetchBody(url, accept, max, signal, cid) {
   const http = (reason) => antiphonError("HTTP_FAILED", `${url}: ${reason}`, { cid: cid.text });
   const timeout = new AbortController();
   const timer = setTimeout(() => timeout.abort(), REQUEST_TIMEOUT_MS);
   const stop = () => timeout.abort();
   signal.addEventListener("abort", stop);
   try {
-    const response = await fetch(url, { headers: { Accept: "application/vnd.ipld.raw" }, signal: timeout.signal });
+    const response = await fetch(url, { headers: { Accept: accept }, signal: timeout.signal });
     if (!response.ok) throw http(`status ${response.status}`);
-    if (Number(response.headers.get("content-length")) > max) throw http(`a body over ${max} bytes`);
+    const declared = response.headers.get("content-length");
+    if (Number(declared) > max) throw http(`a body over ${max} bytes`);
+    // A declared length is all the browser lets through: the body can be taken in one piece.
+    if (declared !== null && /^\d+$/.test(declared)) return new Uint8Array(await response.arrayBuffer());
     const reader = response.body.getReader();
     const chunks = [];
     let length = 0;
@@ -289,8 +337,11 @@ function baseUrls(list, name) {
  * base URLs as `Peer.start` takes them (multiaddrs are skipped); `maxSegments` (default 3)
  * bounds what is fetched before the player takes over.
  *
- * Returns `{ track, done, cancel() }`: `done` resolves to `{ appended, failures }` once the
- * bootstrap has stopped (every failure also has a `code`: `HTTP_FAILED`,
+ * Returns `{ track, started, done, cancel() }`. `started` resolves to `true` once the first
+ * segment is appended (the element can play), or to `false` when the bootstrap stopped
+ * before that; a page on a slow link may wait for it before it imports the module, so that the
+ * two do not share the link. `done` resolves once the bootstrap has stopped, to `{ appended,
+ * failures, manifestAtMs, appendedAtMs }` (times since `bootstrap()`; every failure has a `code`: `HTTP_FAILED`,
  * `VERIFICATION_FAILED`, `INVALID_MANIFEST`, `MEDIA_UNSUPPORTED`, and for a track the module
  * must verify `UNSUPPORTED_HASH` (not sha2-256) or `INSECURE_CONTEXT` (no WebCrypto)). It never rejects: what it could not do, the player does.
  */
@@ -307,7 +358,7 @@ export function bootstrap(audio, options) {
 
   const run = new Run(audio, track, origins, maxSegments);
   audio[KEY] = run;
-  return { track: track.text, done: run.done, cancel: () => run.cancel() };
+  return { track: track.text, started: run.started, done: run.done, cancel: () => run.cancel() };
 }
 
 /** One bootstrap of one track on one element. */
@@ -315,6 +366,7 @@ class Run {
   constructor(audio, track, origins, maxSegments) {
     Object.assign(this, { audio, track, origins, maxSegments });
     this.startedAt = performance.now();
+    mark("start");
     this.playingAt = undefined;
     this.appended = [];
     this.failures = [];
@@ -325,11 +377,58 @@ class Run {
       if (this.playingAt === undefined) this.playingAt = performance.now();
     };
     audio.addEventListener("playing", this.onPlaying);
-    this.done = this.run().catch((e) => this.failed(null, null, e)).then(() => ({ appended: this.appended.map((s) => s.index), failures: this.failures }));
+    const ran = this.run().catch((e) => this.failed(null, null, e));
+    this.done = ran.then(() => ({
+      appended: this.appended.map((s) => s.index),
+      failures: this.failures,
+      manifestAtMs: this.manifestAtMs,
+      appendedAtMs: this.appended.map((s) => s.atMs),
+    }));
+    this.started = new Promise((resolve) => (this.onStarted = resolve));
+    ran.then(() => this.onStarted(false));
   }
 
   failed(source, index, error) {
     this.failures.push({ source, index, code: error.code || "MEDIA_FAILED", message: String(error.message || error), cid: error.cid });
+  }
+
+  /**
+   * The manifest and segment 0 in one request where the gateway paths through dag-cbor
+   * (`/ipfs/{track}/segments/0/cid?format=car&dag-scope=entity`, a trustless-gateway CAR):
+   * `{ manifest, blocks, from }` with the manifest verified, the other blocks not yet; `null`
+   * when no origin gave one (the manifest is then asked for alone). A manifest that does not
+   * verify bans its origin.
+   */
+  async manifestAndFirst() {
+    const track = this.track;
+    for (const base of this.origins) {
+      if (this.banned.has(base) || this.abort.signal.aborted) continue;
+      const asked = performance.now();
+      const url = `${base}/ipfs/${track.text}/segments/0/cid?format=car&dag-scope=entity`;
+      let blocks;
+      try {
+        blocks = readCar(await fetchBody(url, "application/vnd.ipld.car", MAX_MANIFEST_BYTES + MAX_BLOCK_BYTES + 4096, this.abort.signal, track));
+        mark("car");
+      } catch {
+        continue; // Not every gateway paths through dag-cbor: the raw requests follow.
+      }
+      const manifest = blocks.find((b) => b.cid.text === track.text);
+      if (!manifest) continue;
+      if (await matches(track, manifest.bytes)) return { manifest: { bytes: manifest.bytes, from: base, latencyMs: performance.now() - asked }, blocks, from: base };
+      this.banned.add(base);
+      this.failed(base, null, antiphonError("VERIFICATION_FAILED", `${base} sent bytes for ${track.text} that do not hash to it`, { cid: track.text }));
+    }
+    return null;
+  }
+
+  /** `segment` from the first request's CAR, verified; a block that does not verify bans its origin. */
+  async fromCar(first, segment) {
+    const block = first && !this.banned.has(first.from) && first.blocks.find((b) => b.cid.text === segment.cid.text);
+    if (!block) return null;
+    if (await matches(segment.cid, block.bytes)) return { bytes: block.bytes, from: first.from, latencyMs: first.manifest.latencyMs };
+    this.banned.add(first.from);
+    this.failed(first.from, segment.index, antiphonError("VERIFICATION_FAILED", `${first.from} sent bytes for ${segment.cid.text} that do not hash to it`, { cid: segment.cid.text }));
+    return null;
   }
 
   /** Fetches one block from each origin in turn until one verifies; a mismatch bans the origin. */
@@ -364,7 +463,9 @@ class Run {
     const opened = once(source, "sourceopen");
     this.audio.src = url;
     this.media = { source, url, kind, buffer: null };
-    const manifestBlock = await this.fetchVerified(this.track, MAX_MANIFEST_BYTES, null);
+    checkable(this.track);
+    const first = await this.manifestAndFirst();
+    const manifestBlock = first ? first.manifest : await this.fetchVerified(this.track, MAX_MANIFEST_BYTES, null);
     if (!manifestBlock) return;
     let manifest;
     try {
@@ -374,11 +475,14 @@ class Run {
       return;
     }
     this.manifest = { ...manifest, block: manifestBlock.bytes, from: manifestBlock.from };
+    this.manifestAtMs = performance.now() - this.startedAt;
+    mark("manifest");
     if (!MediaSourceClass.isTypeSupported(manifest.codec)) {
       this.failed(null, null, antiphonError("MEDIA_UNSUPPORTED", `this browser's ${kind} refuses ${manifest.codec}`));
       return;
     }
     await opened;
+    mark("sourceopen");
     if (this.stopping) return;
     const buffer = source.addSourceBuffer(manifest.codec);
     this.media.buffer = buffer;
@@ -387,13 +491,16 @@ class Run {
       if (this.stopping) return;
       const cid = segment.cid;
       if (cid.unreadable || cid.codec !== RAW || segment.bytes > MAX_BLOCK_BYTES) return;
-      const got = await this.fetchVerified(cid, segment.bytes, segment.index);
+      const got = (await this.fromCar(first, segment)) || (await this.fetchVerified(cid, segment.bytes, segment.index));
       if (!got || got.bytes.length !== segment.bytes) return;
+      mark(`verified:${segment.index}`);
       buffer.timestampOffset = segment.startSecs;
       const appended = once(buffer, "updateend");
       buffer.appendBuffer(got.bytes);
       await appended;
       this.appended.push({ index: segment.index, cid: cid.text, bytes: got.bytes, from: got.from, latencyMs: got.latencyMs, atMs: performance.now() - this.startedAt });
+      mark(`appended:${segment.index}`);
+      this.onStarted(true);
     }
   }
 

@@ -103,7 +103,8 @@ async function play(url) {
       const buffered = [];
       for (let i = 0; i < audio.buffered.length; i++) buffered.push([audio.buffered.start(i), audio.buffered.end(i)]);
       const boot = window.antiphonBootstrap ? await window.antiphonBootstrap.done : null;
-      return { stats: window.antiphon.player.stats(), events: window.antiphon.events, appends: window.appends, buffered, boot, provenance: window.antiphon.player.provenance() };
+      const resources = performance.getEntriesByType("resource").map((e) => new URL(e.name).pathname + new URL(e.name).search);
+      return { stats: window.antiphon.player.stats(), events: window.antiphon.events, appends: window.appends, buffered, boot, resources, provenance: window.antiphon.player.provenance() };
     });
   } finally {
     await browser.close();
@@ -138,6 +139,12 @@ test("a cold page starts through the bootstrap and the player takes over", async
     assert.ok(seen.stats.timeToFirstAudioMs > 0);
     assert.deepEqual(seen.boot.failures, []);
     assert.ok(seen.boot.appended.includes(0), "the bootstrap appended segment 0");
+    // The manifest and segment 0 came in one request (a CAR through the manifest's path), the
+    // next segments one raw request each.
+    const asked = seen.resources.filter((r) => r.startsWith("/ipfs/"));
+    assert.deepEqual(asked.filter((r) => r.startsWith(`/ipfs/${track}`)), [`/ipfs/${track}/segments/0/cid?format=car&dag-scope=entity`]);
+    assert.ok(!asked.includes(`/ipfs/${manifest.segments[0].cid}?format=raw`), "segment 0 was not asked for again");
+    assert.deepEqual(asked.filter((r) => r.endsWith("?format=raw")), seen.boot.appended.slice(1).map((i) => `/ipfs/${manifest.segments[i].cid}?format=raw`));
     assert.ok(seen.boot.appended.length < manifest.segments.length, "the player fetched the rest");
     assertAppendedOnce(seen, manifest);
     // What the bootstrap fetched counts as the creator node's gateway's; the rest came over Bitswap.
@@ -155,12 +162,15 @@ test("a gateway that corrupts segment 0 is refused by the bootstrap and banned, 
   const node = await startNode(data, 18820);
   const manifest = await trackManifest(node.url, track);
   const victim = manifest.segments[0].cid;
-  // A trustless gateway in front of the node that flips one byte of segment 0.
+  // A trustless gateway in front of the node that flips one byte of segment 0, asked alone or
+  // in a CAR with the manifest.
   const corrupting = createServer(async (req, res) => {
     res.setHeader("access-control-allow-origin", "*");
     const upstream = await fetch(`${node.url}${req.url}`, { headers: { accept: req.headers.accept || "*/*" } });
     const body = Buffer.from(await upstream.arrayBuffer());
     if (req.url.startsWith(`/ipfs/${victim}`)) body[body.length >> 1] ^= 0x01;
+    // The manifest and segment 0 in one CAR: segment 0's block is the last one in it.
+    if (req.url.startsWith(`/ipfs/${track}/segments/0/`)) body[body.length - 1] ^= 0x01;
     res.statusCode = upstream.status;
     res.setHeader("content-type", upstream.headers.get("content-type") || "application/octet-stream");
     res.end(body);

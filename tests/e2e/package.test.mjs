@@ -23,7 +23,7 @@ const nodes = {};
 let browser;
 
 /** What `npm pack` must put in the tarball, and nothing else. */
-const PACKED = ["LICENSE", "README.md", "antiphon.d.ts", "antiphon.js", "antiphon_bg.js", "antiphon_bg.wasm", "package.json"];
+const PACKED = ["LICENSE", "README.md", "antiphon.d.ts", "antiphon.js", "antiphon_bg.js", "antiphon_bg.wasm", "bootstrap.d.ts", "bootstrap.js", "package.json"];
 
 function run(cmd, args, cwd) {
   try {
@@ -52,7 +52,10 @@ function webpackBuild(outDir) {
 
 before(async () => {
   const packed = JSON.parse(run("npm", ["pack", join(ROOT, "pkg"), "--pack-destination", work, "--json"], work))[0];
-  assert.deepEqual(packed.files.map((f) => f.path).sort(), PACKED, "the tarball holds the package and nothing else");
+  const files = packed.files.map((f) => f.path).sort();
+  // The bootstrap's own file is a wasm-bindgen snippet, in a directory named by a hash.
+  assert.deepEqual(files.filter((f) => !f.startsWith("snippets/")), PACKED, "the tarball holds the package and nothing else");
+  assert.deepEqual(files.filter((f) => f.startsWith("snippets/")).map((f) => f.replace(/^snippets\/antiphon-[0-9a-f]+\//, "")), ["src/bootstrap.js"]);
   mkdirSync(app);
   for (const f of ["package.json", "tsconfig.json", "index.html", "main.ts"]) cpSync(join(ROOT, "tests", "package", f), join(app, f));
   run("npm", ["install", "--offline", "--no-audit", "--no-fund", join(work, packed.filename)], app);
@@ -92,15 +95,16 @@ for (const bundler of ["webpack", "vite"]) {
         await waitInPage(page, () => document.getElementById("audio").currentTime > 3 || window.result?.errors.length, null, 60_000)
           .catch((e) => { throw new Error(`${e.message}\nconsole:\n${consoleLines.join("\n")}`); });
         const state = await page.evaluate(async () => {
-          const { errors, transport, stats, checks } = window.result;
+          const { errors, transport, stats, checks, startPath } = window.result;
           const s = stats();
           await window.result.close();
           await new Promise((r) => setTimeout(r, 1500));
-          return { errors, transport, checks, appended: s.appended.length, kinds: Object.keys(s.bytesBySourceKind).sort() };
+          return { errors, transport, checks, startPath, appended: s.appended.length, kinds: Object.keys(s.bytesBySourceKind).sort() };
         });
         assert.deepEqual(state.errors, []);
         assert.equal(state.transport, transport);
-        assert.deepEqual(state.checks, [false, false, false]);
+        assert.deepEqual(state.checks, [false, false, false, false]);
+        assert.equal(state.startPath, "bootstrap", "the package's bootstrap started the track and the player took over");
         assert.ok(state.appended >= 1);
         assert.deepEqual(state.kinds, ["gateway", "node", "peer"]);
         assert.deepEqual(uncaught, [], `uncaught errors: ${uncaught.join(" | ")}`);

@@ -1,13 +1,16 @@
-// A dapp page as an integrator writes it from the README: start a peer, attach a player, load
-// the creator node's first track, play it. Type-checked under `strict` against the package's
-// .d.ts, then bundled by webpack and by Vite (tests/e2e/package.test.mjs).
-import { Peer, setLogLevel, type AntiphonError, type Player, type PlayerEvent, type Stats, type ProvenanceEntry } from "antiphon";
+// A dapp page as an integrator writes it from the README: start the track through the
+// bootstrap, import the module once it plays, start a peer, attach a player, load the track
+// (which takes over from the bootstrap), play it. Type-checked under `strict` against the
+// package's .d.ts, then bundled by webpack and by Vite (tests/e2e/package.test.mjs).
+import { bootstrap, type Bootstrap } from "antiphon/bootstrap.js";
+import type { AntiphonError, Peer, Player, PlayerEvent, Stats, ProvenanceEntry } from "antiphon";
 
 // Type-level checks: these lines fail to compile if the package types them as `any`.
 type IsAny<T> = 0 extends 1 & T ? true : false;
 const statsTyped: IsAny<ReturnType<Player["stats"]>> = false;
 const provenanceTyped: IsAny<ReturnType<Player["provenance"]>> = false;
 const nodesTyped: IsAny<Peer["creatorNodes"]> = false;
+const bootstrapTyped: IsAny<Bootstrap["done"]> = false;
 
 interface Result {
   errors: string[];
@@ -16,21 +19,27 @@ interface Result {
   stats?: () => Stats;
   provenance?: () => ProvenanceEntry[];
   close?: () => Promise<void>;
+  startPath?: string;
   checks: boolean[];
 }
-const result: Result = { errors: [], events: [], checks: [statsTyped, provenanceTyped, nodesTyped] };
+const result: Result = { errors: [], events: [], checks: [statsTyped, provenanceTyped, nodesTyped, bootstrapTyped] };
 (window as unknown as { result: Result }).result = result;
 const status = (s: string) => {
   document.getElementById("status")!.textContent = s;
 };
 
 async function main(): Promise<void> {
-  setLogLevel("warn");
   const params = new URLSearchParams(location.search);
   const transport = params.get("transport") === "websocket" ? "websocket" : "webrtc-direct";
   const tracks: Array<{ cid: string }> = await (await fetch("/tracks")).json();
-  const peer = await Peer.start({ creatorNodes: [location.origin], transport });
   const audio = document.querySelector("audio")!;
+  const boot = bootstrap(audio, { creatorNodes: [location.origin], track: tracks[0].cid });
+  audio.play().catch(() => {});
+  const playing = new Promise((resolve) => audio.addEventListener("playing", resolve, { once: true }));
+  await Promise.race([playing, boot.done, new Promise((resolve) => setTimeout(resolve, 1000))]);
+  const { Peer, setLogLevel } = await import("antiphon");
+  setLogLevel("warn");
+  const peer = await Peer.start({ creatorNodes: [location.origin], transport });
   const player = peer.attach(audio);
   player.onEvent((e) => {
     result.events.push(e);
@@ -49,6 +58,7 @@ async function main(): Promise<void> {
   const kinds: number = s.bytesBySourceKind.node + s.bytesBySourceKind.peer + s.bytesBySourceKind.gateway;
   console.debug(`${kinds} bytes, ${peer.creatorNodes.map((n) => n.state).join(", ")}`);
   result.transport = peer.transport;
+  result.startPath = s.startPath;
   result.stats = () => player.stats();
   result.provenance = () => player.provenance();
   result.close = async () => {

@@ -464,6 +464,13 @@ async fn serve(data: &Path, settings: antiphon_node::config::Config) -> anyhow::
     let app = http::router(state, settings.http.www.clone());
 
     let mut http_shutdown = shutdown_rx.clone();
+    // No Nagle: a streamed answer (a CAR: header, then block after block) goes out as it is
+    // written instead of waiting for the client's delayed ACK, which cost 40 ms per CAR.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an HTTP connection");
+        }
+    });
     let http_task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
