@@ -195,6 +195,45 @@ test("a gateway that corrupts segment 0 is refused by the bootstrap and banned, 
   }
 });
 
+test("a hostile gateway (a CAR claiming petabytes, an endless body) costs the bootstrap a bounded read, and the module starts the track", async () => {
+  const node = await startNode(data, 18840);
+  let streamed = 0;
+  const hostile = createServer((req, res) => {
+    res.setHeader("access-control-allow-origin", "*");
+    if (req.url.includes("format=car")) {
+      // A CAR header whose length varint says 2^49 bytes, then a dag-cbor array claiming 2^32 items.
+      res.end(Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0x9a, 0xff, 0xff, 0xff, 0xff]));
+      return;
+    }
+    // An endless body with no content-length: the reader must stop at its bound.
+    res.setHeader("content-type", "application/vnd.ipld.raw");
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    const pump = () => {
+      while (!res.destroyed && streamed < 64 * 1024 * 1024) {
+        streamed += chunk.length;
+        if (!res.write(chunk)) return res.once("drain", pump);
+      }
+      res.end();
+    };
+    res.on("close", () => res.destroy());
+    pump();
+  });
+  await new Promise((r) => hostile.listen(18819, HOST, r));
+  const gateway = `http://${HOST}:18819`;
+  try {
+    const manifest = await trackManifest(node.url, track);
+    const seen = await play(`${node.url}/?transport=websocket&autoplay=1&track=${track}&bootstrapFrom=${gateway}`);
+    assert.deepEqual(seen.boot.failures.map((f) => [f.source, f.index, f.code]), [[gateway, null, "HTTP_FAILED"]]);
+    assert.match(seen.boot.failures[0].message, /a body over 1048576 bytes/);
+    assert.ok(streamed < 16 * 1024 * 1024, `the endless body was cut off after ${streamed} bytes`);
+    assert.equal(seen.stats.startPath, "peer");
+    assertAppendedOnce(seen, manifest);
+  } finally {
+    hostile.close();
+    await stopNode(node);
+  }
+});
+
 test("a track hashed with blake3, which WebCrypto lacks, starts through the wasm module", async () => {
   const node = await startNode(data, 18830);
   try {

@@ -114,7 +114,7 @@ export const HELIA_RELAY_PAGE_PORT = 18730;
 /** The creator nodes' pages the play tests open (ports 18080-18150 in steps of 10). Chromium
  * treats them as secure contexts, as a dapp served over HTTPS would be, so that the browser
  * peer hashes with WebCrypto there; pages on other ports exercise its Rust fallback. */
-const SECURE_ORIGINS = [...Array.from({ length: 8 }, (_, i) => `http://${HOST}:${18080 + 10 * i}`), ...[18610, 18620, 18810, 18820, 18830].map((p) => `http://${HOST}:${p}`), `http://${HOST}:${HELIA_PAGE_PORT}`, `http://${HOST}:${HELIA_RELAY_PAGE_PORT}`];
+const SECURE_ORIGINS = [...Array.from({ length: 8 }, (_, i) => `http://${HOST}:${18080 + 10 * i}`), ...[18610, 18620, 18810, 18820, 18830, 18840].map((p) => `http://${HOST}:${p}`), `http://${HOST}:${HELIA_PAGE_PORT}`, `http://${HOST}:${HELIA_RELAY_PAGE_PORT}`];
 
 /**
  * A track as the node at `nodeUrl` lists it (`GET /tracks/<cid>`: its manifest's segments, each
