@@ -30,6 +30,8 @@ const CODECS = ["audio/mpeg", "audio/aac"];
 const REQUEST_TIMEOUT_MS = 10_000;
 /** How long a hand-over waits for the segment the bootstrap is fetching before it cuts it off. */
 const HANDOVER_WAIT_MS = 1_500;
+/** How long the second segment waits for the element to start playing the first. */
+const FIRST_PLAY_WAIT_MS = 250;
 /** Segments fetched at most before the wasm player takes over (1 + 2 + 4 s with the default ramp). */
 const DEFAULT_MAX_SEGMENTS = 3;
 const OPTION_KEYS = ["creatorNodes", "gateways", "track", "maxSegments"];
@@ -249,10 +251,13 @@ function checkable(cid) {
   }
 }
 
-/** Whether `bytes` hash to `cid`'s digest (sha2-256, see `checkable`). */
-async function matches(cid, bytes) {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return digest.every((b, i) => b === cid.digest[i]);
+/**
+ * Whether `bytes` hash to `cid`'s digest (sha2-256, see `checkable`); `digest` is their
+ * SHA-256 if it is already on its way.
+ */
+async function matches(cid, bytes, digest = crypto.subtle.digest("SHA-256", bytes)) {
+  const got = new Uint8Array(await digest);
+  return got.length === cid.digest.length && got.every((b, i) => b === cid.digest[i]);
 }
 
 /** `GET {base}/ipfs/{cid}?format=raw`, read chunk by chunk and refused past `max` bytes. */
@@ -414,7 +419,10 @@ class Run {
       }
       const manifest = blocks.find((b) => b.cid.text === track.text);
       if (!manifest) continue;
-      if (await matches(track, manifest.bytes)) return { manifest: { bytes: manifest.bytes, from: base, latencyMs: performance.now() - asked }, blocks, from: base };
+      // Every block is hashed at once, side by side, rather than each when it is needed.
+      for (const b of blocks) b.digest = b.cid.hash === SHA2_256 ? crypto.subtle.digest("SHA-256", b.bytes) : undefined;
+      for (const b of blocks) b.digest?.catch(() => {});
+      if (await matches(track, manifest.bytes, manifest.digest)) return { manifest: { bytes: manifest.bytes, from: base, latencyMs: performance.now() - asked }, blocks, from: base };
       this.banned.add(base);
       this.failed(base, null, antiphonError("VERIFICATION_FAILED", `${base} sent bytes for ${track.text} that do not hash to it`, { cid: track.text }));
     }
@@ -425,7 +433,7 @@ class Run {
   async fromCar(first, segment) {
     const block = first && !this.banned.has(first.from) && first.blocks.find((b) => b.cid.text === segment.cid.text);
     if (!block) return null;
-    if (await matches(segment.cid, block.bytes)) return { bytes: block.bytes, from: first.from, latencyMs: first.manifest.latencyMs };
+    if (await matches(segment.cid, block.bytes, block.digest)) return { bytes: block.bytes, from: first.from, latencyMs: first.manifest.latencyMs };
     this.banned.add(first.from);
     this.failed(first.from, segment.index, antiphonError("VERIFICATION_FAILED", `${first.from} sent bytes for ${segment.cid.text} that do not hash to it`, { cid: segment.cid.text }));
     return null;
@@ -488,9 +496,13 @@ class Run {
     this.media.buffer = buffer;
     source.duration = manifest.durationSecs;
     for (const segment of manifest.segments.slice(0, this.maxSegments)) {
+      // The next segment waits until the element plays the first (at most FIRST_PLAY_WAIT_MS):
+      // appended while the element starts, it delayed the start by 5–10 ms.
+      if (segment.index === 1) await this.firstPlay();
       if (this.stopping) return;
       const cid = segment.cid;
       if (cid.unreadable || cid.codec !== RAW || segment.bytes > MAX_BLOCK_BYTES) return;
+      checkable(cid);
       const got = (await this.fromCar(first, segment)) || (await this.fetchVerified(cid, segment.bytes, segment.index));
       if (!got || got.bytes.length !== segment.bytes) return;
       mark(`verified:${segment.index}`);
@@ -502,6 +514,20 @@ class Run {
       mark(`appended:${segment.index}`);
       this.onStarted(true);
     }
+  }
+
+  /** Resolves once the element has played since the bootstrap began, or after `FIRST_PLAY_WAIT_MS`. */
+  firstPlay() {
+    if (this.playingAt !== undefined) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.audio.removeEventListener("playing", done);
+        resolve();
+      };
+      const timer = setTimeout(done, FIRST_PLAY_WAIT_MS);
+      this.audio.addEventListener("playing", done);
+    });
   }
 
   /** Stops: what is in flight is cut off, and the element let go of unless handed over. */
