@@ -273,7 +273,7 @@ async function fetchBody(url, accept, max, signal, cid) {
   const stop = () => timeout.abort();
   signal.addEventListener("abort", stop);
   try {
-    const response = await fetch(url, { headers: { Accept: accept }, signal: timeout.signal });
+    const response = await fetch(url, { headers: { Accept: accept }, signal: timeout.signal, priority: "high" });
     if (!response.ok) throw http(`status ${response.status}`);
     const declared = response.headers.get("content-length");
     if (Number(declared) > max) throw http(`a body over ${max} bytes`);
@@ -464,15 +464,16 @@ class Run {
       this.failed(null, null, antiphonError("INVALID_MANIFEST", `${this.track.text} is not dag-cbor`, { cid: this.track.text }));
       return;
     }
-    // The MediaSource opens while the manifest is on its way.
+    checkable(this.track);
+    // The request goes out first; the MediaSource opens while it is on its way.
+    const asked = this.manifestAndFirst();
     const source = new MediaSourceClass();
     if (kind === "ManagedMediaSource") this.audio.disableRemotePlayback = true;
     const url = URL.createObjectURL(source);
     const opened = once(source, "sourceopen");
     this.audio.src = url;
     this.media = { source, url, kind, buffer: null };
-    checkable(this.track);
-    const first = await this.manifestAndFirst();
+    const first = await asked;
     const manifestBlock = first ? first.manifest : await this.fetchVerified(this.track, MAX_MANIFEST_BYTES, null);
     if (!manifestBlock) return;
     let manifest;
