@@ -649,15 +649,16 @@ async fn start(shared: &Rc<Shared>, cid: Cid, generation: u32) -> Result<(), Err
 }
 
 /// Counts what the bootstrap appended as this load's, keeps its blocks to serve to others, and
-/// dates the load (and its first audio) from when the bootstrap began.
+/// dates the load (and its first audio) from when the bootstrap began. A bootstrap that
+/// appended nothing changes nothing: the load is dated from `load()`.
 fn took_over(shared: &Shared, handed: &bootstrap::HandOver, adopted: bool) {
+    if !adopted {
+        return;
+    }
     let now_ms = bootstrap::performance_now();
     let since = |at: f64| Duration::from_secs_f64(((now_ms - at) / 1000.0).max(0.0));
     let mut state = shared.state.borrow_mut();
     state.load_started = web_time::Instant::now().checked_sub(since(handed.started_at)).or(state.load_started);
-    if !adopted {
-        return;
-    }
     for a in &handed.appended {
         shared.network.net.keep(&a.block);
         shared.network.hold(*a.block.cid());
