@@ -147,3 +147,111 @@ fn check(handed: &JsValue, track: Cid) -> HandOver {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use antiphon_core::block::RAW;
+    use antiphon_core::manifest::{MANIFEST_VERSION, SegmentRef};
+    use js_sys::Object;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::js::next_event;
+
+    const SEGMENT: &[u8] = &[0x42; 1000];
+
+    /// A track of one segment (`SEGMENT`) and its manifest block.
+    fn track() -> (Cid, Vec<u8>, Cid) {
+        let segment = Block::from_data(RAW, SEGMENT.to_vec()).unwrap();
+        let manifest = TrackManifest {
+            version: MANIFEST_VERSION,
+            codec: "audio/mpeg".into(),
+            sample_rate: 44_100,
+            channels: 2,
+            total_samples: 44_100,
+            segments: vec![SegmentRef { cid: *segment.cid(), bytes: SEGMENT.len() as u64, samples: 44_100 }],
+            title: None,
+            artist: None,
+            album: None,
+            cover: None,
+        };
+        let block = manifest.to_block().unwrap();
+        (*block.cid(), block.data().to_vec(), *segment.cid())
+    }
+
+    /// What the bootstrap hands over: an open MediaSource with a SourceBuffer, the manifest's
+    /// bytes, and `segments` as (index, bytes) said to be appended.
+    async fn hand_over(manifest: &[u8], segments: &[(u32, &[u8])]) -> JsValue {
+        let document = web_sys::window().unwrap().document().unwrap();
+        let element: HtmlMediaElement = document.create_element("audio").unwrap().unchecked_into();
+        let source = MediaSource::new().unwrap();
+        let url = web_sys::Url::create_object_url_with_source(&source).unwrap();
+        element.set_src(&url);
+        next_event(&source, "sourceopen", None).await.unwrap();
+        let buffer = source.add_source_buffer("audio/mpeg").unwrap();
+        let list = Array::new();
+        for (index, bytes) in segments {
+            let s = Object::new();
+            Reflect::set(&s, &"index".into(), &(*index).into()).unwrap();
+            Reflect::set(&s, &"bytes".into(), &Uint8Array::from(*bytes)).unwrap();
+            Reflect::set(&s, &"from".into(), &"https://gateway.example".into()).unwrap();
+            list.push(&s);
+        }
+        let handed = Object::new();
+        for (key, value) in [
+            ("manifest", Uint8Array::from(manifest).into()),
+            ("mediaSource", source.into()),
+            ("sourceBuffer", buffer.into()),
+            ("objectUrl", url.into()),
+            ("kind", "MediaSource".into()),
+            ("segments", list.into()),
+            ("failures", Array::new().into()),
+            ("startedAt", 1.0.into()),
+        ] {
+            Reflect::set(&handed, &key.into(), &value).unwrap();
+        }
+        handed.into()
+    }
+
+    #[test]
+    async fn a_hand_over_that_verifies_is_taken_whole() {
+        let (track_cid, manifest, segment) = track();
+        let handed = check(&hand_over(&manifest, &[(0, SEGMENT)]).await, track_cid);
+        assert!(handed.manifest.is_some());
+        assert!(handed.sink.is_some());
+        assert_eq!(handed.appended.len(), 1);
+        assert_eq!(*handed.appended[0].block.cid(), segment);
+    }
+
+    #[test]
+    async fn an_appended_segment_that_does_not_verify_voids_the_hand_over() {
+        let (track_cid, manifest, _) = track();
+        let mut tampered = SEGMENT.to_vec();
+        tampered[500] ^= 1;
+        let handed = check(&hand_over(&manifest, &[(0, &tampered)]).await, track_cid);
+        assert!(handed.manifest.is_some(), "the manifest itself verified");
+        assert!(handed.sink.is_none(), "the MediaSource that holds unverified bytes is not taken");
+        assert!(handed.appended.is_empty());
+    }
+
+    #[test]
+    async fn a_segment_said_twice_or_past_the_track_voids_the_hand_over() {
+        let (track_cid, manifest, _) = track();
+        for segments in [&[(0, SEGMENT), (0, SEGMENT)][..], &[(1, SEGMENT)][..]] {
+            let handed = check(&hand_over(&manifest, segments).await, track_cid);
+            assert!(handed.sink.is_none());
+            assert!(handed.appended.is_empty());
+        }
+    }
+
+    #[test]
+    async fn a_manifest_that_does_not_verify_is_not_taken_nor_is_its_media_source() {
+        let (track_cid, mut manifest, _) = track();
+        let last = manifest.len() - 1;
+        manifest[last] ^= 1;
+        let handed = check(&hand_over(&manifest, &[(0, SEGMENT)]).await, track_cid);
+        assert!(handed.manifest.is_none());
+        assert!(handed.sink.is_none());
+    }
+}
