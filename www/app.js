@@ -9,6 +9,7 @@
 // ?peer=<browser address> (repeatable: other browsers to connect to directly and fetch from;
 // each page shows its own address under "this browser").
 import { Peer, verify, verifyAsync, cidOf } from "antiphon";
+import { bootstrap } from "antiphon/bootstrap.js";
 
 const params = new URLSearchParams(location.search);
 const nodeUrls = params.getAll("node").length ? params.getAll("node") : [location.origin];
@@ -102,6 +103,13 @@ async function main() {
   setStatus("ready");
   const start = async () => {
     button.disabled = true;
+    // A click starts the track at once through the bootstrap while the peer dials (unless the
+    // page's entry already did, for ?autoplay=1).
+    if (!window.antiphonBootstrap && params.get("bootstrap") !== "0") {
+      const audio = $("audio");
+      window.antiphonBootstrap = bootstrap(audio, { track: trackCid, creatorNodes: nodeUrls, gateways: params.getAll("gateway") });
+      audio.play().catch(() => {});
+    }
     try {
       await play(trackCid);
     } catch (e) {

@@ -85,7 +85,7 @@ after(() => removeDir(work));
  * Opens the demo page at `url` with every SourceBuffer append recorded (its timestampOffset),
  * waits until it plays and every segment is appended, and returns what the page saw.
  */
-async function play(url) {
+async function play(url, { click = false } = {}) {
   const profile = tempDir("chromium");
   const browser = await launchBrowser(profile);
   const lines = [];
@@ -101,6 +101,10 @@ async function play(url) {
       };
     });
     await page.goto(url);
+    if (click) {
+      await page.waitForSelector("#play:not([disabled])", { timeout: 30_000 });
+      await page.click("#play");
+    }
     try {
       await waitInPage(page, () => window.antiphon && window.antiphon.player && window.antiphon.loadToPlayingMs !== undefined, null, 30_000);
       await waitInPage(page, () => window.antiphon.player.stats().segments.every((s) => s === "appended"), null, 60_000);
@@ -165,6 +169,19 @@ test("a cold page starts through the bootstrap and the player takes over", async
     assert.ok(seen.events.filter((e) => e.type === "segment" && e.index === 0).every((e) => e.peer === node.url));
     assert.ok(seen.stats.bytesBySourceKind.gateway > 0 && seen.stats.bytesBySourceKind.node > 0);
     assert.equal(seen.provenance.filter((p) => p.from === node.url).length, seen.boot.appended.length);
+  } finally {
+    await stopNode(node);
+  }
+});
+
+test("the Play button starts the track through the bootstrap while the peer dials", async () => {
+  const node = await startNode(data, 18810);
+  try {
+    const manifest = await trackManifest(node.url, track);
+    const seen = await play(`${node.url}/?transport=websocket&track=${track}`, { click: true });
+    assert.equal(seen.stats.startPath, "bootstrap");
+    assert.deepEqual(seen.boot.failures, []);
+    assertAppendedOnce(seen, manifest);
   } finally {
     await stopNode(node);
   }
