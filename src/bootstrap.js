@@ -550,15 +550,16 @@ class Run {
   async handOver() {
     this.stopping = true;
     const cut = setTimeout(() => this.abort.abort(), HANDOVER_WAIT_MS);
-    await this.done;
+    // What is not done by then (a MediaSource that never opens) is not handed over.
+    let settled = false;
+    await Promise.race([this.done.then(() => (settled = true)), new Promise((r) => setTimeout(r, 2 * HANDOVER_WAIT_MS))]);
     clearTimeout(cut);
     const media = this.media;
-    const usable = media && media.buffer && !media.buffer.updating && media.source.readyState === "open" && this.audio.src === media.url;
+    const usable = settled && media && media.buffer && !media.buffer.updating && media.source.readyState === "open" && this.audio.src === media.url;
     this.handedOver = Boolean(usable && this.appended.length);
     this.cancel();
     return {
       manifest: this.manifest ? this.manifest.block : undefined,
-      manifestFrom: this.manifest ? this.manifest.from : undefined,
       mediaSource: this.handedOver ? media.source : undefined,
       sourceBuffer: this.handedOver ? media.buffer : undefined,
       objectUrl: this.handedOver ? media.url : undefined,

@@ -83,7 +83,9 @@ pub(crate) async fn take(element: &HtmlMediaElement, track: Cid) -> Option<HandO
 }
 
 fn check(handed: &JsValue, track: Cid) -> HandOver {
-    let failures = Array::from(&get(handed, "failures"))
+    let failures = get(handed, "failures")
+        .dyn_into::<Array>()
+        .unwrap_or_default()
         .iter()
         .take(64)
         .map(|f| Failure {
@@ -119,7 +121,7 @@ fn check(handed: &JsValue, track: Cid) -> HandOver {
     // Dropped unless every segment checks out: that detaches it from the element.
     let sink = MediaSink::adopt(source, buffer, url, kind);
     let mut appended: Vec<Appended> = Vec::new();
-    for segment in Array::from(&get(handed, "segments")).iter() {
+    for segment in get(handed, "segments").dyn_into::<Array>().unwrap_or_default().iter() {
         let index = get(&segment, "index").as_f64().map(|i| i as usize);
         let Some((index, reference)) = index.and_then(|i| Some((i, manifest.segments.get(i)?))) else { return out };
         let bytes = get(&segment, "bytes").dyn_into::<Uint8Array>().ok();

@@ -669,7 +669,9 @@ fn took_over(shared: &Shared, handed: &bootstrap::HandOver, adopted: bool) {
         state.bytes += n;
         *state.bytes_by_kind.entry("gateway").or_default() += n;
         *state.bytes_by_source.entry(a.from.clone()).or_default() += n;
-        state.provenance.push((*a.block.cid(), a.from.clone(), n as usize, a.at_ms));
+        if state.provenance.len() < MAX_PROVENANCE {
+            state.provenance.push((*a.block.cid(), a.from.clone(), n as usize, a.at_ms));
+        }
     }
     if let Some(playing) = handed.playing_at {
         state.time_to_first_audio = Some(Duration::from_secs_f64(((playing - handed.started_at) / 1000.0).max(0.0)));
@@ -698,16 +700,7 @@ fn announce_hand_over(
         ]));
     }
     for source in corrupt {
-        if shared.state.borrow().banned.contains(source) {
-            continue;
-        }
-        tracing::warn!(%source, "source banned by the bootstrap: it sent bytes that do not verify");
-        shared.state.borrow_mut().banned.push(source.clone());
-        shared.emit(object(&[
-            ("type", "sourceBanned".into()),
-            ("source", source.as_str().into()),
-            ("kind", "gateway".into()),
-        ]));
+        announce_ban(shared, source.clone(), SourceKind::Gateway);
     }
     if !adopted {
         return;
@@ -863,14 +856,17 @@ const AWAIT_PEERS_AT_MOST: Duration = Duration::from_secs(8);
 
 /// Records and announces that a source sent bytes that do not verify and is never asked again.
 fn banned(shared: &Shared, (source, kind): &(Source, SourceKind)) {
-    let label = source.label();
+    announce_ban(shared, source.label(), *kind);
+}
+
+/// Records and announces the ban of the source `label` (once per label).
+fn announce_ban(shared: &Shared, label: String, kind: SourceKind) {
+    if shared.state.borrow().banned.contains(&label) {
+        return;
+    }
     tracing::warn!(source = %label, "source banned: it sent bytes that do not verify");
     shared.state.borrow_mut().banned.push(label.clone());
-    shared.emit(object(&[
-        ("type", "sourceBanned".into()),
-        ("source", label.into()),
-        ("kind", kind_name(*kind).into()),
-    ]));
+    shared.emit(object(&[("type", "sourceBanned".into()), ("source", label.into()), ("kind", kind_name(kind).into())]));
 }
 
 type Running = FuturesUnordered<Abortable<futures::future::LocalBoxFuture<'static, Outcome>>>;
@@ -946,7 +942,7 @@ impl Pump {
                 .filter(|id| self.sources[*id].0.label() == *label)
                 .collect();
             for id in ids {
-                let _ = self.scheduler.on_failure(0, id, Failure::Corrupt);
+                self.scheduler.ban(id);
             }
         }
     }

@@ -557,15 +557,27 @@ impl Scheduler {
         match failure {
             Failure::Unavailable if lacked => {}
             Failure::Unavailable => s.failures += 1,
-            Failure::Corrupt if !s.banned => {
-                // Never asked again. Requests already running may finish: their blocks are
-                // verified one by one like anyone else's.
-                s.banned = true;
-                out.push(Action::Banned { source });
+            Failure::Corrupt => {
+                if self.ban(source) {
+                    out.push(Action::Banned { source });
+                }
             }
-            Failure::Corrupt => {}
         }
         out
+    }
+
+    /// Bans `source`, caught sending bytes that do not verify (here or, by a page's bootstrap,
+    /// before the scheduler was made): it is never asked again. Requests already running at it
+    /// may finish: their blocks are verified one by one like anyone else's. `false` if it was
+    /// banned already.
+    pub fn ban(&mut self, source: SourceId) -> bool {
+        match self.sources.get_mut(source.0 as usize) {
+            Some(s) if !s.banned => {
+                s.banned = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Sources that are not banned.
@@ -649,6 +661,12 @@ mod tests {
         assert_eq!(s.mark_done(2), vec![Action::Cancel { segment: 2, source: node }]);
         assert!(s.is_done(2));
         assert!(s.mark_done(99).is_empty(), "an index past the track is ignored");
+        // A source the bootstrap caught sending bad bytes is banned before it is asked.
+        let gateway = s.add_source(SourceKind::Gateway);
+        assert!(s.ban(gateway));
+        assert!(!s.ban(gateway), "once");
+        assert!(s.is_banned(gateway));
+        assert_eq!(s.usable_sources(), 1);
     }
 
     #[test]
