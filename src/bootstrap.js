@@ -423,10 +423,15 @@ class Run {
       for (const b of blocks) b.digest = b.cid.hash === SHA2_256 ? crypto.subtle.digest("SHA-256", b.bytes) : undefined;
       for (const b of blocks) b.digest?.catch(() => {});
       if (await matches(track, manifest.bytes, manifest.digest)) return { manifest: { bytes: manifest.bytes, from: base, latencyMs: performance.now() - asked }, blocks, from: base };
-      this.banned.add(base);
-      this.failed(base, null, antiphonError("VERIFICATION_FAILED", `${base} sent bytes for ${track.text} that do not hash to it`, { cid: track.text }));
+      this.corrupt(base, null, track);
     }
     return null;
+  }
+
+  /** `base` sent bytes for `cid` that do not hash to it: it is not asked again. */
+  corrupt(base, index, cid) {
+    this.banned.add(base);
+    this.failed(base, index, antiphonError("VERIFICATION_FAILED", `${base} sent bytes for ${cid.text} that do not hash to it`, { cid: cid.text }));
   }
 
   /** `segment` from the first request's CAR, verified; a block that does not verify bans its origin. */
@@ -434,8 +439,7 @@ class Run {
     const block = first && !this.banned.has(first.from) && first.blocks.find((b) => b.cid.text === segment.cid.text);
     if (!block) return null;
     if (await matches(segment.cid, block.bytes, block.digest)) return { bytes: block.bytes, from: first.from, latencyMs: first.manifest.latencyMs };
-    this.banned.add(first.from);
-    this.failed(first.from, segment.index, antiphonError("VERIFICATION_FAILED", `${first.from} sent bytes for ${segment.cid.text} that do not hash to it`, { cid: segment.cid.text }));
+    this.corrupt(first.from, segment.index, segment.cid);
     return null;
   }
 
@@ -448,8 +452,7 @@ class Run {
       try {
         const bytes = await fetchRaw(base, cid, max, this.abort.signal);
         if (await matches(cid, bytes)) return { bytes, from: base, latencyMs: performance.now() - asked };
-        this.banned.add(base);
-        this.failed(base, index, antiphonError("VERIFICATION_FAILED", `${base} sent bytes for ${cid.text} that do not hash to it`, { cid: cid.text }));
+        this.corrupt(base, index, cid);
       } catch (e) {
         if (!this.abort.signal.aborted) this.failed(base, index, e);
       }
