@@ -11,7 +11,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::error::Error;
-use crate::js::describe;
+use crate::js::{describe, read_body};
 use crate::network::swarm::NetHandle;
 
 /// A block and who delivered it.
@@ -87,34 +87,7 @@ async fn gateway_raw(base: &str, cid: &Cid) -> Result<Vec<u8>, Error> {
         if !response.ok() {
             return Err(http(format!("status {}", response.status())));
         }
-        let declared = response.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BLOCK_BYTES as u64) {
-            return Err(http(format!(
-                "a {} byte body is over the {MAX_BLOCK_BYTES}-byte block limit",
-                declared.unwrap_or(0)
-            )));
-        }
-        let body = response.body().ok_or_else(|| http("no body".into()))?;
-        let reader: web_sys::ReadableStreamDefaultReader =
-            body.get_reader().dyn_into().map_err(|e| http(describe(&e)))?;
-        let mut data = Vec::with_capacity(declared.unwrap_or(0) as usize);
-        loop {
-            let chunk = JsFuture::from(reader.read()).await.map_err(|e| http(describe(&e)))?;
-            let done = js_sys::Reflect::get(&chunk, &"done".into()).map(|v| v.is_truthy()).unwrap_or(true);
-            if done {
-                break;
-            }
-            let value = js_sys::Reflect::get(&chunk, &"value".into()).map_err(|e| http(describe(&e)))?;
-            let bytes: js_sys::Uint8Array = value.dyn_into().map_err(|e| http(describe(&e)))?;
-            if data.len() + bytes.length() as usize > MAX_BLOCK_BYTES {
-                let _ = reader.cancel();
-                return Err(http(format!("the body passed the {MAX_BLOCK_BYTES}-byte block limit")));
-            }
-            let at = data.len();
-            data.resize(at + bytes.length() as usize, 0);
-            bytes.copy_to(&mut data[at..]);
-        }
-        Ok(data)
+        read_body(&response, MAX_BLOCK_BYTES).await.map_err(|e| http(e.to_string()))
     };
     let timeout = futures_timer::Delay::new(GATEWAY_TIMEOUT);
     futures::pin_mut!(request);

@@ -27,6 +27,9 @@ pub(crate) const MAX_PENDING: usize = 4096;
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// Times a batch is posted before it is dropped.
 const ATTEMPTS: u32 = 3;
+/// Most bytes of the node's answer to a batch read: its count and one entry (index, kind,
+/// reason) per refused receipt, at most [`antiphon_core::receipt::MAX_RECEIPTS_PER_BATCH`].
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
 /// The pause before posting a batch again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -253,8 +256,7 @@ async fn post(url: &str, batch: &[Vec<u8>]) -> Result<Answer, PostError> {
     if !response.ok() {
         return Err(PostError::Status(response.status()));
     }
-    let json = JsFuture::from(response.json().map_err(network)?).await.map_err(|e| PostError::Answer(describe(&e)))?;
-    serde_wasm_bindgen::from_value(json).map_err(|e| PostError::Answer(e.to_string()))
+    crate::js::json_body(&response, MAX_ANSWER_BYTES).await.map_err(|e| PostError::Answer(e.to_string()))
 }
 
 /// Starts the flush loop of `receipts` for `network`'s first creator node reached over HTTP.
