@@ -30,11 +30,16 @@ pub(crate) fn performance_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Whether a bootstrap runs on `element`, for any track (so that `load` leaves its
-/// MediaSource alone until it has asked for it).
-pub(crate) fn running_on(element: &HtmlMediaElement) -> bool {
-    let key = js_sys::Symbol::for_("antiphon.bootstrap");
-    Reflect::get(element, &key).is_ok_and(|v| !v.is_undefined())
+/// The time from `from` to `to`, two `performance.now()` readings the page handed over: zero
+/// when they are out of order or not numbers, and at most a day (`Duration::from_secs_f64`
+/// panics on what it cannot hold).
+pub(crate) fn between(from: f64, to: f64) -> std::time::Duration {
+    let secs = (to - from) / 1000.0;
+    if secs.is_finite() && secs > 0.0 {
+        std::time::Duration::from_secs_f64(secs.min(86_400.0))
+    } else {
+        std::time::Duration::ZERO
+    }
 }
 
 /// A segment the bootstrap verified and appended.
@@ -214,6 +219,16 @@ mod tests {
             Reflect::set(&handed, &key.into(), &value).unwrap();
         }
         handed.into()
+    }
+
+    #[test]
+    fn times_from_the_page_become_durations_without_panicking() {
+        use std::time::Duration;
+        assert_eq!(between(1000.0, 1250.0), Duration::from_millis(250));
+        assert_eq!(between(-1e300, 0.0), Duration::from_secs(86_400), "at most a day");
+        assert_eq!(between(5.0, 1.0), Duration::ZERO);
+        assert_eq!(between(f64::NAN, 1.0), Duration::ZERO);
+        assert_eq!(between(0.0, f64::INFINITY), Duration::ZERO);
     }
 
     #[test]

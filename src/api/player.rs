@@ -568,8 +568,7 @@ async fn load(shared: Rc<Shared>, track_cid: String) -> Result<(), Error> {
 /// `load`'s steps for the load `generation`: the manifest, the pump, the output. A bootstrap
 /// the page ran on the element for this track (`src/bootstrap.js`) hands over what it built.
 async fn start(shared: &Rc<Shared>, cid: Cid, generation: u32) -> Result<(), Error> {
-    let handed =
-        if bootstrap::running_on(&shared.element) { bootstrap::take(&shared.element, cid).await } else { None };
+    let handed = bootstrap::take(&shared.element, cid).await;
     if !shared.is_current(generation) {
         return Err(Error::Stopped);
     }
@@ -655,10 +654,9 @@ fn took_over(shared: &Shared, handed: &bootstrap::HandOver, adopted: bool) {
     if !adopted {
         return;
     }
-    let now_ms = bootstrap::performance_now();
-    let since = |at: f64| Duration::from_secs_f64(((now_ms - at) / 1000.0).max(0.0));
+    let since_start = bootstrap::between(handed.started_at, bootstrap::performance_now());
     let mut state = shared.state.borrow_mut();
-    state.load_started = web_time::Instant::now().checked_sub(since(handed.started_at)).or(state.load_started);
+    state.load_started = web_time::Instant::now().checked_sub(since_start).or(state.load_started);
     for a in &handed.appended {
         shared.network.net.keep(&a.block);
         shared.network.hold(*a.block.cid());
@@ -674,7 +672,7 @@ fn took_over(shared: &Shared, handed: &bootstrap::HandOver, adopted: bool) {
         }
     }
     if let Some(playing) = handed.playing_at {
-        state.time_to_first_audio = Some(Duration::from_secs_f64(((playing - handed.started_at) / 1000.0).max(0.0)));
+        state.time_to_first_audio = Some(bootstrap::between(handed.started_at, playing));
         drop(state);
         // Audio already plays: the network need not hold back for the start.
         shared.network.starting(false);
