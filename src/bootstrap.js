@@ -495,19 +495,21 @@ class Run {
     }
     await opened;
     mark("sourceopen");
-    if (this.stopping) return;
     const buffer = source.addSourceBuffer(manifest.codec);
     this.media.buffer = buffer;
     source.duration = manifest.durationSecs;
+    // A hand-over (`stopping`) ends the fetching, not what is already here: segment 0 from the
+    // first request is still appended, so a player that takes over at once starts from it.
     for (const segment of manifest.segments.slice(0, this.maxSegments)) {
       // The next segment waits until the element plays the first (at most FIRST_PLAY_WAIT_MS):
       // appended while the element starts, it delayed the start by 5–10 ms.
-      if (segment.index === 1) await this.firstPlay();
-      if (this.stopping) return;
+      if (segment.index === 1 && !this.stopping) await this.firstPlay();
       const cid = segment.cid;
       if (cid.unreadable || cid.codec !== RAW || segment.bytes > MAX_BLOCK_BYTES) return;
       checkable(cid);
-      const got = (await this.fromCar(first, segment)) || (await this.fetchVerified(cid, segment.bytes, segment.index));
+      let got = await this.fromCar(first, segment);
+      if (!got && this.stopping) return;
+      got = got || (await this.fetchVerified(cid, segment.bytes, segment.index));
       if (!got || got.bytes.length !== segment.bytes) return;
       mark(`verified:${segment.index}`);
       buffer.timestampOffset = segment.startSecs;

@@ -17,7 +17,7 @@ const nodeUrl = nodeUrls[0];
 const $ = (id) => document.getElementById(id);
 
 // What the end-to-end tests read; the module's exports are there for them (and the console) too.
-const state = (window.antiphon = { status: "starting", events: [], errors: [], transport: null, Peer, verify, verifyAsync, cidOf });
+const state = (window.antiphon = { status: "starting", events: [], errors: [], transport: null, Peer, verify, verifyAsync, cidOf, bootstrap });
 
 function setStatus(s) {
   state.status = s;

@@ -187,6 +187,35 @@ test("the Play button starts the track through the bootstrap while the peer dial
   }
 });
 
+test("a player that takes over while the bootstrap's first request is on its way starts from the segment it brings", async () => {
+  const node = await startNode(data, 18810);
+  const profile = tempDir("chromium");
+  const browser = await launchBrowser(profile);
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${node.url}/?transport=websocket&track=${track}`);
+    await page.waitForSelector("#play:not([disabled])", { timeout: 30_000 });
+    const r = await page.evaluate(async (track) => {
+      const { Peer, bootstrap } = window.antiphon;
+      const peer = await Peer.start({ creatorNodes: [location.origin], transport: "websocket" });
+      const audio = document.getElementById("audio");
+      const player = peer.attach(audio);
+      const boot = bootstrap(audio, { creatorNodes: [location.origin], track });
+      // Taken over at once: the bootstrap's one request (manifest and segment 0) is not answered yet.
+      await player.load(track);
+      const stats = player.stats();
+      return { startPath: stats.startPath, appended: stats.appended, boot: await boot.done };
+    }, track);
+    assert.deepEqual(r.boot.appended, [0], "segment 0, which came with the manifest, is appended; nothing more is fetched");
+    assert.equal(r.startPath, "bootstrap");
+    assert.ok(r.appended.includes(0));
+  } finally {
+    await browser.close();
+    removeDir(profile);
+    await stopNode(node);
+  }
+});
+
 test("a gateway that corrupts segment 0 is refused by the bootstrap and banned, and segment 0 comes from the peer", async () => {
   const node = await startNode(data, 18820);
   const manifest = await trackManifest(node.url, track);
